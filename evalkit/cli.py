@@ -1,0 +1,184 @@
+"""The `evalkit` command line (lm-evaluation-harness in shape).
+
+Exit codes: 0 success, 2 bad input or usage (a one-paragraph message, no
+traceback), 1 an internal error. Heavy modules are imported inside each
+command so that `evalkit --help` and `evalkit ls` stay fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from evalkit.errors import EvalkitError
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    if args.report:
+        from evalkit.synth.report import baseline_report
+
+        rows = baseline_report(Path(args.report))
+        print(json.dumps(rows, indent=1))
+        return 0
+    if not args.out:
+        raise EvalkitError("`evalkit synth` needs --out DIR (where the suite goes), or --report DIR.")
+    from evalkit.synth.suite import CORPORA, build_suite
+
+    corpora = tuple(args.corpora.split(",")) if args.corpora else CORPORA
+    unknown = [c for c in corpora if c not in CORPORA]
+    if unknown:
+        raise EvalkitError(f"Unknown corpus {unknown[0]!r} in --corpora; choose from {', '.join(CORPORA)}.")
+    t0 = time.time()
+    counts = build_suite(args.out, args.profile, args.seed, jobs=args.jobs, corpora=corpora)
+    n = sum(sum(v.values()) for v in counts.values())
+    print(f"suite {args.profile!r} (seed {args.seed}) in {args.out}: {n} utterances, "
+          f"{len(counts)} corpora, {time.time() - t0:.1f} s")
+    return 0
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    what = args.what
+    if what == "profiles":
+        from evalkit.synth.suite import PROFILES
+
+        for name in PROFILES:
+            print(name)
+    elif what == "corpora":
+        from evalkit.corpora import CORPORA
+
+        for name in CORPORA.names():
+            print(name)
+    elif what == "tasks":
+        from evalkit.task import list_tasks
+
+        for name in list_tasks(args.include_path):
+            print(name)
+    elif what == "heads":
+        from evalkit.heads import HEADS
+
+        print("\n".join(HEADS.names()))
+    elif what == "metrics":
+        from evalkit.metrics import METRICS
+
+        print("\n".join(METRICS.names()))
+    elif what == "upstreams":
+        from upstreams import UPSTREAMS
+
+        for name in UPSTREAMS.names():
+            print(name)
+    else:
+        raise EvalkitError(f"`evalkit ls` does not know {what!r}.")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from evalkit.validate import validate_path
+
+    problems = 0
+    for path in args.paths:
+        for line, ok in validate_path(Path(path)):
+            print(("ok   " if ok else "FAIL ") + line)
+            problems += 0 if ok else 1
+    if problems:
+        raise EvalkitError(f"{problems} problem(s) found; see the FAIL lines above.")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from evalkit.evaluate import EvalOptions, resolve_tasks, run_eval
+
+    tasks = resolve_tasks(args.tasks, args.include_path)
+    grid = [float(x) for x in args.lr_grid.split(",")] if args.lr_grid else None
+    opts = EvalOptions(
+        data=Path(args.data), output=Path(args.output), cache=Path(args.cache) if args.cache else None,
+        no_cache=args.no_cache, lr_grid=grid, steps=args.steps, overwrite=args.overwrite, bf16=args.bf16,
+    )
+    t0 = time.time()
+    paths = run_eval(args.upstream, tasks, opts)
+    print(f"{len(paths)} result file(s) under {args.output} ({time.time() - t0:.0f} s)")
+    return 0
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    import yaml
+
+    from evalkit.corpora import prepare
+
+    options = {}
+    for item in args.opt:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise EvalkitError(f"--opt {item!r}: expected KEY=VALUE (VALUE is read as YAML, e.g. dev_ratio=0.1).")
+        options[key] = yaml.safe_load(value)
+    try:
+        paths = prepare(args.corpus, args.src, args.out, **options)
+    except TypeError as e:
+        raise EvalkitError(f"corpus {args.corpus!r} does not take these options: {e}") from None
+    for split, path in paths.items():
+        print(f"{split}: {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="evalkit", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("synth", help="synthesise the speech suite with eSpeak NG")
+    p.add_argument("--profile", default="default", help="smoke | default | large")
+    p.add_argument("--out", help="output folder (re-run to resume)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--jobs", type=int, default=None, help="worker processes (default: CPU count)")
+    p.add_argument("--corpora", default=None, help="comma-separated subset of corpora")
+    p.add_argument("--report", metavar="DIR", help="MFCC + logistic-regression baseline on a suite in DIR")
+    p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("eval", help="evaluate a frozen upstream on tasks")
+    p.add_argument("--upstream", required=True, help="NAME | CHECKPOINT_DIR | hf:DIR | s3prl:NAME")
+    p.add_argument("--tasks", default="all", help="all, or comma-separated task names")
+    p.add_argument("--data", required=True, help="suite or corpora folder (made by `evalkit synth` / `prepare`)")
+    p.add_argument("--output", required=True, help="folder for result JSONs (re-run to resume)")
+    p.add_argument("--lr-grid", default=None, help="comma-separated learning rates (overrides the task's)")
+    p.add_argument("--steps", type=int, default=None, help="training steps (overrides the task's budget)")
+    p.add_argument("--cache", default=None, help="feature cache folder (default: OUTPUT/.cache)")
+    p.add_argument("--no-cache", action="store_true", help="recompute the upstream every step, as s3prl does")
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast for the heads")
+    p.add_argument("--overwrite", action="store_true", help="redo tasks that already have a result")
+    p.add_argument("--include-path", action="append", default=[], help="extra task folders")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("prepare", help="write manifests for a real corpus on disk (`evalkit ls corpora`)")
+    p.add_argument("corpus")
+    p.add_argument("src", help="the corpus as distributed (nothing is downloaded)")
+    p.add_argument("out", help="where the manifests go")
+    p.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE", help="preparer option")
+    p.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser("ls", help="list tasks, upstreams, profiles or corpora")
+    p.add_argument("what", choices=["tasks", "upstreams", "heads", "metrics", "profiles", "corpora"])
+    p.add_argument("--include-path", action="append", default=[], help="extra task folders")
+    p.set_defaults(func=cmd_ls)
+
+    p = sub.add_parser("validate", help="check suites, manifests, task YAMLs and result files")
+    p.add_argument("paths", nargs="+")
+    p.set_defaults(func=cmd_validate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except EvalkitError as e:
+        print(f"evalkit {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; re-run the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,212 @@
+"""Rendering one chunk of planned utterances into WAVs and manifest records.
+
+Runs in a worker process (spawned fresh for every chunk: eSpeak keeps state
+from one utterance to the next, so a chunk starting from a fresh engine is
+what makes the audio depend only on the seed). Imports no torch, so workers
+start fast.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+from scipy.signal import resample_poly
+
+from evalkit.manifest import atomic_write_text
+from evalkit.synth.channel import SR, ChannelConfig, apply_channel, colored_noise
+from evalkit.synth.espeak import Speech, Voice, engine
+from evalkit.synth.speakers import Speaker
+
+# Emotions as prosody: pitch/range shifts (eSpeak units), rate factor, volume,
+# and a spectral tilt (dB/octave above 1 kHz) for voice quality.
+EMOTIONS = {
+    "neutral": dict(pitch=0, range=0, rate=1.0, volume=100, tilt=0.0),
+    "happy": dict(pitch=12, range=25, rate=1.08, volume=115, tilt=1.0),
+    "angry": dict(pitch=6, range=15, rate=1.15, volume=150, tilt=3.0),
+    "sad": dict(pitch=-10, range=-25, rate=0.82, volume=75, tilt=-3.0),
+}
+
+
+@dataclass
+class Item:
+    """One utterance to render: what to say, who says it, and where it goes."""
+
+    id: str
+    kind: str  # speech | keyword | silence | query | document | mixture
+    speaker: dict  # Speaker fields (for mixture: the first talker)
+    text: str = ""
+    labels: dict = field(default_factory=dict)  # copied into the record
+    emotion: str | None = None
+    turns: list = field(default_factory=list)  # mixture: [(speaker dict, text, gap_s)]
+    term_words: tuple[int, int] | None = None  # document: word span of the query term
+
+
+@dataclass
+class Chunk:
+    corpus: str
+    split: str
+    index: int
+    items: list[Item]
+    out_dir: str  # the corpus folder
+    seed: int
+    channel: ChannelConfig
+    babble: list[dict]  # babble talkers (Speaker fields)
+    with_alignment: bool = False
+
+    @property
+    def part_path(self) -> Path:
+        return Path(self.out_dir) / ".parts" / f"{self.split}.{self.index:05d}.json"
+
+
+def item_seed(seed: int, corpus: str, item_id: str) -> int:
+    digest = hashlib.sha256(f"{seed}/{corpus}/{item_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "little")
+
+
+def to_16k(speech: Speech) -> np.ndarray:
+    x = speech.samples.astype(np.float64) / 32768.0
+    if speech.sample_rate == SR:
+        return x
+    g = np.gcd(SR, speech.sample_rate)
+    return resample_poly(x, SR // g, speech.sample_rate // g)
+
+
+def speak(text: str, voice: Voice) -> tuple[np.ndarray, Speech]:
+    speech = engine().speak(text, voice)
+    return to_16k(speech), speech
+
+
+def _tilt(x: np.ndarray, db_per_octave: float) -> np.ndarray:
+    """Spectral tilt above 1 kHz: positive brightens (tense voice), negative darkens (lax)."""
+    if db_per_octave == 0.0:
+        return x
+    spec = np.fft.rfft(x)
+    f = np.fft.rfftfreq(len(x), 1 / SR)
+    octaves = np.log2(np.maximum(f, 1000.0) / 1000.0)
+    spec *= 10 ** (db_per_octave * octaves / 20)
+    return np.fft.irfft(spec, len(x))
+
+
+def _babble_bank(chunk: Chunk) -> list[np.ndarray]:
+    lines = ["the weather was cold and grey all morning", "she said that we should leave before dinner",
+             "nobody knew where the old road used to go", "they bought two tickets for the late train"]
+    bank = []
+    for k, spk in enumerate(chunk.babble):
+        audio, _ = speak(lines[k % len(lines)], Speaker(**spk).voice())
+        bank.append(audio)
+    return bank
+
+
+def _alignment(speech: Speech, offset: float = 0.0) -> list[list]:
+    return [[round(s + offset, 3), round(e + offset, 3), p] for s, e, p in speech.alignment]
+
+
+def render_item(item: Item, chunk: Chunk, babble: list[np.ndarray]) -> dict:
+    rng = np.random.default_rng(item_seed(chunk.seed, chunk.corpus, item.id))
+    spk = Speaker(**item.speaker)
+    rec: dict = {}
+    cfg = chunk.channel
+    if item.kind == "silence":
+        n = SR
+        x = colored_noise(rng, n, float(rng.integers(0, 3))) * 10 ** (rng.uniform(-50, -20) / 20)
+        if babble and rng.random() < 0.3:
+            src = babble[int(rng.integers(len(babble)))]
+            x = x + np.resize(src, n) * 10 ** (rng.uniform(-40, -25) / 20)
+        audio = x.astype(np.float32)
+        info = {"noise": "background"}
+    elif item.kind == "mixture":
+        audio, rec = _render_mixture(item, rng)
+        audio, info = apply_channel(audio, rng, cfg, babble)
+    else:
+        if item.emotion:
+            e = EMOTIONS[item.emotion]
+            jitter = lambda s: rng.normal(0, s)  # noqa: E731  (per-utterance prosody jitter)
+            voice = spk.voice(
+                pitch_shift=round(e["pitch"] + jitter(6)),
+                range_shift=round(e["range"] + jitter(12)),
+                rate_scale=e["rate"] * float(np.exp(jitter(0.08))),
+                volume=round(e["volume"] * float(np.exp(jitter(0.2)))),
+            )
+        else:
+            voice = spk.voice()
+        clean, speech = speak(item.text, voice)
+        if item.emotion:
+            clean = _tilt(clean, EMOTIONS[item.emotion]["tilt"] + rng.normal(0, 1.5))
+        if item.kind == "keyword":
+            clean, shift = _place_in_second(clean, rng)
+            rec["word_start"] = round(shift, 3)
+        audio, info = apply_channel(clean, rng, cfg, babble)
+        if chunk.with_alignment:
+            rec["phones"] = speech.phones
+            rec["alignment"] = _alignment(speech)
+        if item.kind == "document" and item.term_words is not None:
+            first, last = item.term_words
+            words = speech.words
+            if last - 1 < len(words):
+                rec["occurrences"] = [
+                    {"term": item.labels["term_in_doc"], "start": round(words[first][0], 3),
+                     "end": round(words[last - 1][1], 3)}
+                ]
+    rel = Path("wav") / chunk.split / f"{item.id}.wav"
+    path = Path(chunk.out_dir) / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    sf.write(tmp, np.clip(audio, -1, 1), SR, subtype="PCM_16", format="WAV")
+    os.replace(tmp, path)
+    record = {"id": item.id, "path": str(rel), "duration": round(len(audio) / SR, 4), "speaker": spk.id}
+    labels = {k: v for k, v in item.labels.items() if k != "term_in_doc"}
+    if item.kind == "document":
+        labels.setdefault("occurrences", [])
+    record.update(labels)
+    record.update(rec)
+    record["voice"] = {**item.speaker, "channel": info}
+    return record
+
+
+def _place_in_second(x: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, float]:
+    """Trim silence and put the word at a random place in a 1-second clip (as Speech Commands)."""
+    active = np.nonzero(np.abs(x) > 0.02 * (np.max(np.abs(x)) + 1e-12))[0]
+    if len(active):
+        x = x[active[0] : active[-1] + 1]
+    x = x[:SR]
+    shift = int(rng.integers(0, SR - len(x) + 1))
+    out = np.zeros(SR)
+    out[shift : shift + len(x)] = x
+    return out, shift / SR
+
+
+def _render_mixture(item: Item, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
+    """Two talkers taking turns, with pauses and overlaps; segments from phone timings."""
+    pieces, segments, t = [], [], 0.0
+    for spk_fields, text, gap in item.turns:
+        spk = Speaker(**spk_fields)
+        clean, speech = speak(text, spk.voice())
+        if not speech.alignment:
+            continue
+        lead, tail = speech.alignment[0][0], speech.alignment[-1][1]
+        clean = clean[int(lead * SR) : int(tail * SR)] * 10 ** (rng.uniform(-4, 4) / 20)
+        start = max(0.0, t + gap)
+        pieces.append((int(round(start * SR)), clean))
+        end = start + len(clean) / SR
+        segments.append([round(start, 3), round(end, 3), spk.id])
+        t = max(t, end)
+    total = max(s + len(c) for s, c in pieces) + int(0.3 * SR)
+    mix = np.zeros(total)
+    for s, c in pieces:
+        mix[s : s + len(c)] += c
+    speakers = sorted({seg[2] for seg in segments})
+    return mix, {"speakers": speakers, "segments": segments}
+
+
+def render_chunk(chunk: Chunk) -> int:
+    """Render every item of a chunk and write its records as one part file."""
+    babble = _babble_bank(chunk)
+    records = [render_item(item, chunk, babble) for item in chunk.items]
+    atomic_write_text(chunk.part_path, json.dumps(records, ensure_ascii=False))
+    return len(records)
