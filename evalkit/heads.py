@@ -1,0 +1,449 @@
+"""Downstream heads of the SUPERB tasks, plus the second heads MP3S argues for.
+
+Every head is an `nn.Module` called as `head(x, lens)`: `x` [B, T, D] is the
+featurizer's output, zero-padded, and `lens` [B] the valid frame counts. Every
+head masks padding itself (whatever the padded frames hold), so an utterance
+alone and the same utterance padded in a batch give the same output in eval
+mode; tests/test_heads.py checks this for each head. Sizes are constructor
+arguments with CPU-sized defaults; task YAMLs name a head by its registry key
+(`type: mean_pool_linear`) and pass the rest as keyword arguments.
+
+What each kind returns:
+  classification  logits [B, C], or a list of them when `n_classes` is a list (IC slots)
+  CTC             (log_probs [B, T, V], lens); `greedy_decode` turns them into label ids
+  speaker         embeddings [B, E]; `AMSoftmaxLoss` trains them, `cosine_score` scores trials
+  diarization     per-frame speaker-activity logits [B, T, S]; `pit_bce_loss` trains them
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from evalkit.errors import ConfigError
+from evalkit.registry import Registry
+from upstreams.base import padding_mask
+
+HEADS = Registry("head")
+
+
+def _valid(x: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
+    """[B, T, 1] float mask of valid frames."""
+    return padding_mask(lens, x.shape[1]).unsqueeze(-1).to(x.dtype)
+
+
+def masked_mean(x: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
+    """Mean over the valid frames of each utterance: [B, T, D] -> [B, D]."""
+    return (x * _valid(x, lens)).sum(1) / lens.clamp(min=1).to(x.dtype).unsqueeze(-1)
+
+
+def _class_sizes(n_classes: int | Sequence[int]) -> list[int]:
+    sizes = [n_classes] if isinstance(n_classes, int) else list(n_classes)
+    if not sizes or any(not isinstance(n, int) or n < 1 for n in sizes):
+        raise ConfigError(
+            f"head n_classes={n_classes!r}: give a positive int, or a list of them (one per output slot)"
+        )
+    return sizes
+
+
+class _Outputs(nn.Module):
+    """One Linear per output slot; returns one tensor for an int n_classes, a list for a list."""
+
+    def __init__(self, dim: int, n_classes: int | Sequence[int]) -> None:
+        super().__init__()
+        self.single = isinstance(n_classes, int)
+        self.layers = nn.ModuleList(nn.Linear(dim, n) for n in _class_sizes(n_classes))
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
+        logits = [layer(pooled) for layer in self.layers]
+        return logits[0] if self.single else logits
+
+
+def _run_lstm(lstm: nn.LSTM, x: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
+    """LSTM over the valid frames only (packed); padded outputs are zero, length kept at T."""
+    packed = pack_padded_sequence(x, lens.cpu().clamp(min=1), batch_first=True, enforce_sorted=False)
+    out, _ = lstm(packed)
+    out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
+    return out
+
+
+# --- utterance classification (KS, IC, SID, ER) ------------------------------------------------
+
+
+@HEADS.register("mean_pool_linear")
+class MeanPoolLinear(nn.Module):
+    """SUPERB's utterance head: Linear(D -> hidden), mean over valid frames, Linear per slot."""
+
+    def __init__(self, input_dim: int, n_classes: int | Sequence[int], hidden: int = 256) -> None:
+        super().__init__()
+        self.proj = nn.Linear(input_dim, hidden)
+        self.out = _Outputs(hidden, n_classes)
+
+    def forward(self, x: torch.Tensor, lens: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
+        return self.out(masked_mean(self.proj(x), lens))
+
+
+@HEADS.register("bilstm_pool")
+class BiLSTMPool(nn.Module):
+    """Second utterance head (MP3S): a 1-layer BiLSTM sees frame order before the mean-pool."""
+
+    def __init__(
+        self, input_dim: int, n_classes: int | Sequence[int], hidden: int = 256, dropout: float = 0.0
+    ) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(input_dim, hidden, batch_first=True, bidirectional=True)
+        self.dropout = nn.Dropout(dropout)
+        self.out = _Outputs(2 * hidden, n_classes)
+
+    def forward(self, x: torch.Tensor, lens: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
+        return self.out(self.dropout(masked_mean(_run_lstm(self.lstm, x, lens), lens)))
+
+
+# --- CTC sequence heads (PR, ASR, SF) ----------------------------------------------------------
+
+
+def greedy_decode(log_probs: torch.Tensor, lens: torch.Tensor, blank: int = 0) -> list[list[int]]:
+    """Best path per utterance: argmax per valid frame, collapse repeats, drop blanks."""
+    best = log_probs.argmax(-1).cpu()
+    out = []
+    for path, n in zip(best, lens.cpu().tolist()):
+        path = path[: int(n)]
+        if len(path) == 0:
+            out.append([])
+            continue
+        keep = torch.ones_like(path, dtype=torch.bool)
+        keep[1:] = path[1:] != path[:-1]
+        out.append([t for t in path[keep].tolist() if t != blank])
+    return out
+
+
+@HEADS.register("linear_ctc")
+class LinearCTC(nn.Module):
+    """SUPERB's PR head: a linear probe to the label set, trained with CTC."""
+
+    def __init__(self, input_dim: int, vocab_size: int) -> None:
+        super().__init__()
+        self.out = nn.Linear(input_dim, vocab_size)
+
+    def forward(self, x: torch.Tensor, lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return F.log_softmax(self.out(x), dim=-1), lens
+
+
+@HEADS.register("bilstm_ctc")
+class BiLSTMCTC(nn.Module):
+    """SUPERB's ASR/SF head (2-layer BiLSTM + CTC), sized down for CPU by default."""
+
+    def __init__(
+        self,
+        input_dim: int,
+        vocab_size: int,
+        proj: int = 256,
+        hidden: int = 256,
+        num_layers: int = 2,
+        dropout: float = 0.2,
+    ) -> None:
+        super().__init__()
+        self.proj = nn.Linear(input_dim, proj)
+        self.lstm = nn.LSTM(
+            proj,
+            hidden,
+            num_layers=num_layers,
+            batch_first=True,
+            bidirectional=True,
+            dropout=dropout if num_layers > 1 else 0.0,
+        )
+        self.dropout = nn.Dropout(dropout)
+        self.out = nn.Linear(2 * hidden, vocab_size)
+
+    def forward(self, x: torch.Tensor, lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = _run_lstm(self.lstm, self.proj(x), lens)
+        return F.log_softmax(self.out(self.dropout(h)), dim=-1), lens
+
+
+class _ConvBlock(nn.Module):
+    """Conv1d -> GELU -> LayerNorm over channels -> dropout, with a residual."""
+
+    def __init__(self, channels: int, kernel_size: int, dilation: int, dropout: float) -> None:
+        super().__init__()
+        if kernel_size % 2 == 0:
+            raise ConfigError(f"conv_ctc kernel_size={kernel_size}: use an odd size so frames stay centred")
+        self.conv = nn.Conv1d(
+            channels, channels, kernel_size, dilation=dilation, padding=dilation * (kernel_size // 2)
+        )
+        self.norm = nn.LayerNorm(channels)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        # Zeroing padded frames first makes the conv see exactly what its own zero padding
+        # shows an utterance alone: that is what keeps the head padding-invariant.
+        h = self.conv((x * valid).transpose(1, 2)).transpose(1, 2)
+        return x + self.dropout(self.norm(F.gelu(h)))
+
+
+@HEADS.register("conv_ctc")
+class ConvCTC(nn.Module):
+    """Second ASR head (MP3S spirit): a small non-recurrent model, dilated residual convs + CTC."""
+
+    def __init__(
+        self,
+        input_dim: int,
+        vocab_size: int,
+        channels: int = 256,
+        kernel_size: int = 5,
+        dilations: Sequence[int] = (1, 2, 4),
+        dropout: float = 0.1,
+    ) -> None:
+        super().__init__()
+        self.proj = nn.Linear(input_dim, channels)
+        self.blocks = nn.ModuleList(_ConvBlock(channels, kernel_size, d, dropout) for d in dilations)
+        self.out = nn.Linear(channels, vocab_size)
+
+    def forward(self, x: torch.Tensor, lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        valid = _valid(x, lens)
+        h = self.proj(x)
+        for block in self.blocks:
+            h = block(h, valid)
+        return F.log_softmax(self.out(h), dim=-1), lens
+
+
+# --- speaker embeddings (ASV; ECAPA also for ER) -----------------------------------------------
+
+
+def masked_stats(x: torch.Tensor, lens: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """Statistics pooling: [mean, std] over the valid frames only, [B, T, C] -> [B, 2C]."""
+    mean = masked_mean(x, lens)
+    var = masked_mean((x - mean.unsqueeze(1)) ** 2, lens)
+    return torch.cat([mean, var.clamp(min=eps).sqrt()], dim=-1)
+
+
+class _FrameBatchNorm(nn.Module):
+    """BatchNorm over valid frames only, so padding never enters the training statistics."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.bn = nn.BatchNorm1d(channels)
+
+    def forward(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        keep = valid.squeeze(-1).bool()
+        out = torch.zeros_like(x)
+        out[keep] = self.bn(x[keep])
+        return out
+
+
+@HEADS.register("xvector")
+class XVector(nn.Module):
+    """SUPERB's ASV head: 5 TDNN layers, stats pooling over valid frames, two Linear layers.
+
+    The TDNN convs use zero "same" padding on masked input (not Kaldi's valid
+    convolutions) so utterances shorter than the 15-frame context still work
+    and frame counts stay equal to `lens`.
+    """
+
+    kernels = (5, 3, 3, 1, 1)
+    dilations = (1, 2, 3, 1, 1)
+
+    def __init__(
+        self, input_dim: int, channels: int = 256, stats_channels: int = 768, embed_dim: int = 256
+    ) -> None:
+        super().__init__()
+        sizes = [input_dim] + [channels] * 4 + [stats_channels]
+        self.convs = nn.ModuleList(
+            nn.Conv1d(sizes[i], sizes[i + 1], k, dilation=d, padding=d * (k // 2))
+            for i, (k, d) in enumerate(zip(self.kernels, self.dilations))
+        )
+        self.norms = nn.ModuleList(_FrameBatchNorm(n) for n in sizes[1:])
+        self.segment = nn.Linear(2 * stats_channels, embed_dim)
+        self.embed = nn.Linear(embed_dim, embed_dim)
+        self.embed_dim = embed_dim
+
+    def forward(self, x: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
+        valid = _valid(x, lens)
+        h = x * valid
+        for conv, norm in zip(self.convs, self.norms):
+            h = norm(F.relu(conv(h.transpose(1, 2)).transpose(1, 2)), valid)
+        return self.embed(F.relu(self.segment(masked_stats(h, lens))))
+
+
+class AMSoftmaxLoss(nn.Module):
+    """Additive-margin softmax (CosFace): CE on scale * (cos - margin at the true class).
+
+    forward returns (loss, logits) where logits = scale * cos without the
+    margin, i.e. what prediction uses.
+    """
+
+    def __init__(self, embed_dim: int, n_classes: int, margin: float = 0.2, scale: float = 30.0) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(n_classes, embed_dim))
+        nn.init.xavier_uniform_(self.weight)
+        self.margin = margin
+        self.scale = scale
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        cos = F.normalize(embeddings, dim=-1) @ F.normalize(self.weight, dim=-1).T
+        margin = self.margin * F.one_hot(labels, cos.shape[-1]).to(cos.dtype)
+        loss = F.cross_entropy(self.scale * (cos - margin), labels)
+        return loss, self.scale * cos
+
+
+def cosine_score(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Verification score of trial pairs: cosine of embeddings [..., E] x [..., E] -> [...]."""
+    return F.cosine_similarity(a, b, dim=-1)
+
+
+class _EcapaEmbedder(nn.Module):
+    """speechbrain's ECAPA-TDNN made padding-exact.
+
+    Out of the box its convs reflect-pad at the edges and see padded frames
+    inside a batch, so a padded utterance differs from itself alone. Here the
+    convs zero-pad, and the output of every TDNN/SE-Res2Net block is re-masked,
+    so every conv sees zeros past the last valid frame in both cases; its
+    pooling already masks by relative lengths. Exact in eval mode; in training
+    BatchNorm statistics still include padded frames (speechbrain's behaviour).
+    """
+
+    def __init__(
+        self,
+        input_dim: int,
+        embed_dim: int,
+        channels: Sequence[int],
+        attention_channels: int,
+        se_channels: int,
+        res2net_scale: int,
+    ) -> None:
+        super().__init__()
+        from speechbrain.lobes.models import ECAPA_TDNN as sb  # slow import, only when used
+        from speechbrain.nnet.CNN import Conv1d
+
+        channels = list(channels)
+        if len(channels) != 5 or any(c % res2net_scale for c in channels[1:4]):
+            raise ConfigError(
+                f"ecapa channels={channels}: give 5 sizes, the middle three divisible by res2net_scale={res2net_scale}"
+            )
+        self.ecapa = sb.ECAPA_TDNN(
+            input_dim,
+            lin_neurons=embed_dim,
+            channels=channels,
+            attention_channels=attention_channels,
+            se_channels=se_channels,
+            res2net_scale=res2net_scale,
+        )
+        self._valid: torch.Tensor | None = None
+        for module in self.ecapa.modules():
+            if isinstance(module, Conv1d):
+                module.padding_mode = "constant"
+            if isinstance(module, sb.TDNNBlock | sb.SERes2NetBlock):
+                module.register_forward_hook(self._remask)
+
+    def _remask(self, module: nn.Module, args: tuple, out: torch.Tensor) -> torch.Tensor:
+        return out * self._valid if self._valid is not None else out
+
+    def forward(self, x: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
+        valid = _valid(x, lens)
+        # speechbrain rebuilds the mask as arange(T) < rel_len * T; the half-frame offset keeps
+        # float rounding of lens / T from admitting one padded frame.
+        rel = (lens.to(torch.float64) - 0.5).clamp(min=0.5) / x.shape[1]
+        self._valid = valid.transpose(1, 2)
+        try:
+            return self.ecapa(x * valid, rel.float()).squeeze(1)
+        finally:
+            self._valid = None
+
+
+@HEADS.register("ecapa")
+class ECAPA(nn.Module):
+    """Second ASV head (MP3S): ECAPA-TDNN speaker embeddings [B, E], CPU-sized channels."""
+
+    def __init__(
+        self,
+        input_dim: int,
+        embed_dim: int = 192,
+        channels: Sequence[int] = (256, 256, 256, 256, 768),
+        attention_channels: int = 64,
+        se_channels: int = 64,
+        res2net_scale: int = 8,
+    ) -> None:
+        super().__init__()
+        self.embed_dim = embed_dim
+        self.embedder = _EcapaEmbedder(
+            input_dim, embed_dim, channels, attention_channels, se_channels, res2net_scale
+        )
+
+    def forward(self, x: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
+        return self.embedder(x, lens)
+
+
+@HEADS.register("ecapa_classifier")
+class ECAPAClassifier(nn.Module):
+    """Second ER head (MP3S): ECAPA embedding -> Linear per output slot."""
+
+    def __init__(
+        self,
+        input_dim: int,
+        n_classes: int | Sequence[int],
+        embed_dim: int = 192,
+        channels: Sequence[int] = (256, 256, 256, 256, 768),
+        attention_channels: int = 64,
+        se_channels: int = 64,
+        res2net_scale: int = 8,
+    ) -> None:
+        super().__init__()
+        self.embedder = _EcapaEmbedder(
+            input_dim, embed_dim, channels, attention_channels, se_channels, res2net_scale
+        )
+        self.out = _Outputs(embed_dim, n_classes)
+
+    def forward(self, x: torch.Tensor, lens: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
+        return self.out(self.embedder(x, lens))
+
+
+# --- diarization (SD) --------------------------------------------------------------------------
+
+
+@HEADS.register("lstm_diarizer")
+class LSTMDiarizer(nn.Module):
+    """SUPERB's SD head: an LSTM over frames, then per-frame speaker-activity logits [B, T, S]."""
+
+    def __init__(
+        self,
+        input_dim: int,
+        n_speakers: int = 2,
+        hidden: int = 256,
+        num_layers: int = 1,
+        bidirectional: bool = False,
+    ) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(
+            input_dim, hidden, num_layers=num_layers, batch_first=True, bidirectional=bidirectional
+        )
+        self.out = nn.Linear(hidden * (2 if bidirectional else 1), n_speakers)
+
+    def forward(self, x: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
+        return self.out(_run_lstm(self.lstm, x, lens))
+
+
+def pit_bce_loss(
+    logits: torch.Tensor, labels: torch.Tensor, lens: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Permutation-invariant BCE: per utterance, the speaker order of `labels` that fits best.
+
+    Returns the loss, a mean over all valid (frame, speaker) entries of the batch
+    (so it equals plain masked BCE when labels are already in the best order), and
+    `perms` [B, S]: utterance b is scored against `labels[b][:, perms[b]]`.
+    """
+    n_spk = logits.shape[-1]
+    valid = _valid(logits, lens)
+    perms = torch.tensor(list(itertools.permutations(range(n_spk))), device=logits.device)
+    per_perm = torch.stack(
+        [
+            (F.binary_cross_entropy_with_logits(logits, labels[..., p], reduction="none") * valid).sum((1, 2))
+            for p in perms
+        ]
+    )
+    best_cost, best = per_perm.min(0)
+    loss = best_cost.sum() / (valid.sum() * n_spk).clamp(min=1)
+    return loss, perms[best]

@@ -1,0 +1,1 @@
+"""Task definitions: one folder per task with its task.yaml (see evalkit/task.py)."""

@@ -1,0 +1,63 @@
+"""Building blocks shared by the pre-training methods, so any objective runs on any encoder.
+
+frontends  waveform CNN (20 ms) and Fast-HuBERT fbank + subsampling (40 ms)
+encoders   Transformer / Conformer / SummaryMixing layers and `ContextEncoder`
+masking    span masks, learned mask embedding, BEST-RQ noise replacement
+config     dataclass configs that round-trip through config.json
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from upstreams.modules.config import SerialisableConfig
+from upstreams.modules.encoders import (
+    ENCODER_KINDS,
+    ConformerLayer,
+    ContextEncoder,
+    ConvPositionalEmbedding,
+    EncoderConfig,
+    SelfAttention,
+    SummaryMixing,
+    TransformerLayer,
+    build_layer,
+)
+from upstreams.modules.frontends import (
+    FbankFrontend,
+    FrontendConfig,
+    WaveformCNN,
+    build_frontend,
+    fbank_lengths,
+    kaldi_fbank,
+)
+from upstreams.modules.masking import MaskEmbedding, NoiseReplacement, compute_span_mask, replace_with_noise
+
+
+def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
+    """Number of parameters (e.g. for the model card and the 'X% smaller' claims)."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
+
+
+__all__ = [
+    "ENCODER_KINDS",
+    "ConformerLayer",
+    "ContextEncoder",
+    "ConvPositionalEmbedding",
+    "EncoderConfig",
+    "FbankFrontend",
+    "FrontendConfig",
+    "MaskEmbedding",
+    "NoiseReplacement",
+    "SelfAttention",
+    "SerialisableConfig",
+    "SummaryMixing",
+    "TransformerLayer",
+    "WaveformCNN",
+    "build_frontend",
+    "build_layer",
+    "compute_span_mask",
+    "count_parameters",
+    "fbank_lengths",
+    "kaldi_fbank",
+    "replace_with_noise",
+]
