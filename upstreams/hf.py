@@ -1,0 +1,269 @@
+"""Public Hugging Face `transformers` checkpoints as evalkit upstreams (`hf:DIR`).
+
+A researcher brings a local checkpoint folder (config.json + model.safetensors
+or pytorch_model.bin, optionally preprocessor_config.json) of HuBERT,
+wav2vec 2.0, WavLM or data2vec-audio, and gets it evaluated under the same
+upstream contract as evalkit's own encoders. Nothing is downloaded: the folder
+is loaded with `local_files_only=True`.
+
+Hidden states follow s3prl's convention (the input of every transformer layer,
+then the encoder output), which is what transformers' `hidden_states` tuple
+gives, with one correction:
+
+* post-LN models (`do_stable_layer_norm=False`: Base models, data2vec-audio):
+  `hidden[0]` is LayerNorm(features + positional conv), the input of layer 1;
+  `hidden[i]` the output of layer i. Exactly transformers' `hidden_states`.
+* pre-LN models (`do_stable_layer_norm=True`: wav2vec 2.0 / HuBERT / WavLM
+  Large): `hidden[0]` is features + positional conv with no LayerNorm (the
+  input of layer 1), `hidden[i < L]` the residual stream after layer i, and
+  `hidden[L]` the encoder output *with* the encoder's final LayerNorm, i.e.
+  transformers' `last_hidden_state`. transformers < 5 returned that in
+  `hidden_states[-1]`; transformers >= 5 returns the pre-LayerNorm tensor there.
+  s3prl hooks the encoder's output, so the final LayerNorm belongs in.
+
+Frames beyond an utterance's valid length are set to zero in every layer.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from evalkit.errors import AudioError, EvalkitError
+from upstreams.base import Upstream, padding_mask
+
+SAMPLE_RATE = 16_000
+
+# config.json `model_type` -> transformers class holding the bare encoder.
+MODEL_CLASSES = {
+    "hubert": "HubertModel",
+    "wav2vec2": "Wav2Vec2Model",
+    "wavlm": "WavLMModel",
+    "data2vec-audio": "Data2VecAudioModel",
+}
+
+# Parameters that only serve pre-training masking; a checkpoint may lack them.
+UNUSED_AT_INFERENCE = ("masked_spec_embed",)
+
+
+@dataclass(frozen=True)
+class HFPreprocessing:
+    """How waveforms are prepared before the model, and why (`source`).
+
+    do_normalize    zero-mean unit-variance per utterance over its valid samples
+    attention_mask  pass a sample-level attention mask to the model
+    """
+
+    do_normalize: bool
+    attention_mask: bool
+    source: str
+
+
+def read_preprocessing(folder: Path, config: dict) -> HFPreprocessing:
+    """Read preprocessor_config.json; derive what it does not say from the feature extractor.
+
+    Models whose convolutional feature extractor uses GroupNorm (wav2vec 2.0 /
+    HuBERT / WavLM Base) were trained on zero-padded batches without attention
+    masks and without waveform normalisation; LayerNorm extractors (Large
+    models, data2vec-audio) were trained with both (fairseq's `normalize`).
+    A key present in preprocessor_config.json wins over this derivation.
+    """
+    layer_norm_extractor = config.get("feat_extract_norm", "layer") == "layer"
+    prep_path = folder / "preprocessor_config.json"
+    prep: dict = {}
+    if prep_path.is_file():
+        try:
+            prep = json.loads(prep_path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise EvalkitError(f"{prep_path}: not valid JSON ({e}). Fix or delete the file.") from None
+        if not isinstance(prep, dict):
+            raise EvalkitError(f"{prep_path}: expected a JSON object.")
+        rate = prep.get("sampling_rate", SAMPLE_RATE)
+        if rate != SAMPLE_RATE:
+            raise EvalkitError(
+                f"{prep_path}: sampling_rate is {rate}, but evalkit feeds {SAMPLE_RATE} Hz audio; "
+                "only 16 kHz checkpoints are supported."
+            )
+    settings = {}
+    for key, derived in (
+        ("do_normalize", layer_norm_extractor),
+        ("return_attention_mask", layer_norm_extractor),
+    ):
+        value = prep.get(key, derived)
+        if not isinstance(value, bool):
+            raise EvalkitError(f"{prep_path}: {key} must be true or false, got {value!r}.")
+        settings[key] = value
+    source = "preprocessor_config.json" if prep else "derived from config.json feat_extract_norm"
+    return HFPreprocessing(settings["do_normalize"], settings["return_attention_mask"], source)
+
+
+def normalize_waveforms(wavs: torch.Tensor, wav_lens: torch.Tensor) -> torch.Tensor:
+    """Zero-mean unit-variance per utterance over its valid samples; padding stays zero.
+
+    The same formula as Wav2Vec2FeatureExtractor (population variance, eps 1e-7),
+    done in torch so that no processor has to be loaded. Statistics use only
+    the valid samples, as each utterance was normalised alone in pre-training.
+    """
+    valid = padding_mask(wav_lens, wavs.shape[1])
+    x = wavs.double() * valid
+    n = wav_lens.clamp(min=1)[:, None].double()
+    mean = x.sum(1, keepdim=True) / n
+    var = (((x - mean) * valid) ** 2).sum(1, keepdim=True) / n
+    return (((x - mean) / torch.sqrt(var + 1e-7)) * valid).to(wavs.dtype)
+
+
+def min_samples_for_one_frame(conv_kernel, conv_stride) -> int:
+    """The shortest waveform the convolutional feature extractor turns into one frame."""
+    need = 1
+    for kernel, stride in reversed(list(zip(conv_kernel, conv_stride))):
+        need = (need - 1) * stride + kernel
+    return need
+
+
+class HFUpstream(Upstream):
+    """A frozen transformers HuBERT / wav2vec 2.0 / WavLM / data2vec-audio encoder.
+
+    forward returns num_hidden_layers + 1 states in s3prl's order (see the
+    module docstring for the exact tensors), zero beyond each valid length.
+    Frozen by default: no gradients, and the wrapped model stays in eval mode
+    (dropout off) even when a parent module calls `.train()`.
+    """
+
+    def __init__(
+        self, model: torch.nn.Module, preprocessing: HFPreprocessing, path: str = "", frozen: bool = True
+    ) -> None:
+        super().__init__()
+        self.model = model.float().eval()
+        cfg = model.config
+        self.path = path
+        self.model_type: str = cfg.model_type
+        self.preprocessing = preprocessing
+        self.stable_layer_norm = bool(getattr(cfg, "do_stable_layer_norm", False))
+        self.frame_rate = SAMPLE_RATE / math.prod(cfg.conv_stride)
+        self.num_layers = cfg.num_hidden_layers + 1
+        self.hidden_size = cfg.hidden_size
+        self.min_samples = min_samples_for_one_frame(cfg.conv_kernel, cfg.conv_stride)
+        self.frozen = frozen
+        if frozen:
+            self.model.requires_grad_(False)
+
+    @classmethod
+    def from_pretrained(
+        cls, path: str, frozen: bool = True, attention_mask: bool | None = None
+    ) -> HFUpstream:
+        """Load a local checkpoint folder; never downloads.
+
+        `attention_mask` overrides whether a sample-level attention mask is
+        passed (None: preprocessor_config.json, else derived from the model).
+        """
+        folder = Path(path)
+        config = _read_config(folder)
+        preprocessing = read_preprocessing(folder, config)
+        if attention_mask is not None:
+            preprocessing = HFPreprocessing(preprocessing.do_normalize, attention_mask, "set by the caller")
+        model = _load_model(folder, config["model_type"])
+        return cls(model, preprocessing, path=str(path), frozen=frozen)
+
+    def train(self, mode: bool = True) -> HFUpstream:
+        super().train(mode)
+        if self.frozen:
+            self.model.eval()
+        return self
+
+    def frames_for(self, wav_lens: torch.Tensor) -> torch.Tensor:
+        """Valid frames per utterance, by the model's own convolution arithmetic."""
+        return self.model._get_feat_extract_output_lengths(wav_lens.long()).long().clamp(min=0)
+
+    def forward(self, wavs: torch.Tensor, wav_lens: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        if wavs.dim() != 2:
+            raise EvalkitError(
+                f"HF upstream {self.path}: expected wavs of shape [B, S], got {list(wavs.shape)}."
+            )
+        wav_lens = wav_lens.to(device=wavs.device, dtype=torch.long)
+        too_short = (wav_lens < self.min_samples).nonzero().flatten().tolist()
+        if too_short:
+            raise AudioError(
+                f"HF upstream {self.path}: utterance(s) at batch index {too_short} have "
+                f"{wav_lens[too_short].tolist()} samples; this model needs at least {self.min_samples} "
+                f"({1000 * self.min_samples / SAMPLE_RATE:.0f} ms) to give one frame. Drop or pad them."
+            )
+        # Padding beyond the longest utterance would change GroupNorm statistics: trim it.
+        wavs = wavs[:, : int(wav_lens.max())].float()
+        valid = padding_mask(wav_lens, wavs.shape[1])
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
+            if self.preprocessing.do_normalize:
+                wavs = normalize_waveforms(wavs, wav_lens)
+            else:
+                wavs = wavs * valid
+            mask = valid.long() if self.preprocessing.attention_mask else None
+            out = self.model(wavs, attention_mask=mask, output_hidden_states=True)
+            hidden = list(out.hidden_states)
+            if self.stable_layer_norm:
+                hidden[-1] = out.last_hidden_state
+            lens = self.frames_for(wav_lens)
+            frame_valid = padding_mask(lens, hidden[0].shape[1])[..., None]
+            hidden = [h.masked_fill(~frame_valid, 0.0) for h in hidden]
+        return hidden, lens
+
+
+def load_hf_upstream(path: str) -> HFUpstream:
+    """The `hf:DIR` upstream: a frozen local transformers checkpoint."""
+    return HFUpstream.from_pretrained(path)
+
+
+def _read_config(folder: Path) -> dict:
+    """config.json of a supported audio encoder, or an error that says what is expected."""
+    expected = (
+        "a local transformers checkpoint folder with config.json and model.safetensors "
+        f"(or pytorch_model.bin), model_type one of {', '.join(MODEL_CLASSES)}"
+    )
+    if not folder.is_dir():
+        raise EvalkitError(f"hf:{folder}: not a folder. Expected {expected}.")
+    config_path = folder / "config.json"
+    if not config_path.is_file():
+        raise EvalkitError(
+            f"{folder}: no config.json, so this is not a transformers checkpoint. Expected {expected}."
+        )
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise EvalkitError(f"{config_path}: not valid JSON ({e}). Expected {expected}.") from None
+    model_type = config.get("model_type") if isinstance(config, dict) else None
+    if model_type not in MODEL_CLASSES:
+        raise EvalkitError(
+            f"{config_path}: model_type {model_type!r} is not supported by the hf: upstream. Expected {expected}."
+        )
+    return config
+
+
+def _load_model(folder: Path, model_type: str) -> torch.nn.Module:
+    """The bare encoder from local files only; refuse silently random-initialised weights."""
+    import transformers
+
+    cls = getattr(transformers, MODEL_CLASSES[model_type])
+    try:
+        config = cls.config_class.from_pretrained(folder, local_files_only=True)
+        # An adapter (seq2seq fine-tuning) sits after the encoder and changes the
+        # frame rate; the hidden states exposed here never include it.
+        if getattr(config, "add_adapter", False):
+            config.add_adapter = False
+        model, info = cls.from_pretrained(
+            folder, config=config, local_files_only=True, output_loading_info=True
+        )
+    except (OSError, ValueError, RuntimeError) as e:
+        raise EvalkitError(
+            f"{folder}: transformers could not load a {MODEL_CLASSES[model_type]} from local files ({e}). "
+            "The folder needs config.json and model.safetensors (or pytorch_model.bin)."
+        ) from None
+    missing = sorted(k for k in info["missing_keys"] if not k.endswith(UNUSED_AT_INFERENCE))
+    if missing:
+        shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+        raise EvalkitError(
+            f"{folder}: the checkpoint lacks {len(missing)} weight(s) of {MODEL_CLASSES[model_type]} ({shown}); "
+            "they would be randomly initialised. Point hf: at a checkpoint of the encoder itself."
+        )
+    return model
