@@ -24,6 +24,14 @@ UPSTREAMS.register("fbank_context", "upstreams.baselines:FbankContextUpstream")
 UPSTREAMS.register("random_transformer", "upstreams.encoder:random_transformer")
 UPSTREAMS.register("encoder", "upstreams.encoder:SSLEncoder")
 
+METHODS = Registry("method")
+"""Pre-training method -> its `upstreams.objective.Objective` class (`evalkit pretrain`'s `method:`)."""
+
+METHODS.register("hubert", "upstreams.hubert:HuBERT")
+METHODS.register("wav2vec2", "upstreams.wav2vec2:Wav2Vec2")
+METHODS.register("bestrq", "upstreams.bestrq:BestRQ")
+METHODS.register("distilhubert", "upstreams.distilhubert:DistilHuBERT")
+
 
 def load_upstream(spec: str, device: str = "cpu") -> Upstream:
     """Build the upstream a spec names, in eval mode with gradients off (it is frozen)."""
@@ -74,7 +82,10 @@ def load_checkpoint(folder: Path) -> Upstream:
     elif any(True for _ in model.parameters()):
         raise EvalkitError(f"{weights}: missing; upstream {name!r} has weights to load.")
     model.checkpoint = str(folder)
+    pre = cfg.get("pretraining") or {}
+    # What the leaderboard shows of how it was made (not the whole recipe).
+    model.pretraining = {k: pre[k] for k in ("method", "steps", "wall_time_s", "audio_seconds", "twin_of") if k in pre}
     return model
 
 
-__all__ = ["UPSTREAMS", "Upstream", "load_upstream", "load_checkpoint", "padding_mask"]
+__all__ = ["METHODS", "UPSTREAMS", "Upstream", "load_upstream", "load_checkpoint", "padding_mask"]

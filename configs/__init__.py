@@ -1,0 +1,1 @@
+"""YAML recipes shipped with evalkit: pre-training (`configs/pretrain/`)."""

@@ -1,0 +1,1 @@
+"""Pre-training recipes: `<method>-{tiny,small,base}.yaml`, run by `evalkit pretrain`."""

@@ -1,0 +1,209 @@
+"""BEST-RQ (Chiu et al., 2022): masked prediction of a frozen random-projection quantizer's codes.
+
+The targets need no training and no k-means. The normalised log-mel fbank is
+stacked to the encoder's frame rate (4 × 10 ms frames for the 40 ms fbank
+front-end, 2 for the 20 ms CNN), projected by a frozen random matrix (Xavier
+init) and L2-normalised; a frame's target is the nearest vector of a frozen
+random codebook of L2-normalised vectors (the largest cosine). The encoder sees
+span-masked frames replaced by N(0, 0.1²) noise, and a linear head predicts the
+codes of the masked frames (cross-entropy on those frames only).
+
+Only the encoder and the head learn. The projection and codebook are buffers:
+not trained, but saved with the training state, so a resumed run keeps its
+targets. Defaults are the paper's (one 8192 × 16 codebook, 400 ms spans);
+`configs/pretrain/bestrq-*.yaml` hold the recipes.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from evalkit.audio import load_audio
+from evalkit.errors import ConfigError
+from evalkit.manifest import atomic_write_text, audio_path
+from upstreams.base import padding_mask
+from upstreams.encoder import SSLEncoder
+from upstreams.modules import NoiseReplacement, compute_span_mask, kaldi_fbank
+from upstreams.modules.config import SerialisableConfig, check_positive
+from upstreams.modules.frontends import KALDI_SCALE
+from upstreams.objective import Batch, Objective, Output, PretrainData
+
+FBANK_RATE = 100.0  # Kaldi fbank frames per second
+QUALITY_FILE = "target_quality.json"
+
+
+@dataclass
+class BestRQConfig(SerialisableConfig):
+    """The objective's settings (the `objective:` section of a recipe). Defaults: the paper's."""
+
+    codebook_size: int = 8192
+    codebook_dim: int = 16
+    codebooks: int = 1  # independent quantizers, each with its own projection and head
+    n_mels: int = 80  # of the target fbank, whatever the front-end uses
+    mask_prob: float = 0.4  # fairseq's meaning: 4% of frames start a span (the paper: 1% of 10 ms frames)
+    mask_span: int = 10  # frames: 400 ms at 40 ms
+    mask_min_spans: int = 1  # per utterance, so that every utterance has a loss
+    noise_std: float = 0.1
+    quality_utterances: int = 200  # utterances scored against phone alignments in `setup`
+
+    def __post_init__(self) -> None:
+        check_positive(
+            "objective",
+            codebook_size=self.codebook_size,
+            codebook_dim=self.codebook_dim,
+            codebooks=self.codebooks,
+            n_mels=self.n_mels,
+            mask_span=self.mask_span,
+        )
+        if not 0.0 < self.mask_prob <= 1.0:
+            raise ConfigError(f"objective.mask_prob must lie in (0, 1]; got {self.mask_prob!r}.")
+        if self.noise_std < 0 or self.mask_min_spans < 0 or self.quality_utterances < 0:
+            raise ConfigError(
+                "objective.noise_std, objective.mask_min_spans and objective.quality_utterances must be >= 0; "
+                f"got {self.noise_std!r}, {self.mask_min_spans!r}, {self.quality_utterances!r}."
+            )
+
+
+def normalised_fbank(wavs: torch.Tensor, wav_lens: torch.Tensor, n_mels: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-mel fbank [B, F, n_mels] with per-utterance mean/variance normalisation over valid frames.
+
+    Computed here rather than taken from the fbank front-end so that the targets
+    are the method's own: the same with either front-end and any front-end setting.
+    """
+    feats, lens = kaldi_fbank(wavs.float() * KALDI_SCALE, wav_lens, n_mels)
+    valid = padding_mask(lens, feats.shape[1])[..., None]
+    n = lens.clamp(min=1)[:, None, None].float()
+    mean = feats.sum(1, keepdim=True) / n
+    var = ((feats - mean).square() * valid).sum(1, keepdim=True) / n
+    return ((feats - mean) * torch.rsqrt(var + 1e-5)).masked_fill(~valid, 0.0), lens
+
+
+class BestRQ(Objective):
+    """The BEST-RQ objective on an `SSLEncoder` (any front-end, any encoder kind)."""
+
+    method = "bestrq"
+
+    def __init__(self, encoder: dict, **objective) -> None:
+        super().__init__()
+        self.encoder = SSLEncoder(**encoder)
+        self.settings = c = BestRQConfig.from_dict(objective, where="objective")
+        # 10 ms fbank frames per encoder frame; encoder frame j (centred on fbank frame
+        # stack·j) takes fbank frames stack·j - pad .. stack·j - pad + stack - 1.
+        self.stack = max(1, round(FBANK_RATE / self.encoder.frame_rate))
+        self.pad = (self.stack - 1) // 2
+        projection = torch.empty(c.codebooks, self.stack * c.n_mels, c.codebook_dim)
+        for matrix in projection:
+            nn.init.xavier_uniform_(matrix)
+        codebook = F.normalize(torch.randn(c.codebooks, c.codebook_size, c.codebook_dim), dim=-1)
+        self.register_buffer("projection", projection)
+        self.register_buffer("codebook", codebook)
+        self.masker = NoiseReplacement(c.noise_std)
+        self.head = nn.Linear(self.encoder.hidden_size, c.codebooks * c.codebook_size)
+
+    def config(self) -> dict:
+        return {"method": self.method, "encoder": self.encoder.config, "objective": self.settings.to_dict()}
+
+    @torch.no_grad()
+    def targets(self, wavs: torch.Tensor, wav_lens: torch.Tensor, n_frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Codes [B, n_frames, codebooks] of each encoder frame, and [B, n_frames] True where defined.
+
+        A frame has a target when all its fbank frames lie inside the utterance
+        (the first frame's missing left neighbour counts as the mean: zero).
+        """
+        with torch.autocast(wavs.device.type, enabled=False):
+            feats, lens = normalised_fbank(wavs, wav_lens, self.settings.n_mels)
+            need = n_frames * self.stack
+            feats = F.pad(feats, (0, 0, self.pad, max(0, need - feats.shape[1] - self.pad)))[:, :need]
+            stacked = feats.reshape(feats.shape[0], n_frames, -1)
+            z = F.normalize(torch.einsum("btd,cde->btce", stacked, self.projection), dim=-1)
+            codes = torch.einsum("btce,cke->btck", z, self.codebook).argmax(-1)
+        ends = (torch.arange(n_frames, device=lens.device) + 1) * self.stack - self.pad
+        return codes, ends[None, :] <= lens[:, None]
+
+    def forward(self, batch: Batch) -> Output:
+        c = self.settings
+        features, lens = self.encoder.frontend(batch.wavs, batch.wav_lens)
+        n_frames = features.shape[1]
+        valid = padding_mask(lens, n_frames)
+        codes, has_target = self.targets(batch.wavs, batch.wav_lens, n_frames)
+        mask = compute_span_mask(lens, c.mask_prob, c.mask_span, min_masks=c.mask_min_spans, max_len=n_frames)
+        hidden = self.encoder.encoder(features, valid, mask=mask, masker=self.masker)[-1]
+
+        scored = mask & has_target & valid
+        logits = self.head(hidden[scored]).float().view(-1, c.codebooks, c.codebook_size)
+        target = codes[scored]
+        if target.shape[0] == 0:  # nothing masked: a zero loss that still touches every parameter
+            loss = logits.sum() * 0.0 + hidden.float().sum() * 0.0
+            accuracy = 0.0
+        else:
+            loss = F.cross_entropy(logits.transpose(1, 2), target)
+            accuracy = float((logits.argmax(-1) == target).float().mean())
+        stats = {
+            "accuracy": accuracy,
+            "code_perplexity": code_perplexity(codes[has_target & valid], c.codebook_size),
+            "masked_fraction": float(mask.sum() / valid.sum().clamp(min=1)),
+        }
+        return Output(loss, stats)
+
+    def setup(self, data: PretrainData, workdir: Path, log=print) -> dict:
+        """Scores the (fixed) targets against the suite's phone alignments: PNMI, purity, code usage.
+
+        Nothing here changes training; it says how phonetic random-projection
+        targets are, to set beside HuBERT's k-means targets.
+        """
+        path = Path(workdir) / QUALITY_FILE
+        if path.is_file():
+            return json.loads(path.read_text())
+        report = self.target_quality(data)
+        atomic_write_text(path, json.dumps(report, indent=1))
+        log(f"bestrq targets on {report['utterances']} utterances: " + ", ".join(
+            f"{k} {v:.3f}" for k, v in report.items() if isinstance(v, float)))
+        return report
+
+    def target_quality(self, data: PretrainData) -> dict:
+        """Code perplexity and, where records carry `alignment`, PNMI and purities of codebook 0."""
+        from upstreams.kmeans_targets import aligned_phones, cluster_quality
+
+        hop = round(16_000 / self.encoder.frame_rate)
+        records = data.records[: self.settings.quality_utterances]
+        phones: list[str] = []
+        aligned: list[np.ndarray] = []
+        everything: list[torch.Tensor] = []
+        device = self.codebook.device
+        for rec in records:
+            wav = torch.from_numpy(load_audio(audio_path(data.manifest, rec)))[None].to(device)
+            lens = torch.tensor([wav.shape[1]], device=device)
+            n_frames = int(self.encoder.frames_for(lens.cpu())[0])
+            codes, has_target = self.targets(wav, lens, n_frames)
+            codes = codes[0, has_target[0], 0].cpu()
+            everything.append(codes)
+            if rec.get("alignment"):
+                labels = aligned_phones(rec["alignment"], n_frames, hop)
+                phones.extend(label for label, keep in zip(labels, has_target[0].tolist()) if keep)
+                aligned.append(codes.numpy())
+        report: dict = {"utterances": len(records)}
+        if everything:
+            report["code_perplexity"] = code_perplexity(torch.cat(everything), self.settings.codebook_size)
+        if phones:
+            report.update(cluster_quality(phones, np.concatenate(aligned)).to_dict())
+        return report
+
+
+def code_perplexity(codes: torch.Tensor, codebook_size: int) -> float:
+    """exp(entropy) of the codes' histogram (per codebook, averaged): how many codes are in use."""
+    codes = codes.reshape(codes.shape[0], -1) if codes.dim() > 1 else codes[:, None]
+    if codes.shape[0] == 0:
+        return 0.0
+    perplexities = []
+    for column in codes.T:
+        p = torch.bincount(column, minlength=codebook_size).double() / column.numel()
+        p = p[p > 0]
+        perplexities.append(float(torch.exp(-(p * p.log()).sum())))
+    return sum(perplexities) / len(perplexities)
