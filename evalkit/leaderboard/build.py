@@ -1,0 +1,153 @@
+"""`evalkit leaderboard build`: result JSONs -> per-suite tables (Markdown, CSV, LaTeX, JSON), plots and
+one static HTML page; `evalkit leaderboard references`: FBANK reference points of a suite.
+
+Which reference points a suite's score uses, in order: a stored file
+`<references>/<suite>.json` (synthetic suites: `synthetic-<profile>.json`),
+else the `fbank` upstream's results in the same folder (synthetic suites),
+else the official SUPERB points (real corpora only: they are meaningful
+only on the standard SUPERB test sets).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from evalkit.errors import EvalkitError
+from evalkit.leaderboard.collect import Suite, budget_gap, collect
+from evalkit.leaderboard.page import render_page
+from evalkit.leaderboard.plots import layer_weights_heatmap, score_bars
+from evalkit.leaderboard.significance import mark_column
+from evalkit.leaderboard.table import build_table, to_csv, to_json, to_latex, to_markdown
+from evalkit.manifest import atomic_write_text
+from evalkit.results import upstream_tag
+from evalkit.score import Reference, load_reference, reference_from_fbank, stored_reference, superb_reference
+
+
+@dataclass
+class BuildReport:
+    """What a build wrote and what it refused."""
+
+    files: list[Path] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    suites: list[str] = field(default_factory=list)
+
+
+def choose_reference(suite: Suite, references_dir: Path | None,
+                     warnings: list[str]) -> tuple[Reference | None, str, set[str]]:
+    """(reference, a sentence saying what the score means, tasks left out of the score)."""
+    ref = stored_reference(suite.reference_name, references_dir)
+    if ref is not None:
+        note = (f"Score: 1000 x (value - FBANK) / (perfect - FBANK) per task, averaged; reference points from "
+                f"the stored file {suite.reference_name}.json (version {ref.version}).")
+        if ref.seed is not None and suite.seed is not None and ref.seed != suite.seed:
+            warnings.append(f"suite {suite.id}: reference {suite.reference_name}.json was measured with seed "
+                            f"{ref.seed}, these results with seed {suite.seed}; scores are approximate.")
+    elif suite.reference_name.startswith("synthetic") and any(u == "fbank" for u, _ in suite.entries):
+        fbank = {t: e.data for (u, t), e in suite.entries.items() if u == "fbank"}
+        ref = reference_from_fbank(suite.id, fbank, seed=suite.seed)
+        note = ("Score: 1000 x (value - FBANK) / (perfect - FBANK) per task, averaged; FBANK measured by the "
+                "fbank results in this folder (no stored reference file for this suite).")
+    elif suite.reference_name == "superb":
+        ref = superb_reference()
+        note = ("Score: the official SUPERB score (superbbenchmark.org reference points); comparable with the "
+                "public leaderboard only on the standard SUPERB corpora.")
+    else:
+        return None, "No score: no reference points for this suite (add fbank results or a reference file).", set()
+    stale = set()
+    for task, version in ref.task_version.items():
+        col = suite.column(task)
+        if col and next(iter(col.values())).data["task_version"] != version:
+            stale.add(task)
+            warnings.append(f"suite {suite.id}: the reference point of task {task!r} was measured with task "
+                            f"version {version!r}, the results use another; {task} is left out of the score. "
+                            "Regenerate it with `evalkit leaderboard references`.")
+    return ref, note, stale
+
+
+def build_leaderboard(results: Path, out: Path, references_dir: Path | None = None, n_boot: int = 1000,
+                      seed: int = 0, plots: bool = True) -> BuildReport:
+    """Build every suite found under `results` into `out`: `<suite>/leaderboard.{md,csv,tex,json}` and
+    `<suite>/plots/`, plus `index.html` (the page) and `leaderboard.md` (all suites) at the top."""
+    results, out = Path(results), Path(out)
+    if not results.is_dir():
+        raise EvalkitError(f"--results {results}: no such folder (it holds <upstream>/<task>.json files).")
+    suites, warnings = collect(results, exclude=out)
+    report = BuildReport(warnings=warnings)
+    if not suites:
+        raise EvalkitError(f"--results {results}: no usable result file found"
+                           + (f" ({len(warnings)} skipped; first: {warnings[0]})" if warnings else "") + ".")
+    sections = []
+    for sid, suite in sorted(suites.items()):
+        ref, note, stale = choose_reference(suite, references_dir, warnings)
+        marks = {}
+        notes: list[str] = []
+        for task in suite.tasks:
+            marks[task] = mark_column(suite.column(task), n=n_boot, seed=seed)
+            notes += marks[task].notes
+        table = build_table(suite, marks, ref, note, excluded=stale)
+        off = [f"{e.upstream} x {e.task} ({gap[0]} steps)" for e in suite.entries.values()
+               if (gap := budget_gap(e))]
+        if off:
+            notes.insert(0, f"{len(off)} result(s) trained off the profile's step budget (e.g. with --steps), "
+                            f"not comparable with results on budget: {', '.join(sorted(off))}.")
+        table.notes = notes
+        folder = out / sid
+        for name, text in (("leaderboard.md", to_markdown(table)), ("leaderboard.csv", to_csv(table)),
+                           ("leaderboard.tex", to_latex(table)), ("leaderboard.json", to_json(table))):
+            atomic_write_text(folder / name, text)
+            report.files.append(folder / name)
+        section = {"table": table, "score_png": None, "layer_pngs": {}}
+        if plots:
+            section["score_png"] = score_bars(table)
+            for u in suite.upstreams:
+                png = layer_weights_heatmap(suite, u)
+                if png:
+                    section["layer_pngs"][u] = png
+            pngs = ([("scores.png", section["score_png"])] if section["score_png"] else [])
+            pngs += [(f"layer_weights_{upstream_tag(u)}.png", p) for u, p in section["layer_pngs"].items()]
+            for name, png in pngs:
+                (folder / "plots").mkdir(parents=True, exist_ok=True)
+                (folder / "plots" / name).write_bytes(png)
+                report.files.append(folder / "plots" / name)
+        sections.append(section)
+        report.suites.append(sid)
+    page = out / "index.html"
+    atomic_write_text(page, render_page(sections, warnings))
+    summary = out / "leaderboard.md"  # every suite's table in one file, for a terminal or a README
+    atomic_write_text(summary, "\n".join(to_markdown(s["table"]) for s in sections))
+    report.files += [page, summary]
+    return report
+
+
+def write_references(results: Path, out: Path, suite_id: str | None = None, allow_off_budget: bool = False) -> Path:
+    """Store a suite's FBANK reference points (from the fbank results under `results`) as a JSON file.
+
+    Reference points fix every later score, so FBANK results trained off the
+    profile's step budget (e.g. with `--steps`) are refused unless `allow_off_budget`.
+    """
+    suites, warnings = collect(Path(results))
+    if suite_id is None:
+        if len(suites) != 1:
+            raise EvalkitError(f"--results {results} holds {len(suites)} suites ({', '.join(sorted(suites))}); "
+                               "pick one with --suite.")
+        suite_id = next(iter(suites))
+    if suite_id not in suites:
+        raise EvalkitError(f"--suite {suite_id!r} not found; suites: {', '.join(sorted(suites)) or 'none'}.")
+    suite = suites[suite_id]
+    fbank = {t: e.data for (u, t), e in suite.entries.items() if u == "fbank"}
+    if not fbank:
+        raise EvalkitError(f"suite {suite_id!r} has no results of the `fbank` upstream; run "
+                           "`evalkit eval --upstream fbank` on it first.")
+    off = {t: gap for (u, t), e in suite.entries.items() if u == "fbank" and (gap := budget_gap(e))}
+    if off and not allow_off_budget:
+        detail = ", ".join(f"{t}: {s} steps, budget {b}" for t, (s, b) in sorted(off.items()))
+        raise EvalkitError(f"suite {suite_id!r}: the fbank results were trained off the profile's budget ({detail}); "
+                           "re-run `evalkit eval --upstream fbank` without --steps, or pass --allow-off-budget.")
+    ref = reference_from_fbank(suite.reference_name, fbank, seed=suite.seed)
+    if Path(out).is_file():  # remeasured points are a new version of the file
+        old = load_reference(Path(out))
+        same = (old.fbank, old.best, old.task_version) == (ref.fbank, ref.best, ref.task_version)
+        ref.version = old.version if same else old.version + 1
+    atomic_write_text(out, ref.to_json())
+    return Path(out)

@@ -1,0 +1,237 @@
+"""Gather result files into suites, refusing (by name) anything malformed or inconsistent.
+
+A leaderboard must never count a number silently: every file that is not a
+well-formed result, every duplicate of an upstream x task, and every result
+whose task version (or primary metric) disagrees with the rest of its
+column is reported in a warning that names the file, and left out.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from evalkit.errors import ConfigError
+from evalkit.results import read_result, samples_path
+
+SUPERB_ORDER = ("pr", "ks", "ic", "sid", "er", "asr", "qbe", "sf", "asv", "sd")
+
+
+@dataclass
+class Entry:
+    """One result file (upstream x task) that passed every check."""
+
+    path: Path
+    data: dict
+
+    @property
+    def upstream(self) -> str:
+        return self.data["upstream"]
+
+    @property
+    def task(self) -> str:
+        return self.data["task"]
+
+    @property
+    def primary(self) -> str:
+        return self.data["primary_metric"]
+
+    @property
+    def value(self) -> float:
+        return float(self.data["metrics"]["test"][self.primary])
+
+    @property
+    def higher_is_better(self) -> bool:
+        return bool(self.data["higher_is_better"])
+
+    @property
+    def samples(self) -> Path:
+        return samples_path(self.path)
+
+
+@dataclass
+class Suite:
+    """The results of one suite (synthetic profile + seed, or one corpus set), keyed (upstream, task)."""
+
+    id: str
+    label: str
+    reference_name: str
+    seed: int | None
+    entries: dict[tuple[str, str], Entry] = field(default_factory=dict)
+
+    @property
+    def upstreams(self) -> list[str]:
+        return sorted({u for u, _ in self.entries})
+
+    @property
+    def tasks(self) -> list[str]:
+        """In SUPERB's order (variants such as `er_superb_fold1` beside their task), others after by name."""
+        def key(t: str):
+            base = t.split("_superb", 1)[0]
+            return (SUPERB_ORDER.index(base) if base in SUPERB_ORDER else len(SUPERB_ORDER), t)
+
+        return sorted({t for _, t in self.entries}, key=key)
+
+    def column(self, task: str) -> dict[str, Entry]:
+        return {u: e for (u, t), e in self.entries.items() if t == task}
+
+
+def budget_gap(e: Entry) -> tuple[int, int] | None:
+    """(steps trained, the profile's budget) when a result was trained off its suite profile's budget
+    (e.g. with `--steps`); None when on budget or when there is nothing to compare."""
+    profile = (e.data.get("suite") or {}).get("profile")
+    budget = (e.data["task_config"].get("steps") or {}) if isinstance(e.data["task_config"].get("steps"), dict) else {}
+    head = (e.data.get("heads") or {}).get(e.data.get("head"), {})
+    steps = head.get("steps") if isinstance(head, dict) else None
+    if profile in budget and isinstance(steps, int) and steps != budget[profile]:
+        return steps, budget[profile]
+    return None
+
+
+def _is_number(x) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool)
+
+
+def check_result(path: Path) -> dict:
+    """`read_result` plus the type checks a leaderboard relies on; raises ConfigError naming the key."""
+    data = read_result(path)
+
+    def bad(key: str, want: str):
+        return ConfigError(f"{path}: {key} must be {want}, got {data_at(key)!r:.80}.")
+
+    def data_at(key: str):
+        node = data
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        return node
+
+    for key in ("task", "upstream"):
+        if not isinstance(data[key], str) or not data[key]:
+            raise bad(key, "a non-empty string")
+    if not isinstance(data["higher_is_better"], bool):
+        raise bad("higher_is_better", "true or false")
+    if not (isinstance(data["task_version"], int | str) and not isinstance(data["task_version"], bool)):
+        raise bad("task_version", "an integer or string")
+    if not isinstance(data["task_config"], dict):
+        raise bad("task_config", "an object")
+    if data["task_config"].get("name", data["task"]) != data["task"]:
+        raise ConfigError(f"{path}: task {data['task']!r} but task_config.name {data['task_config']['name']!r}.")
+    for split in ("test", "dev"):
+        block = data["metrics"].get(split, {})
+        if not isinstance(block, dict) or not all(_is_number(v) or v is None for v in block.values()):
+            raise bad(f"metrics.{split}", "an object of numbers")
+    primary = data["metrics"]["test"][data["primary_metric"]]
+    if not _is_number(primary) or not math.isfinite(primary):
+        raise bad(f"metrics.test.{data['primary_metric']}", "a finite number")
+    weights = data.get("layer_weights")
+    if weights is not None and (not isinstance(weights, list) or not all(_is_number(w) for w in weights)):
+        raise bad("layer_weights", "a list of numbers")
+    for key in ("heads", "upstream_info", "suite", "ci95"):
+        if data.get(key) is not None and not isinstance(data[key], dict):
+            raise bad(key, "an object")
+    params = (data.get("upstream_info") or {}).get("parameters")
+    if params is not None and not (isinstance(params, int) and not isinstance(params, bool) and params >= 0):
+        raise bad("upstream_info.parameters", "a non-negative integer")
+    return data
+
+
+def suite_of(data: dict) -> tuple[str, str, str, int | None]:
+    """(id, label, reference name, seed) of the suite a result was measured on."""
+    suite = data.get("suite") or {}
+    profile, seed = suite.get("profile"), suite.get("seed")
+    if profile:
+        sid = f"synthetic-{profile}" + (f"-seed{seed}" if seed is not None else "")
+        label = f"synthetic suite, profile {profile}" + (f", seed {seed}" if seed is not None else "")
+        return sid, label, f"synthetic-{profile}", seed
+    name = suite.get("name") or "unknown"
+    return f"corpus-{name}", f"corpora in {name!r}", "superb", None
+
+
+def result_files(results_dir: Path, exclude: Path | None = None) -> list[Path]:
+    """Every *.json under the folder, skipping hidden folders (feature caches) and `exclude`."""
+    root = Path(results_dir)
+    out = []
+    for p in sorted(root.rglob("*.json")):
+        rel = p.relative_to(root)
+        if any(part.startswith(".") for part in rel.parts):
+            continue
+        if exclude is not None and Path(exclude).resolve() != root.resolve() \
+                and Path(exclude).resolve() in p.resolve().parents:
+            continue
+        out.append(p)
+    return out
+
+
+def collect(results_dir: Path, exclude: Path | None = None) -> tuple[dict[str, Suite], list[str]]:
+    """Read and check every result under `results_dir`; returns suites by id and the warnings."""
+    warnings: list[str] = []
+    suites: dict[str, Suite] = {}
+    candidates: dict[tuple[str, str, str], list[Entry]] = {}
+    for path in result_files(results_dir, exclude):
+        try:
+            data = check_result(path)
+        except ConfigError as e:
+            warnings.append(f"skipped {path}: {e}")
+            continue
+        sid, label, ref, seed = suite_of(data)
+        suites.setdefault(sid, Suite(sid, label, ref, seed))
+        candidates.setdefault((sid, data["upstream"], data["task"]), []).append(Entry(path, data))
+    candidates = _same_upstream(candidates, warnings)
+    columns: dict[tuple[str, str], Counter] = {}
+    for (sid, _, task), entries in candidates.items():
+        for e in entries:
+            columns.setdefault((sid, task), Counter())[_column_key(e)] += 1
+    for (sid, upstream, task), entries in sorted(candidates.items()):
+        counts = columns[(sid, task)]
+        # the column's majority (ties: the newest task version) defines what the column measures
+        want = max(counts, key=lambda k: (counts[k], str(k[0])))
+        keep = []
+        for e in entries:
+            if _column_key(e) != want:
+                warnings.append(
+                    f"skipped {e.path}: task {task!r} version {e.data['task_version']!r} with primary metric "
+                    f"{e.primary!r} disagrees with the {counts[want]} other result(s) of this suite "
+                    f"(version {want[0]!r}, {want[1]!r}); re-run it with the current task."
+                )
+            else:
+                keep.append(e)
+        if len(keep) > 1:
+            names = ", ".join(str(e.path) for e in keep[1:])
+            warnings.append(f"skipped {names}: a second result for upstream {upstream!r} x task {task!r} "
+                            f"(kept {keep[0].path}); remove the duplicate.")
+        if keep:
+            suites[sid].entries[(upstream, task)] = keep[0]
+    return {k: s for k, s in suites.items() if s.entries}, warnings
+
+
+def _column_key(e: Entry) -> tuple:
+    return (e.data["task_version"], e.primary, e.higher_is_better)
+
+
+def _same_upstream(candidates: dict, warnings: list[str]) -> dict:
+    """One name, one model: within a suite, results of an upstream whose fingerprint differs from
+    the upstream's majority fingerprint come from another checkpoint under the same name."""
+    prints: dict[tuple[str, str], Counter] = {}
+    for (sid, upstream, _), entries in candidates.items():
+        for e in entries:
+            prints.setdefault((sid, upstream), Counter())[_fingerprint(e)] += 1
+    out = {}
+    for key, entries in candidates.items():
+        counts = prints[(key[0], key[1])]
+        want = max(counts, key=lambda k: (counts[k], str(k)))
+        keep = []
+        for e in entries:
+            if _fingerprint(e) == want:
+                keep.append(e)
+            else:
+                warnings.append(f"skipped {e.path}: upstream {e.upstream!r} has fingerprint {_fingerprint(e)!r} "
+                                f"here but {want!r} in {counts[want]} other result(s); one name, one model - "
+                                "rename one of them or re-run.")
+        out[key] = keep
+    return out
+
+
+def _fingerprint(e: Entry) -> str | None:
+    return (e.data.get("upstream_info") or {}).get("fingerprint")

@@ -1,0 +1,172 @@
+"""Which entries of a task are not significantly worse than its best: a paired bootstrap on test items.
+
+Each result's samples file logs every test item (utterance, recording,
+verification trial or query-document pair) with its reference and output.
+The items' sufficient statistics are rebuilt from those rows with the
+task's own metric (so WER stays a ratio of sums, EER a curve over trials),
+items are paired across two upstreams by id, and the test set is resampled
+jointly: if the best entry is better in at least 95% of resamples, the other
+is significantly worse; otherwise it is marked as tied with the best.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from evalkit.errors import ConfigError, EvalkitError
+from evalkit.leaderboard.collect import Entry
+from evalkit.metrics import Metric, metric_from_spec, parse_tagged_slots
+
+# Verification and QbE scores are logged rounded to 1e-6, which can merge near-tied
+# scores; their metrics are therefore only checked to within this much.
+TRIAL_TOLERANCE = 0.01
+TRIAL_METRICS = frozenset({"eer", "min_dcf", "mtwv"})
+
+
+@dataclass
+class ItemStats:
+    """Per-item sufficient statistics of one entry's primary metric on test, keyed by item id."""
+
+    ids: list[str]
+    table: np.ndarray
+    aggregate: Callable[[np.ndarray], float]
+
+
+def item_id(row: dict) -> str:
+    """Utterances/recordings by id, verification trials by (enroll, test), QbE pairs by (query, document)."""
+    if "id" in row:
+        return str(row["id"])
+    if "enroll" in row and "test" in row:
+        return f"{row['enroll']}\t{row['test']}"
+    if "query" in row and "document" in row:
+        return f"{row['query']}\t{row['document']}"
+    raise EvalkitError(f"a samples row has no item id (id, enroll/test or query/document): {str(row)[:80]}")
+
+
+def build_metric(task_config: dict, name: str) -> Metric:
+    for spec in task_config.get("metrics", []):
+        if isinstance(spec, dict) and spec.get("name") == name:
+            return metric_from_spec({"name": name, **(spec.get("options") or {})})
+    return metric_from_spec(name)
+
+
+def _ref_hyp(metric: str, row: dict, task_config: dict, terms: dict[str, int]):
+    if metric in ("eer", "min_dcf"):
+        return row["label"], row["score"]
+    if metric == "mtwv":
+        return (terms.setdefault(str(row["term"]), len(terms)), row["label"]), row["score"]
+    if metric in ("slot_type_f1", "slot_value_cer"):
+        return parse_tagged_slots(row["ref"]), parse_tagged_slots(row["pred"])
+    if metric == "der":
+        return ([tuple(s) for s in row["ref"]], [(s, e, f"h{k}") for s, e, k in row["pred"]])
+    if metric in ("wer", "cer") and (task_config.get("labels") or {}).get("unit") == "slot_chars":
+        from evalkit.recipes.ctc import untag  # the recipe's own rule: WER/CER on the untagged transcript
+
+        return untag(row["ref"]), untag(row["pred"])
+    return row["ref"], row["pred"]
+
+
+def load_item_stats(entry: Entry) -> ItemStats:
+    """Rebuild the primary metric's per-item stats from the entry's samples file, and check that they
+    reproduce the reported test value (samples that do not belong to the result are refused)."""
+    path = entry.samples
+    if not path.is_file():
+        raise EvalkitError(f"{path}: no samples file beside {entry.path.name}; significance not computed.")
+    metric = build_metric(entry.data["task_config"], entry.primary)
+    terms: dict[str, int] = {}
+    ids, stats = [], []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+        rows = [json.loads(line) for line in lines if line.strip()]
+        heads = {r.get("head") for r in rows}
+        if len(heads) > 1:  # only the reference head is logged today; keep it if more arrive
+            rows = [r for r in rows if r.get("head") == entry.data.get("head")]
+        for row in rows:
+            ids.append(item_id(row))
+            stats.append(metric.item_stats(*_ref_hyp(metric.name, row, entry.data["task_config"], terms)))
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError, EvalkitError) as e:
+        raise EvalkitError(f"{path}: unreadable samples ({type(e).__name__}: {e}).") from None
+    if len(set(ids)) != len(ids):
+        raise EvalkitError(f"{path}: item ids repeat; cannot pair items across upstreams.")
+    table = np.asarray(stats, dtype=float).reshape(len(stats), -1)
+    value = metric.aggregate(table)
+    tol = TRIAL_TOLERANCE if metric.name in TRIAL_METRICS else 1e-6
+    if not math.isclose(value, entry.value, rel_tol=1e-6, abs_tol=tol):
+        raise EvalkitError(f"{path}: the samples give {metric.name} = {value:.6g} but {entry.path.name} "
+                           f"reports {entry.value:.6g}; the samples do not belong to this result.")
+    return ItemStats(ids, table, metric.aggregate)
+
+
+def paired_bootstrap(a: ItemStats, b: ItemStats, higher_is_better: bool, n: int = 1000,
+                     seed: int = 0) -> float:
+    """Fraction of joint resamples of the common test items in which `a` is strictly better than `b`."""
+    common = sorted(set(a.ids) & set(b.ids))
+    if not common:
+        raise EvalkitError("the two entries share no test item; they were not run on the same test set.")
+    ia, ib = {k: i for i, k in enumerate(a.ids)}, {k: i for i, k in enumerate(b.ids)}
+    ta = a.table[[ia[k] for k in common]]
+    tb = b.table[[ib[k] for k in common]]
+    rng = np.random.default_rng(seed)
+    wins = total = 0
+    for _ in range(n):
+        idx = rng.integers(0, len(common), len(common))
+        try:
+            va, vb = a.aggregate(ta[idx]), b.aggregate(tb[idx])
+        except EvalkitError:
+            continue  # a degenerate resample (no target trial, no reference word): undefined, left out
+        total += 1
+        wins += (va > vb) if higher_is_better else (va < vb)
+    if total < 0.8 * n:
+        raise EvalkitError("too few valid resamples for a bootstrap test (test set too small).")
+    return wins / total
+
+
+@dataclass
+class Marks:
+    """Per upstream of one task: 'best', 'tied' (not significantly worse) or '' and p = P(best better)."""
+
+    mark: dict[str, str]
+    p_better: dict[str, float]
+    notes: list[str]
+
+
+def mark_column(column: dict[str, Entry], n: int = 1000, level: float = 0.95, seed: int = 0) -> Marks:
+    """Mark the best entry of a task and every entry not significantly worse than it.
+
+    Entries with exactly the best value are tied without a test. An entry
+    whose samples are missing or unusable is left unmarked, with a note.
+    """
+    if not column:
+        return Marks({}, {}, [])
+    higher = next(iter(column.values())).higher_is_better
+    pick = max if higher else min
+    best_value = pick(e.value for e in column.values())
+    bests = sorted(u for u, e in column.items() if e.value == best_value)
+    mark = {u: "" for u in column}
+    p_better: dict[str, float] = {}
+    notes: list[str] = []
+    for u in bests:
+        mark[u] = "best"
+    try:
+        ref = load_item_stats(column[bests[0]])
+    except EvalkitError as e:
+        notes.append(str(e))
+        return Marks(mark, p_better, notes)
+    for u, e in sorted(column.items()):
+        if u in bests:
+            continue
+        try:
+            other = load_item_stats(e)
+            p = paired_bootstrap(ref, other, higher, n=n, seed=seed)
+        except (EvalkitError, ConfigError) as err:
+            notes.append(f"{e.path}: {err}")
+            continue
+        p_better[u] = p
+        if p < level:
+            mark[u] = "tied"
+    return Marks(mark, p_better, notes)
