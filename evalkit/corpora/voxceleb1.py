@@ -10,7 +10,10 @@ its own output folder:
   (`veri_test2.txt`, the cleaned list SUPERB uses, else `veri_test.txt`),
   train = every utterance of the speakers that no trial mentions (VoxCeleb1
   dev). Trials are written to `test_trials.txt` as "<1|0> <enroll id> <test
-  id>" with manifest ids. There is no dev split, as in SUPERB.
+  id>" with manifest ids. SUPERB has no dev split (s3prl scores every saved
+  checkpoint on test); our recipe selects the learning rate on dev trials, so
+  a seeded 2% of the training speakers (at least 2) is held out as `dev.jsonl`
+  with balanced target / non-target trials in `dev_trials.txt`.
 
 Audio is looked up under `<src>/wav/` (dev and test archives extracted into
 one tree) and under `<src>/dev/wav/` and `<src>/test/wav/` (s3prl's layout);
@@ -20,7 +23,10 @@ Manifest ids are the relative path with "/" -> "-" and no extension.
 
 from __future__ import annotations
 
+import itertools
+import math
 import os
+import random
 from pathlib import Path
 
 from evalkit.corpora.prep import duration, first_existing, is_prepared, manifest_paths, write_prepared
@@ -54,14 +60,28 @@ def prepare_voxceleb1_sid(src: str | os.PathLike, out: str | os.PathLike) -> dic
 
 
 def prepare_voxceleb1_asv(
-    src: str | os.PathLike, out: str | os.PathLike, trials: str | None = None
+    src: str | os.PathLike,
+    out: str | os.PathLike,
+    trials: str | None = None,
+    dev_speakers: float = 0.02,
+    dev_trials: int = 4000,
+    seed: int = 0,
 ) -> dict[str, Path]:
-    """Write `<out>/{train,test}.jsonl` and `<out>/test_trials.txt` for verification.
+    """Write `<out>/{train,dev,test}.jsonl` and `<out>/{dev,test}_trials.txt` for verification.
 
     `trials` names the trial list file (default: veri_test2.txt, else veri_test.txt).
+    `dev_speakers` is the fraction of training speakers held out for dev (at
+    least 2), `dev_trials` how many dev trials to draw (half target, half
+    non-target, fewer if the held-out utterances do not allow as many), `seed`
+    seeds both draws.
     """
+    if not 0 < dev_speakers < 1:
+        raise EvalkitError(f"dev_speakers must be a fraction between 0 and 1 (exclusive), got {dev_speakers}.")
+    if dev_trials < 2:
+        raise EvalkitError(f"dev_trials must be at least 2 (one target, one non-target), got {dev_trials}.")
     src, out = Path(src).resolve(), Path(out)
-    options = {"src": str(src), "trials": trials}
+    options = {"src": str(src), "trials": trials, "dev_speakers": dev_speakers, "dev_trials": dev_trials,
+               "seed": seed}
     if is_prepared(out, "voxceleb1_asv", options):
         return manifest_paths(out)
     trial_file = _meta_file(src, (trials,) if trials else TRIAL_FILES, "VoxCeleb1 verification trial list")
@@ -91,8 +111,87 @@ def prepare_voxceleb1_asv(
             f"{src}: no training audio found: every speaker under {', '.join(map(str, roots))} is in the "
             "trial list. Extract the VoxCeleb1 dev archive (vox1_dev_wav) too."
         )
-    manifests = {"train": train, "test": list(test.values())}
-    return write_prepared(out, "voxceleb1_asv", options, manifests, {"test_trials.txt": "".join(lines)})
+    train, dev = _hold_out_speakers(train, dev_speakers, random.Random(f"{seed}-voxceleb1-asv-dev-speakers"))
+    by_speaker: dict[str, list[str]] = {}
+    for r in dev:
+        by_speaker.setdefault(r["speaker"], []).append(r["id"])
+    drawn = balanced_trials(by_speaker, dev_trials, random.Random(f"{seed}-voxceleb1-asv-dev-trials"))
+    texts = {
+        "dev_trials.txt": "".join(f"{label} {a} {b}\n" for label, a, b in drawn),
+        "test_trials.txt": "".join(lines),
+    }
+    manifests = {"train": train, "dev": dev, "test": list(test.values())}
+    return write_prepared(out, "voxceleb1_asv", options, manifests, texts)
+
+
+def _hold_out_speakers(records: list[dict], fraction: float, rng: random.Random) -> tuple[list[dict], list[dict]]:
+    """(train, dev): a seeded `fraction` of the speakers (at least 2) moved to dev, with all their utterances."""
+    speakers = sorted({r["speaker"] for r in records})
+    n_dev = max(2, round(fraction * len(speakers)))
+    if len(speakers) < n_dev + 2:
+        raise EvalkitError(
+            f"only {len(speakers)} training speakers found; holding out {n_dev} for the dev trials needs at "
+            "least 2 more for training. Extract the full VoxCeleb1 dev archive (vox1_dev_wav)."
+        )
+    held = set(rng.sample(speakers, n_dev))
+    return [r for r in records if r["speaker"] not in held], [r for r in records if r["speaker"] in held]
+
+
+def balanced_trials(
+    by_speaker: dict[str, list[str]], n: int, rng: random.Random
+) -> list[tuple[int, str, str]]:
+    """Up to n // 2 target and as many non-target trials, distinct pairs, drawn with `rng`, shuffled.
+
+    Target pairs are uniform over same-speaker utterance pairs, non-target
+    pairs uniform over cross-speaker pairs. Drawing by rejection keeps this
+    cheap for thousands of utterances (millions of pairs); when most pairs are
+    wanted it enumerates them instead.
+    """
+    speakers = sorted(by_speaker)
+    utts = {s: sorted(by_speaker[s]) for s in speakers}
+    everyone = [(s, u) for s in speakers for u in utts[s]]
+    per_speaker = [math.comb(len(utts[s]), 2) for s in speakers]
+    n_target = sum(per_speaker)
+    n_nontarget = math.comb(len(everyone), 2) - n_target
+    k = min(n // 2, n_target, n_nontarget)
+
+    def draw_target() -> tuple[str, str]:
+        (s,) = rng.choices(speakers, weights=per_speaker)
+        a, b = rng.sample(utts[s], 2)
+        return (a, b) if a < b else (b, a)
+
+    def draw_nontarget() -> tuple[str, str] | None:
+        (sa, a), (sb, b) = rng.sample(everyone, 2)
+        return None if sa == sb else ((a, b) if a < b else (b, a))
+
+    def all_target() -> list[tuple[str, str]]:
+        return [p for s in speakers for p in itertools.combinations(utts[s], 2)]
+
+    def all_nontarget() -> list[tuple[str, str]]:
+        return [
+            (a, b) if a < b else (b, a)
+            for (sa, a), (sb, b) in itertools.combinations(everyone, 2)
+            if sa != sb
+        ]
+
+    target = _distinct_pairs(k, n_target, draw_target, all_target, rng)
+    nontarget = _distinct_pairs(k, n_nontarget, draw_nontarget, all_nontarget, rng)
+    trials = [(1, a, b) for a, b in target] + [(0, a, b) for a, b in nontarget]
+    rng.shuffle(trials)
+    return trials
+
+
+def _distinct_pairs(k, total, draw, enumerate_all, rng: random.Random) -> list[tuple[str, str]]:
+    if 2 * k >= total:
+        return rng.sample(sorted(enumerate_all()), k)
+    seen: set[tuple[str, str]] = set()
+    out = []
+    while len(out) < k:
+        pair = draw()
+        if pair is not None and pair not in seen:
+            seen.add(pair)
+            out.append(pair)
+    return out
 
 
 def _meta_file(src: Path, names: tuple[str, ...], what: str) -> Path:

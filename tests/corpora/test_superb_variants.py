@@ -1,0 +1,59 @@
+"""The asv_superb and er_superb_fold{k} tasks read what the VoxCeleb1 and IEMOCAP preparers write."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from evalkit.corpora import prepare
+from evalkit.recipes import RECIPES
+from evalkit.task import load_task
+
+HERE = Path(__file__).resolve().parent
+
+
+def _sibling(module: str):
+    """A sibling test module (tests/ is not a package), for its corpus builder."""
+    spec = importlib.util.spec_from_file_location(f"_superb_{module}", HERE / f"{module}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="module")
+def iemocap_data(tmp_path_factory) -> Path:
+    """A miniature IEMOCAP prepared once under DATA/iemocap, as `evalkit prepare iemocap` would."""
+    helpers = _sibling("conftest")
+    src = _sibling("test_prepare_iemocap").build(
+        tmp_path_factory.mktemp("iemocap_src"), helpers.write_audio, helpers.write_text
+    )
+    data = tmp_path_factory.mktemp("data")
+    prepare("iemocap", src, data / "iemocap")
+    return data
+
+
+def test_asv_superb_reads_train_dev_test_and_both_trial_lists(tmp_path, audio, text):
+    src = _sibling("test_prepare_voxceleb1").build(tmp_path / "src", audio, text, more_speakers=True)
+    task = load_task("asv_superb")
+    assert (task.name, task.version, task.corpus, task.kind) == ("asv_superb", 1, "voxceleb1_asv", "verification")
+    prepare("voxceleb1_asv", src, tmp_path / "data" / task.corpus)
+    recipe = RECIPES[task.kind](task, tmp_path / "data")
+    assert len(recipe.speakers) == 4  # train speakers only: the 2 dev speakers are held out
+    dev, test = recipe.trials("dev"), recipe.trials("test")
+    assert dev and {label for label, _, _ in dev} == {0, 1}
+    assert [label for label, _, _ in test] == [1, 0]
+
+
+@pytest.mark.parametrize("fold", [1, 2, 3, 4, 5])
+def test_er_superb_folds_read_nested_corpus_folders(iemocap_data, fold):
+    data = iemocap_data
+    task = load_task(f"er_superb_fold{fold}")
+    assert (task.name, task.corpus, task.kind) == (f"er_superb_fold{fold}", f"iemocap/fold{fold}", "classification")
+    assert task.labels == load_task("er").labels and task.heads == load_task("er").heads
+    recipe = RECIPES[task.kind](task, data)
+    assert recipe.folder == data / "iemocap" / f"fold{fold}"
+    assert {r["fold"] for r in recipe.records("test")} == {fold}
+    assert fold not in {r["fold"] for r in recipe.records("train") + recipe.records("dev")}
+    assert recipe.classes == [["angry", "happy", "neutral", "sad"]]
