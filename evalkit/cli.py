@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -69,6 +70,10 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
         for name in UPSTREAMS.names():
             print(name)
+    elif what == "methods":
+        from upstreams import METHODS
+
+        print("\n".join(METHODS.names()))
     else:
         raise EvalkitError(f"`evalkit ls` does not know {what!r}.")
     return 0
@@ -122,6 +127,52 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from upstreams.export import export_checkpoint
+
+    out = export_checkpoint(Path(args.checkpoint), Path(args.out), args.format, args.model_type)
+    architecture = json.loads((out / "config.json").read_text())["architectures"][0]
+    print(f"exported {args.checkpoint} as a transformers {architecture} to {out}")
+    return 0
+
+
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    from evalkit.pretrain import pretrain
+
+    pretrain(args.config, data=args.data, out=args.out, max_steps=args.max_steps, resume=args.resume)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from evalkit.pipeline import run_pipeline
+
+    t0 = time.time()
+    board = run_pipeline(args.profile, args.workdir, jobs=args.jobs)
+    table = board / "leaderboard.md"
+    if table.is_file():
+        print(table.read_text())
+    page = board / "index.html"
+    print(f"leaderboard page: {page if page.is_file() else board} ({time.time() - t0:.0f} s)")
+    return 0
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from evalkit.leaderboard import build_leaderboard, write_references
+
+    if args.action == "references":
+        path = write_references(Path(args.results), Path(args.out), args.suite, args.allow_off_budget)
+        print(f"reference points written to {path}")
+        return 0
+    refs = Path(args.references) if args.references else None
+    report = build_leaderboard(Path(args.results), Path(args.out), refs, n_boot=args.bootstrap,
+                               plots=not args.no_plots)
+    for w in report.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    print(f"{len(report.suites)} suite(s), {len(report.files)} file(s) under {args.out} "
+          f"(page: {Path(args.out) / 'index.html'}); {len(report.warnings)} warning(s)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="evalkit", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -156,10 +207,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE", help="preparer option")
     p.set_defaults(func=cmd_prepare)
 
-    p = sub.add_parser("ls", help="list tasks, upstreams, profiles or corpora")
-    p.add_argument("what", choices=["tasks", "upstreams", "heads", "metrics", "profiles", "corpora"])
+    p = sub.add_parser("export", help="export an evalkit encoder checkpoint (to a transformers folder)")
+    p.add_argument("--format", default="hf", choices=["hf"], help="hf: a transformers HubertModel/Wav2Vec2Model")
+    p.add_argument("--model-type", default="auto", choices=["auto", "hubert", "wav2vec2"],
+                   help="transformers class (auto: Wav2Vec2Model for wav2vec2 pre-training, else HubertModel)")
+    p.add_argument("checkpoint", help="evalkit checkpoint folder (config.json + model.safetensors)")
+    p.add_argument("out", help="folder for the exported model")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("pretrain", help="pre-train an encoder (also under `torchrun -m evalkit pretrain`)")
+    p.add_argument("config", help="recipe YAML, e.g. configs/pretrain/bestrq-tiny.yaml")
+    p.add_argument("--data", default=None, help="suite folder or folder with train.jsonl (default on --resume: the run's)")
+    p.add_argument("--out", default=None, help="output folder (default: $EVALKIT_WORK or exp, then /<recipe name>)")
+    p.add_argument("--max-steps", type=int, default=None, help="overrides optim.max_steps")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.set_defaults(func=cmd_pretrain)
+
+    p = sub.add_parser("run", help="the whole pipeline: synth -> pretrain -> eval -> leaderboard (resumable)")
+    p.add_argument("--profile", default="default", help="smoke | default | full")
+    p.add_argument("--workdir", default="work", help="where everything goes (re-run to resume)")
+    p.add_argument("--jobs", type=int, default=None, help="synthesis worker processes")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("ls", help="list tasks, upstreams, methods, profiles or corpora")
+    p.add_argument("what", choices=["tasks", "upstreams", "methods", "heads", "metrics", "profiles", "corpora"])
     p.add_argument("--include-path", action="append", default=[], help="extra task folders")
     p.set_defaults(func=cmd_ls)
+
+    p = sub.add_parser("leaderboard", help="tables, plots and a static page from result JSONs")
+    p.add_argument("action", choices=["build", "references"],
+                   help="build: the leaderboard; references: store a suite's FBANK reference points")
+    p.add_argument("--results", required=True, help="folder of result JSONs (<upstream>/<task>.json)")
+    p.add_argument("--out", required=True, help="build: output folder; references: the JSON file to write")
+    p.add_argument("--references", default=None, help="folder of <suite>.json reference files (default: built-in)")
+    p.add_argument("--suite", default=None, help="references: which suite, when the folder holds several")
+    p.add_argument("--bootstrap", type=int, default=1000, help="paired-bootstrap resamples per comparison")
+    p.add_argument("--no-plots", action="store_true", help="skip the matplotlib figures")
+    p.add_argument("--allow-off-budget", action="store_true",
+                   help="references: accept fbank results trained with a non-standard --steps")
+    p.set_defaults(func=cmd_leaderboard)
 
     p = sub.add_parser("validate", help="check suites, manifests, task YAMLs and result files")
     p.add_argument("paths", nargs="+")
@@ -168,6 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Idle OpenMP threads spin by default; on a loaded 2-core machine they spin waiting for
+    # threads that are not running, which made training ~10x slower. Set before torch loads.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

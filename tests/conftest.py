@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: see evalkit/cli.py main()
+
 
 @pytest.fixture(scope="session")
 def smoke_suite(tmp_path_factory) -> Path:

@@ -116,7 +116,7 @@ class CTC(Recipe):
                 if m.name in ("slot_type_f1", "slot_value_cer"):
                     s = m.update([parse_tagged_slots(ref)], [parse_tagged_slots(hyp)])[0]
                 elif self.unit == "slot_chars":  # text metrics on the transcript without tags
-                    s = m.update([_untag(ref)], [_untag(hyp)])[0]
+                    s = m.update([untag(ref)], [untag(hyp)])[0]
                 else:
                     s = m.update([ref], [hyp])[0]
                 row[m.name] = m.item_score(s)
@@ -124,5 +124,5 @@ class CTC(Recipe):
         return metrics, rows
 
 
-def _untag(text: str) -> str:
+def untag(text: str) -> str:
     return " ".join(w for w in text.split() if not (w.startswith(("B-", "E-")) and len(w) > 2))

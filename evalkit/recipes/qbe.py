@@ -42,7 +42,7 @@ class QbE(Recipe):
             s = scores[(q, d)]
             for m in metrics:
                 m.update([(term[q], label)], [s])
-            rows.append({"query": q, "document": d, "term": term[q], "label": label, "score": round(s, 6)})
+            rows.append({"query": q, "document": d, "term": term[q], "label": label, "score": s})
         return metrics, rows
 
     def score(self, split: str, preds: dict[str, Any]):

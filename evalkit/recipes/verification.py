@@ -60,5 +60,5 @@ class Verification(Recipe):
             s = float((preds[a] * preds[b]).sum())
             for m in metrics:
                 m.update([label], [s])
-            rows.append({"enroll": a, "test": b, "label": label, "score": round(s, 6)})
+            rows.append({"enroll": a, "test": b, "label": label, "score": s})
         return metrics, rows

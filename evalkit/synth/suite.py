@@ -38,7 +38,7 @@ class Profile:
     """Sizes of every corpus (utterances per split unless named otherwise)."""
 
     name: str
-    pretrain: int  # utterances of 1-3 sentences (~9 s each)
+    pretrain: int  # utterances of 2-5 sentences (~8 s each)
     pr: tuple[int, int, int]
     asr: tuple[int, int, int]
     ks: tuple[int, int, int]
@@ -64,14 +64,14 @@ PROFILES = {
         er=(40, 16, 16),
     ),
     "default": Profile(
-        "default", pretrain=2100, pr=(100, 30, 60), asr=(400, 60, 100), ks=(1200, 240, 480),
+        "default", pretrain=2600, pr=(100, 30, 60), asr=(400, 60, 100), ks=(1200, 240, 480),
         qbe_queries=(30, 40), qbe_documents=(150, 200), ic=(800, 200, 400), sf=(800, 150, 300),
         sid_speakers=60, sid=(12, 4, 4), asv_speakers=(80, 24, 48), asv_per_speaker=8, asv_trials=3000,
         sd=(200, 40, 60), sd_turns=(4, 8), er=(800, 200, 400),
     ),
 }
 PROFILES["large"] = replace(
-    PROFILES["default"], name="large", pretrain=8400, pr=(400, 60, 120), asr=(1600, 120, 200),
+    PROFILES["default"], name="large", pretrain=10400, pr=(400, 60, 120), asr=(1600, 120, 200),
     ks=(4800, 480, 960), ic=(3200, 400, 800), sf=(3200, 300, 600), sid_speakers=120, sid=(24, 6, 6),
     asv_speakers=(128, 32, 64), asv_per_speaker=12, asv_trials=8000, sd=(800, 80, 120), er=(3200, 400, 800),
 )
@@ -108,7 +108,7 @@ def _plan_pretrain(p: Profile, pools, seed: int) -> dict[str, list[Item]]:
     items = []
     for i in range(p.pretrain):
         spk = rng.choice(pools["pretrain"])
-        text = ". ".join(T.sentence(rng) for _ in range(rng.randint(1, 3)))
+        text = ". ".join(T.sentence(rng) for _ in range(rng.randint(2, 5)))
         items.append(Item(f"pretrain-{i:06d}", "speech", _spk(spk), text, {"text": text.replace(".", "")}))
     return {"train": items}
 
