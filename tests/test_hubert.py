@@ -124,7 +124,7 @@ def test_cluster_quality_matches_sklearn():
 def test_mfcc_targets_carry_phone_information(smoke_pretrain, mfcc_setup):
     folder, report = mfcc_setup
     q = report["quality"]
-    # Measured on the smoke suite: PNMI 0.34, phone purity 0.30 against a majority phone of 0.07.
+    # Measured on the smoke suite: PNMI 0.32-0.35, phone purity 0.27-0.30, majority phone 0.07.
     assert q["pnmi"] > 0.2
     assert q["phone_purity"] > 2.5 * q["majority_phone"]
     assert q["clusters_used"] == K and q["frames"] == report["frames"]
@@ -197,26 +197,25 @@ def test_encoder_frame_centres(frontend):
 # ---- HuBERT training -----------------------------------------------------------------------------
 
 
-@pytest.mark.slow  # ~10 s of CPU
+@pytest.mark.slow  # ~6 s: 60 steps
 def test_hubert_loss_falls(smoke_pretrain, mfcc_setup):
     torch.manual_seed(0)
     objective = HuBERT(tiny(), n_clusters=K, supervise_layers=[1])
     objective.load_setup(mfcc_setup[0])
-    history = train(objective, smoke_pretrain, steps=24)
+    history = train(objective, smoke_pretrain, steps=60)
     counts = np.bincount(np.asarray(objective.targets.labels), minlength=K) / len(objective.targets.labels)
     unigram = -(counts * np.log(counts)).sum()  # the loss of predicting the cluster frequencies alone
     first = np.mean([h["ce"] for h in history[:3]])
     last = np.mean([h["ce"] for h in history[-5:]])
-    # Measured: 3.97 -> 3.57-3.61 (two seeds), against ln 50 = 3.91 and a unigram loss of 3.74.
+    # Measured over three seeds: 3.91-3.98 -> 3.48-3.55, against ln 50 = 3.91 and a unigram loss of 3.76.
     assert first == pytest.approx(math.log(K), abs=0.2)
-    assert last < first - 0.25 and last < unigram - 0.08
+    assert last < first - 0.25 and last < unigram - 0.12
     assert np.mean([h["acc_masked"] for h in history[-5:]]) > 1.5 / K
     assert {"ce_layer1", "acc_masked_layer1", "acc_unmasked"} <= set(history[-1])
     assert history[-1]["loss"] == pytest.approx((history[-1]["ce"] + history[-1]["ce_layer1"]) / 2, rel=1e-5)
     assert 0.3 < history[-1]["masked_fraction"] < 0.8
 
 
-@pytest.mark.slow  # ~10 s of CPU
 def test_original_hubert_cosine_recipe_runs(smoke_pretrain, mfcc_setup):
     torch.manual_seed(0)
     objective = HuBERT(tiny("cnn", dim=32), n_clusters=K, head="cosine", final_dim=16, frontend_grad_scale=0.1)
@@ -265,7 +264,6 @@ def test_evenly_spaced_layers():
     assert evenly_spaced_layers(2, 3) == [1, 2]
 
 
-@pytest.mark.slow  # ~10 s of CPU
 def test_distilhubert_copies_the_teacher_and_learns(smoke_pretrain, tmp_path, monkeypatch):
     torch.manual_seed(0)
     teacher = SSLEncoder(**tiny(layers=4))
@@ -307,7 +305,7 @@ def recipe(name: str):
     return cfg
 
 
-@pytest.mark.slow  # ~30 s of CPU: four short runs
+@pytest.mark.slow  # ~10 s: four short runs, three setups
 def test_recipes_run_through_the_loop(smoke_pretrain, tmp_path, monkeypatch):
     from evalkit.pretrain import pretrain
     from upstreams import load_upstream

@@ -120,8 +120,6 @@ class GumbelQuantizer(nn.Module):
         nn.init.normal_(self.logits.weight, mean=0.0, std=1.0)
         nn.init.zeros_(self.logits.bias)
         self.codebook = nn.Parameter(torch.empty(groups, entries, dim // groups).uniform_())
-        if __import__("os").environ.get("W2V_NORMAL"):
-            nn.init.normal_(self.codebook)
 
     @property
     def num_codes(self) -> int:
@@ -169,6 +167,7 @@ class Contrastive:
     loss: torch.Tensor  # mean cross-entropy over masked frames that have distractors
     accuracy: torch.Tensor  # fraction of those frames whose positive scores strictly highest
     frames: int  # how many frames the loss averages over
+    kept: torch.Tensor  # fraction of the sampled distractors kept (not the positive's code)
 
 
 def contrastive_loss(
@@ -205,7 +204,8 @@ def contrastive_loss(
         order = torch.zeros(b * t, dtype=torch.long, device=mask.device)
         order[mask.flatten()] = torch.arange(len(utt), device=mask.device)
         same_code = (codes[order[where]] == codes[:, None, :]).all(-1)
-        negative = negative.masked_fill(~usable | same_code, float("-inf"))
+        keep = usable & ~same_code
+        negative = negative.masked_fill(~keep, float("-inf"))
         logits = torch.cat([positive, negative], dim=1) / temperature
         has = usable.any(1)
         frames = int(has.sum())
@@ -213,7 +213,8 @@ def contrastive_loss(
         loss = (losses * has).sum() / max(frames, 1)
         correct = (logits[:, 0] > logits[:, 1:].max(1).values) & has
         accuracy = correct.sum() / max(frames, 1)
-    return Contrastive(loss, accuracy.detach(), frames)
+        kept = keep.sum() / usable.sum().clamp(min=1)
+    return Contrastive(loss, accuracy.detach(), frames, kept)
 
 
 def scale_gradient(x: torch.Tensor, scale: float) -> torch.Tensor:
@@ -238,6 +239,8 @@ class Wav2Vec2(Objective):
         self.quantizer_dropout = nn.Dropout(c.quantizer_dropout)
         self.project_targets = nn.Linear(c.codebook_dim, c.final_dim)
         self.project_context = nn.Linear(self.encoder.hidden_size, c.final_dim)
+        # Training forward passes so far (micro-batches when the loop accumulates): drives the Gumbel
+        # temperature, and is saved with the objective's weights so that a resumed run continues it.
         self.register_buffer("step", torch.zeros((), dtype=torch.long))
 
     @property
@@ -282,6 +285,7 @@ class Wav2Vec2(Objective):
         stats = {
             "contrastive": result.loss.item(),
             "accuracy": float(result.accuracy),
+            "distractors_kept": float(result.kept),
             "diversity": diversity.item(),
             "feature_penalty": penalty.item(),
             "code_perplexity": quantized.code_perplexity.item(),
