@@ -100,6 +100,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     opts = EvalOptions(
         data=Path(args.data), output=Path(args.output), cache=Path(args.cache) if args.cache else None,
         no_cache=args.no_cache, lr_grid=grid, steps=args.steps, overwrite=args.overwrite, bf16=args.bf16,
+        sweep=not args.no_sweep, train_threads=args.train_threads,
     )
     t0 = time.time()
     paths = run_eval(args.upstream, tasks, opts)
@@ -193,9 +194,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, help="folder for result JSONs (re-run to resume)")
     p.add_argument("--lr-grid", default=None, help="comma-separated learning rates (overrides the task's)")
     p.add_argument("--steps", type=int, default=None, help="training steps (overrides the task's budget)")
+    p.add_argument("--no-sweep", action="store_true",
+                   help="train only the task's reference head at one learning rate (the middle of its grid)")
     p.add_argument("--cache", default=None, help="feature cache folder (default: OUTPUT/.cache)")
     p.add_argument("--no-cache", action="store_true", help="recompute the upstream every step, as s3prl does")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast for the heads")
+    p.add_argument("--train-threads", type=int, default=1,
+                   help="torch threads while training heads (default 1: small heads train faster on one; "
+                        "0 = torch's default)")
     p.add_argument("--overwrite", action="store_true", help="redo tasks that already have a result")
     p.add_argument("--include-path", action="append", default=[], help="extra task folders")
     p.set_defaults(func=cmd_eval)

@@ -23,7 +23,6 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from evalkit.errors import ConfigError
 from evalkit.registry import Registry
@@ -64,15 +63,48 @@ class _Outputs(nn.Module):
         return logits[0] if self.single else logits
 
 
-def _run_lstm(lstm: nn.LSTM, x: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
-    """LSTM over the valid frames only (packed); padded outputs are zero, length kept at T."""
-    packed = pack_padded_sequence(x, lens.cpu().clamp(min=1), batch_first=True, enforce_sorted=False)
-    out, _ = lstm(packed)
-    out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
-    return out
+def reverse_valid(x: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
+    """Reverse each sequence's first `lens[b]` frames in place; padded frames stay where they are."""
+    t = torch.arange(x.shape[1], device=x.device)
+    lens = lens.to(x.device).unsqueeze(1)
+    idx = torch.where(t < lens, lens - 1 - t, t)
+    return x.gather(1, idx.unsqueeze(-1).expand_as(x))
 
 
-# --- utterance classification (KS, IC, SID, ER) ------------------------------------------------
+class PaddedLSTM(nn.Module):
+    """A (bi)LSTM over zero-padded batches that sees only each utterance's valid frames.
+
+    Exactly what `nn.LSTM` on a `PackedSequence` computes, without packing: the
+    forward direction runs on the padded batch (padding only follows the valid
+    frames, so it never reaches them), and the backward direction runs forward
+    over each utterance reversed within its length. On CPU this is ~10x faster
+    than a packed sequence: a BiLSTM 2x128 on [8, 400, 128] took 0.21 s forward
+    + backward against 2.2 s packed (bench/lstm.py). Outputs at padded frames are zero.
+    """
+
+    def __init__(self, input_size: int, hidden: int, num_layers: int = 1, bidirectional: bool = True,
+                 dropout: float = 0.0) -> None:
+        super().__init__()
+        self.num_layers, self.bidirectional = num_layers, bidirectional
+        dirs = 2 if bidirectional else 1
+        self.fwd = nn.ModuleList(
+            nn.LSTM(input_size if i == 0 else dirs * hidden, hidden, batch_first=True) for i in range(num_layers))
+        self.bwd = nn.ModuleList(
+            nn.LSTM(input_size if i == 0 else dirs * hidden, hidden, batch_first=True) for i in range(num_layers)
+        ) if bidirectional else None
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
+        valid = padding_mask(lens.to(x.device), x.shape[1])
+        for i in range(self.num_layers):
+            if i:
+                x = self.dropout(x)
+            out = self.fwd[i](x)[0]
+            if self.bwd is not None:
+                back = reverse_valid(self.bwd[i](reverse_valid(x, lens))[0], lens)
+                out = torch.cat([out, back], dim=-1)
+            x = out * valid.unsqueeze(-1)
+        return x
 
 
 @HEADS.register("mean_pool_linear")
@@ -96,12 +128,12 @@ class BiLSTMPool(nn.Module):
         self, input_dim: int, n_classes: int | Sequence[int], hidden: int = 256, dropout: float = 0.0
     ) -> None:
         super().__init__()
-        self.lstm = nn.LSTM(input_dim, hidden, batch_first=True, bidirectional=True)
+        self.lstm = PaddedLSTM(input_dim, hidden)
         self.dropout = nn.Dropout(dropout)
         self.out = _Outputs(2 * hidden, n_classes)
 
     def forward(self, x: torch.Tensor, lens: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
-        return self.out(self.dropout(masked_mean(_run_lstm(self.lstm, x, lens), lens)))
+        return self.out(self.dropout(masked_mean(self.lstm(x, lens), lens)))
 
 
 # --- CTC sequence heads (PR, ASR, SF) ----------------------------------------------------------
@@ -149,19 +181,12 @@ class BiLSTMCTC(nn.Module):
     ) -> None:
         super().__init__()
         self.proj = nn.Linear(input_dim, proj)
-        self.lstm = nn.LSTM(
-            proj,
-            hidden,
-            num_layers=num_layers,
-            batch_first=True,
-            bidirectional=True,
-            dropout=dropout if num_layers > 1 else 0.0,
-        )
+        self.lstm = PaddedLSTM(proj, hidden, num_layers=num_layers, dropout=dropout if num_layers > 1 else 0.0)
         self.dropout = nn.Dropout(dropout)
         self.out = nn.Linear(2 * hidden, vocab_size)
 
     def forward(self, x: torch.Tensor, lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = _run_lstm(self.lstm, self.proj(x), lens)
+        h = self.lstm(self.proj(x), lens)
         return F.log_softmax(self.out(self.dropout(h)), dim=-1), lens
 
 
@@ -417,13 +442,11 @@ class LSTMDiarizer(nn.Module):
         bidirectional: bool = False,
     ) -> None:
         super().__init__()
-        self.lstm = nn.LSTM(
-            input_dim, hidden, num_layers=num_layers, batch_first=True, bidirectional=bidirectional
-        )
+        self.lstm = PaddedLSTM(input_dim, hidden, num_layers=num_layers, bidirectional=bidirectional)
         self.out = nn.Linear(hidden * (2 if bidirectional else 1), n_speakers)
 
     def forward(self, x: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
-        return self.out(_run_lstm(self.lstm, x, lens))
+        return self.out(self.lstm(x, lens))
 
 
 def pit_bce_loss(

@@ -42,10 +42,11 @@ class RunProfile:
     size: str  # pre-training config size: tiny | small
     max_steps: int | None = None  # cap on pre-training steps (smoke)
     eval_steps: int | None = None  # cap on downstream steps (smoke)
+    sweep: bool = True  # False: reference head only, one learning rate (smoke)
 
 
 PROFILES = {
-    "smoke": RunProfile("smoke", "tiny", max_steps=12, eval_steps=8),
+    "smoke": RunProfile("smoke", "tiny", max_steps=12, eval_steps=8, sweep=False),
     "default": RunProfile("default", "tiny"),
     "full": RunProfile("default", "small"),
 }
@@ -154,7 +155,7 @@ def run_pipeline(profile: str = "default", workdir: str | Path = "work", jobs: i
     from evalkit.evaluate import EvalOptions, resolve_tasks, run_eval
 
     tasks = resolve_tasks("all")
-    opts = EvalOptions(data=suite, output=results, cache=work / "cache", steps=p.eval_steps)
+    opts = EvalOptions(data=suite, output=results, cache=work / "cache", steps=p.eval_steps, sweep=p.sweep)
     specs = [*BASELINES, *(str(upstream_dir / n) for n in PUBLISHED), *(str(t) for t in twins.values())]
     for spec in specs:
         stages.run(f"eval {Path(spec).name}", lambda spec=spec: run_eval(spec, tasks, opts, log=log), log)

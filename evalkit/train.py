@@ -64,12 +64,13 @@ def make_batches(ids: list[str], durations: dict[str, float], batch_seconds: flo
     return batches
 
 
-def build_runs(recipe: Recipe, num_layers: int, hidden_size: int, lr_grid: list[float]) -> list[Run]:
+def build_runs(recipe: Recipe, num_layers: int, hidden_size: int, lr_grid: list[float], heads=None) -> list[Run]:
+    """A run per (head, learning rate); `heads` defaults to all the task's heads."""
     from evalkit.heads import HEADS
 
     runs = []
     task = recipe.task
-    for h in task.heads:
+    for h in task.heads if heads is None else heads:
         for lr in lr_grid:
             torch.manual_seed(task.seed)  # every LR starts from the same initial head
             feat = WeightedLayerSum(num_layers, layer=task.featurizer.get("layer"),
@@ -100,11 +101,14 @@ def primary_value(recipe: Recipe, metrics) -> tuple[float, bool]:
 
 
 def train(recipe: Recipe, features: dict, lr_grid: list[float], *, steps: int, eval_every: int,
-          bf16: bool = False, progress: bool = True, log=print) -> list[Run]:
-    """Train every (head, lr) run on `features["train"]`, keeping each run's best dev state."""
+          bf16: bool = False, progress: bool = True, log=print, heads=None) -> list[Run]:
+    """Train every (head, lr) run on `features["train"]`, keeping each run's best dev state.
+
+    `heads` (default: all of the task's) limits which head specs train.
+    """
     task = recipe.task
     train_feats = features["train"]
-    runs = build_runs(recipe, train_feats.num_layers, train_feats.hidden_size, lr_grid)
+    runs = build_runs(recipe, train_feats.num_layers, train_feats.hidden_size, lr_grid, heads)
     groups = [{"params": list(r.modules().parameters()), "lr": r.lr} for r in runs]
     wd = float(task.optimizer.get("weight_decay", 0.0))
     opt = torch.optim.AdamW(groups, weight_decay=wd)

@@ -14,10 +14,12 @@ from evalkit.errors import ConfigError, EvalkitError
 from evalkit.heads import (
     HEADS,
     AMSoftmaxLoss,
+    PaddedLSTM,
     cosine_score,
     greedy_decode,
     masked_stats,
     pit_bce_loss,
+    reverse_valid,
 )
 
 D = 12
@@ -294,3 +296,33 @@ def test_dtw_rejects_bad_input():
         dtw_scores([np.ones((3, 4))], [np.ones((5, 3))])
     with pytest.raises(EvalkitError, match="non-empty"):
         subsequence_dtw_cost(np.ones((0, 4)), np.ones((5, 4)))
+
+
+def test_reverse_valid_keeps_padding_in_place():
+    x = torch.arange(10.0).view(2, 5, 1)
+    out = reverse_valid(x, torch.tensor([3, 5]))
+    assert out[0, :, 0].tolist() == [2, 1, 0, 3, 4]
+    assert out[1, :, 0].tolist() == [9, 8, 7, 6, 5]
+
+
+@pytest.mark.parametrize("bidirectional,num_layers", [(True, 2), (False, 2), (True, 1)])
+def test_padded_lstm_matches_torch_packed_sequence(bidirectional, num_layers):
+    """The reference: nn.LSTM on a PackedSequence, with the same weights."""
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+    torch.manual_seed(0)
+    ours = PaddedLSTM(6, 5, num_layers=num_layers, bidirectional=bidirectional)
+    ref = torch.nn.LSTM(6, 5, num_layers=num_layers, bidirectional=bidirectional, batch_first=True)
+    with torch.no_grad():
+        for i in range(num_layers):
+            for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                getattr(ours.fwd[i], f"{name}_l0").copy_(getattr(ref, f"{name}_l{i}"))
+                if bidirectional:
+                    getattr(ours.bwd[i], f"{name}_l0").copy_(getattr(ref, f"{name}_l{i}_reverse"))
+    x, lens = torch.randn(3, 9, 6), torch.tensor([9, 4, 1])
+    x[1, 4:] = 100.0  # garbage in the padding must not leak into valid frames
+    x[2, 1:] = -50.0
+    packed = pack_padded_sequence(x, lens, batch_first=True, enforce_sorted=False)
+    expected, _ = pad_packed_sequence(ref(packed)[0], batch_first=True, total_length=9)
+    got = ours(x, lens)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)

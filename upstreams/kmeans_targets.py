@@ -60,7 +60,8 @@ class FeatureSource:
     """What k-means clusters: a function of one waveform -> [frames, dim], and its hop in samples.
 
     `single_thread` runs it on one intra-op thread: per-utterance MFCC ops are too
-    small for threads to pay, and with the cores shared two threads ran 12x slower.
+    small for a second thread to pay, and on a loaded machine without
+    OMP_WAIT_POLICY=PASSIVE (which the CLI sets) two threads ran 12x slower.
     """
 
     def __init__(
@@ -216,9 +217,10 @@ def fit_kmeans(
         sample.append(feats[rng.random(len(feats)) < keep])
         if (i + 1) % 500 == 0:
             log(f"k-means features: {i + 1}/{len(records)} utterances")
-    frames = np.concatenate(sample).astype(np.float32)
+    frames = np.concatenate(sample)
     if len(frames) > max_frames:
         frames = frames[rng.choice(len(frames), max_frames, replace=False)]
+    frames = frames.astype(np.float64)  # scikit-learn computes float32 distances by a slow chunked up-cast
     if len(frames) < n_clusters:
         raise EvalkitError(
             f"k-means: {len(frames)} frames of {source.name} cannot make {n_clusters} clusters; "
@@ -226,7 +228,7 @@ def fit_kmeans(
         )
     log(f"k-means: fitting {n_clusters} clusters on {len(frames)} frames of {source.name}")
     # One k-means++ start: on this suite 3 starts moved PNMI by < 0.002 (MFCC, k=300; a 128-d layer,
-    # k=500) while the k-means++ init of float32 data in scikit-learn cost 7x the rest of the fit.
+    # k=500), while the k-means++ init dominates the fit's time.
     kmeans = MiniBatchKMeans(
         n_clusters=n_clusters, batch_size=10_000, n_init=1, max_iter=100, max_no_improvement=20,
         reassignment_ratio=0.0, random_state=seed,
@@ -234,7 +236,7 @@ def fit_kmeans(
     dtype = np.int16 if n_clusters <= np.iinfo(np.int16).max else np.int32
     labels, lengths = [], []
     for feats in cache or _corpus_features(manifest, records, source):
-        labels.append(kmeans.predict(feats.astype(np.float32)).astype(dtype) if len(feats) else np.zeros(0, dtype))
+        labels.append(kmeans.predict(feats.astype(np.float64)).astype(dtype) if len(feats) else np.zeros(0, dtype))
         lengths.append(len(feats))
     lengths_arr = np.asarray(lengths, np.int64)
     targets = ClusterTargets(
