@@ -100,7 +100,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     opts = EvalOptions(
         data=Path(args.data), output=Path(args.output), cache=Path(args.cache) if args.cache else None,
         no_cache=args.no_cache, lr_grid=grid, steps=args.steps, overwrite=args.overwrite, bf16=args.bf16,
-        sweep=not args.no_sweep, train_threads=args.train_threads,
+        protocol=args.protocol, train_threads=args.train_threads,
     )
     t0 = time.time()
     paths = run_eval(args.upstream, tasks, opts)
@@ -148,7 +148,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from evalkit.pipeline import run_pipeline
 
     t0 = time.time()
-    board = run_pipeline(args.profile, args.workdir, jobs=args.jobs)
+    board = run_pipeline(args.profile, args.workdir, jobs=args.jobs, workers=args.workers)
     table = board / "leaderboard.md"
     if table.is_file():
         print(table.read_text())
@@ -194,8 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, help="folder for result JSONs (re-run to resume)")
     p.add_argument("--lr-grid", default=None, help="comma-separated learning rates (overrides the task's)")
     p.add_argument("--steps", type=int, default=None, help="training steps (overrides the task's budget)")
-    p.add_argument("--no-sweep", action="store_true",
-                   help="train only the task's reference head at one learning rate (the middle of its grid)")
+    p.add_argument("--protocol", default="sweep", choices=["sweep", "superb", "quick"],
+                   help="sweep: every head x every LR of the grid; superb: the reference head x every LR "
+                        "(s3prl's protocol); quick: the reference head at the grid's middle LR")
     p.add_argument("--cache", default=None, help="feature cache folder (default: OUTPUT/.cache)")
     p.add_argument("--no-cache", action="store_true", help="recompute the upstream every step, as s3prl does")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast for the heads")
@@ -233,6 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", default="default", help="smoke | default | full")
     p.add_argument("--workdir", default="work", help="where everything goes (re-run to resume)")
     p.add_argument("--jobs", type=int, default=None, help="synthesis worker processes")
+    p.add_argument("--workers", type=int, default=None,
+                   help="pre-training/evaluation jobs run side by side, one thread each (default: 2 on >= 2 cores)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("ls", help="list tasks, upstreams, methods, profiles or corpora")

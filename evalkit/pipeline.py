@@ -6,13 +6,18 @@
 Every stage is skipped when its outputs exist (a finished pre-training has
 `pretraining.finished` in its config.json; an evaluation has its result
 file), so a killed run re-run with the same command resumes where it stopped.
-Stage wall times go to WORKDIR/stages.json.
+Pre-training and evaluation jobs run side by side in `workers` processes of one
+thread each, in the order their dependencies allow (HuBERT iteration 2 after
+iteration 1, DistilHuBERT after HuBERT, each evaluation after its checkpoint).
+Each stage's wall time goes to WORKDIR/stages.json.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,12 +47,12 @@ class RunProfile:
     size: str  # pre-training config size: tiny | small
     max_steps: int | None = None  # cap on pre-training steps (smoke)
     eval_steps: int | None = None  # cap on downstream steps (smoke)
-    sweep: bool = True  # False: reference head only, one learning rate (smoke)
+    protocol: str = "superb"  # evalkit.evaluate.PROTOCOLS
 
 
 PROFILES = {
-    "smoke": RunProfile("smoke", "tiny", max_steps=12, eval_steps=8, sweep=False),
-    "default": RunProfile("default", "tiny"),
+    "smoke": RunProfile("smoke", "tiny", max_steps=12, eval_steps=8, protocol="quick"),
+    "default": RunProfile("default", "tiny", protocol="quick"),
     "full": RunProfile("default", "small"),
 }
 
@@ -109,20 +114,107 @@ class Stages:
         self.path = workdir / "stages.json"
         self.times = json.loads(self.path.read_text()) if self.path.exists() else {}
 
-    def run(self, name: str, fn, log):
-        t0 = time.time()
-        result = fn()
-        took = time.time() - t0
-        if took > 1 or name not in self.times:
+    def record(self, name: str, took: float, log) -> None:
+        if took > 1 or name not in self.times:  # a skipped (resumed) stage keeps its first timing
             self.times[name] = round(took, 1)
         atomic_write_text(self.path, json.dumps(self.times, indent=1))
         log(f"== {name}: {took:.0f} s")
+
+    def run(self, name: str, fn, log):
+        t0 = time.time()
+        result = fn()
+        self.record(name, time.time() - t0, log)
         return result
 
 
+@dataclass
+class Job:
+    """One stage for the scheduler: `fn(*args)` (picklable, for worker processes) after `needs`."""
+
+    name: str
+    fn: Callable
+    args: tuple
+    needs: tuple[str, ...] = ()
+
+
+def _worker_init() -> None:
+    # Each worker gets one core's worth of threads: the jobs are small models, and two
+    # one-thread jobs side by side beat one two-thread job (evalkit/evaluate.py, train_threads).
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _timed(fn: Callable, args: tuple) -> float:
+    t0 = time.time()
+    fn(*args)
+    return time.time() - t0
+
+
+def run_jobs(jobs: list[Job], workers: int, stages: Stages, log=print) -> None:
+    """Run `jobs` respecting `needs`, up to `workers` at once (1: in this process, in order).
+
+    A failed job stops the scheduling of new ones; jobs already running finish (and
+    keep their outputs), then the first error is raised. Re-running resumes.
+    """
+    known = {j.name for j in jobs}
+    for j in jobs:
+        if missing := [n for n in j.needs if n not in known]:
+            raise EvalkitError(f"pipeline job {j.name!r} needs unknown job(s) {missing}")
+    if workers <= 1:
+        for j in jobs:
+            stages.record(j.name, _timed(j.fn, j.args), log)
+        return
+    import multiprocessing as mp
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    pending, done, running, error = list(jobs), set(), {}, None
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_worker_init) as pool:
+        while pending or running:
+            while error is None and len(running) < workers:
+                ready = next((j for j in pending if all(n in done for n in j.needs)), None)
+                if ready is None:
+                    break
+                pending.remove(ready)
+                running[pool.submit(_timed, ready.fn, ready.args)] = ready
+            if not running:
+                break
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                job = running.pop(fut)
+                if fut.exception() is not None:
+                    error = error or fut.exception()
+                    log(f"== {job.name}: failed: {fut.exception()}")
+                    continue
+                done.add(job.name)
+                stages.record(job.name, fut.result(), log)
+    if error is not None:
+        raise error
+
+
+def _pretrain_job(cfg: Path, data: Path, out: Path, max_steps: int | None) -> None:
+    from evalkit.pretrain import pretrain
+
+    pretrain(cfg, data=data, out=out, max_steps=max_steps, resume=(out / "train_state").exists())
+
+
+def _eval_job(spec: str, opts) -> None:
+    from evalkit.evaluate import resolve_tasks, run_eval
+
+    run_eval(spec, resolve_tasks("all"), opts)
+
+
+def default_workers() -> int:
+    """Two workers where there are two cores or more (the downstream jobs are single-threaded)."""
+    return 2 if (os.cpu_count() or 1) >= 2 else 1
+
+
 def run_pipeline(profile: str = "default", workdir: str | Path = "work", jobs: int | None = None,
-                 log=print) -> Path:
-    """Run (or resume) the whole pipeline; returns the leaderboard folder."""
+                 workers: int | None = None, log=print) -> Path:
+    """Run (or resume) the whole pipeline; returns the leaderboard folder.
+
+    `jobs`: synthesis processes; `workers`: pre-training/evaluation jobs run side by side.
+    """
     if profile not in PROFILES:
         from evalkit.registry import suggest
 
@@ -132,36 +224,41 @@ def run_pipeline(profile: str = "default", workdir: str | Path = "work", jobs: i
     work = Path(workdir) / profile
     suite, upstream_dir, results = work / "suite", work / "upstreams", work / "results"
     stages = Stages(work)
+    t0 = time.time()
 
     from evalkit.synth.suite import build_suite
 
     stages.run("synth", lambda: build_suite(suite, p.suite, seed=0, jobs=jobs), log)
 
-    from evalkit.pretrain import pretrain
+    from evalkit.evaluate import EvalOptions
 
-    for name in UPSTREAM_PLAN:
+    plan: list[Job] = []
+    for name, (_, needs) in UPSTREAM_PLAN.items():
         out = upstream_dir / name
         if _finished(out):
             log(f"[pretrain] {name}: done ({out})")
             continue
         cfg = resolved_config(name, p.size, upstream_dir, work / "configs")
-        resume = (out / "train_state").exists()
-        stages.run(f"pretrain {name}", lambda cfg=cfg, out=out, resume=resume: pretrain(
-            cfg, data=suite, out=out, max_steps=p.max_steps, resume=resume), log)
-
-    twins = {f"{name}-random": make_random_twin(upstream_dir / name, upstream_dir / f"{name}-random")
-             for name in PUBLISHED}
-
-    from evalkit.evaluate import EvalOptions, resolve_tasks, run_eval
-
-    tasks = resolve_tasks("all")
-    opts = EvalOptions(data=suite, output=results, cache=work / "cache", steps=p.eval_steps, sweep=p.sweep)
-    specs = [*BASELINES, *(str(upstream_dir / n) for n in PUBLISHED), *(str(t) for t in twins.values())]
-    for spec in specs:
-        stages.run(f"eval {Path(spec).name}", lambda spec=spec: run_eval(spec, tasks, opts, log=log), log)
+        deps = tuple(d for d in needs.values() if not _finished(upstream_dir / d))
+        plan.append(Job(f"pretrain {name}", _pretrain_job, (cfg, suite, out, p.max_steps),
+                        tuple(f"pretrain {d}" for d in deps)))
+    planned = {j.name for j in plan}
+    opts = EvalOptions(data=suite, output=results, cache=work / "cache", steps=p.eval_steps, protocol=p.protocol,
+                       progress=False)
+    for spec in BASELINES:
+        plan.append(Job(f"eval {spec}", _eval_job, (spec, opts)))
+    for name in PUBLISHED:
+        trained, twin = upstream_dir / name, upstream_dir / f"{name}-random"
+        needs = tuple(n for n in [f"pretrain {name}"] if n in planned)
+        plan.append(Job(f"twin {name}", make_random_twin, (trained, twin), needs))
+        plan.append(Job(f"eval {name}", _eval_job, (str(trained), opts), needs))
+        plan.append(Job(f"eval {name}-random", _eval_job, (str(twin), opts), (f"twin {name}",)))
+    run_jobs(plan, workers or default_workers(), stages, log)
 
     from evalkit.leaderboard.build import build_leaderboard
 
     board = work / "leaderboard"
     stages.run("leaderboard", lambda: build_leaderboard(results, board), log)
+    stages.times.pop("total (last invocation)", None)
+    stages.record("total (last invocation)", time.time() - t0, log)
     return board

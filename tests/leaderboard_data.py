@@ -56,7 +56,7 @@ def asv_samples(seed: int, separation: float, n: int = 120) -> list[dict]:
 def write_task(root: Path, upstream: str, task: str, samples: list[dict], *, folder: str | None = None,
                version: int = 1, params: int = 1_000_000, pretraining=None, fingerprint: str | None = None,
                layer_weights: list[float] | None = None, name: str | None = None,
-               suite: dict | None = None) -> Path:
+               suite: dict | None = None, protocol: str = "sweep") -> Path:
     """One result + samples file; `name` renames the task (e.g. a real-corpus variant), keeping its metric."""
     if task == "ks":
         value = accuracy([r["ref"] for r in samples], [r["pred"] for r in samples])
@@ -75,7 +75,7 @@ def write_task(root: Path, upstream: str, task: str, samples: list[dict], *, fol
         "metrics": {"dev": {metric: value}, "test": {metric: value}},
         "ci95": {"test": {metric: [value * 0.9, value * 1.1]}},
         "primary_metric": metric, "higher_is_better": metric == "accuracy", "head": "linear", "lr": 1e-3,
-        "lr_grid": [1e-4, 1e-3],
+        "lr_grid": [1e-4, 1e-3], "protocol": protocol,
         "layer_weights": weights,
         "heads": {"linear": {"type": "mean_pool_linear", "lr": 1e-3, "best_step": 20, "steps": 40,
                              "layer_weights": weights}},

@@ -53,13 +53,17 @@ def test_rerun_skips_finished_tasks(fbank_results, smoke_suite, capsys):
     assert "result exists" in capsys.readouterr().out
 
 
-def test_no_sweep_trains_the_reference_head_at_one_lr(smoke_suite, tmp_path):
+@pytest.mark.parametrize("protocol", ["superb", "quick"])
+def test_protocols_train_the_reference_head(smoke_suite, tmp_path, protocol):
     assert main(["eval", "--upstream", "fbank", "--tasks", "ks", "--data", str(smoke_suite), "--output",
-                 str(tmp_path), "--steps", "2", "--no-sweep"]) == 0
+                 str(tmp_path), "--steps", "2", "--protocol", protocol]) == 0
     res = json.loads((tmp_path / "fbank" / "ks.json").read_text())
     grid = load_task("ks").lr_grid
-    assert list(res["heads"]) == [load_task("ks").heads[0].name]
-    assert res["lr_grid"] == [sorted(grid)[len(grid) // 2]] and res["lr"] == res["lr_grid"][0]
+    assert list(res["heads"]) == [load_task("ks").heads[0].name] and res["protocol"] == protocol
+    if protocol == "quick":
+        assert res["lr_grid"] == [sorted(grid)[len(grid) // 2]] and res["lr"] == res["lr_grid"][0]
+    else:
+        assert res["lr_grid"] == grid and set(res["heads"]["linear"]["lr_grid"]) == {f"{lr:g}" for lr in grid}
 
 
 class _LabelInLayer:

@@ -195,6 +195,21 @@ def test_stored_references_keep_the_score_fixed_when_entries_change(results, tmp
     assert "stored file synthetic-smoke.json" in table["score_note"]
 
 
+def test_quick_protocol_results_are_a_suite_of_their_own_scored_on_their_own_fbank(results, tmp_path):
+    """`--protocol quick` numbers (one head, one LR) never share a table, or FBANK points, with swept ones."""
+    ref_file = tmp_path / "refs" / "synthetic-smoke.json"
+    write_references(results, ref_file)  # stored points of the swept protocol
+    write_task(results, "fbank", "ks", ks_samples(120), folder="quick/fbank", protocol="quick")
+    write_task(results, "best", "ks", ks_samples(1), folder="quick/best", protocol="quick")
+    suites, _ = collect(results)
+    assert set(suites) == {"synthetic-smoke-seed0", "synthetic-smoke-seed0-quick"}
+    assert set(suites["synthetic-smoke-seed0-quick"].upstreams) == {"fbank", "best"}
+    build_leaderboard(results, tmp_path / "b", references_dir=ref_file.parent, n_boot=50, plots=False)
+    table = json.loads((tmp_path / "b" / "synthetic-smoke-seed0-quick" / "leaderboard.json").read_text())
+    assert "fbank results in this folder" in table["score_note"]
+    assert _row(table, "fbank")["cells"]["score"]["value"] == pytest.approx(0.0)
+
+
 def test_cli_build_prints_warnings_and_fails_cleanly(results, tmp_path, capsys):
     (results / "junk.json").write_text("[]")
     assert main(["leaderboard", "build", "--results", str(results), "--out", str(tmp_path / "o"),

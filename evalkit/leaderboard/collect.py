@@ -141,12 +141,15 @@ def suite_of(data: dict) -> tuple[str, str, str, int | None]:
     """(id, label, reference name, seed) of the suite a result was measured on."""
     suite = data.get("suite") or {}
     profile, seed = suite.get("profile"), suite.get("seed")
+    # `--protocol quick` results (one head, one learning rate) are only comparable among themselves
+    quick = data.get("protocol") == "quick"
+    tag, note = ("-quick", ", quick protocol (reference head, one learning rate)") if quick else ("", "")
     if profile:
-        sid = f"synthetic-{profile}" + (f"-seed{seed}" if seed is not None else "")
-        label = f"synthetic suite, profile {profile}" + (f", seed {seed}" if seed is not None else "")
-        return sid, label, f"synthetic-{profile}", seed
+        sid = f"synthetic-{profile}" + (f"-seed{seed}" if seed is not None else "") + tag
+        label = f"synthetic suite, profile {profile}" + (f", seed {seed}" if seed is not None else "") + note
+        return sid, label, f"synthetic-{profile}{tag}", seed
     name = suite.get("name") or "unknown"
-    return f"corpus-{name}", f"corpora in {name!r}", "superb", None
+    return f"corpus-{name}{tag}", f"corpora in {name!r}{note}", "superb", None
 
 
 def result_files(results_dir: Path, exclude: Path | None = None) -> list[Path]:

@@ -1,0 +1,77 @@
+"""`evalkit run`: the job scheduler (order, failures, resume) and the whole pipeline on the smoke suite."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from evalkit import pipeline
+from evalkit.pipeline import Job, Stages, run_jobs
+
+
+def _jobs(tmp: Path) -> list[Job]:
+    a, b, c = tmp / "a", tmp / "b", tmp / "c"
+    # b copies a and c copies b: either fails with FileNotFoundError if run before what it needs
+    return [
+        Job("c", shutil.copyfile, (b, c), ("b",)),
+        Job("b", shutil.copyfile, (a, b), ("a",)),
+        Job("a", Path.write_text, (a, "x")),
+    ]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_jobs_run_after_what_they_need(tmp_path, workers):
+    jobs = _jobs(tmp_path)
+    if workers == 1:  # in-process mode runs in list order: give it a valid order
+        jobs = jobs[::-1]
+    run_jobs(jobs, workers, Stages(tmp_path), log=lambda *_: None)
+    assert (tmp_path / "c").read_text() == "x"
+    assert set(json.loads((tmp_path / "stages.json").read_text())) == {"a", "b", "c"}
+
+
+def test_a_failed_job_stops_its_dependants_and_keeps_finished_work(tmp_path):
+    jobs = [
+        Job("ok", Path.write_text, (tmp_path / "ok", "x")),
+        Job("bad", shutil.copyfile, (tmp_path / "missing", tmp_path / "bad")),
+        Job("after-bad", Path.write_text, (tmp_path / "after", "x"), ("bad",)),
+    ]
+    with pytest.raises(FileNotFoundError):
+        run_jobs(jobs, 2, Stages(tmp_path), log=lambda *_: None)
+    assert (tmp_path / "ok").read_text() == "x"
+    assert not (tmp_path / "after").exists()
+    assert "ok" in json.loads((tmp_path / "stages.json").read_text())
+
+
+def test_unknown_dependency_is_named(tmp_path):
+    with pytest.raises(Exception, match="needs unknown job"):
+        run_jobs([Job("x", print, (), ("nope",))], 1, Stages(tmp_path))
+
+
+@pytest.mark.slow
+def test_smoke_pipeline_runs_and_resumes_without_redoing_work(smoke_suite, tmp_path, monkeypatch):
+    """The whole pipeline on the smoke suite, shortened further; a second run redoes nothing."""
+    monkeypatch.setitem(pipeline.PROFILES, "smoke",
+                        pipeline.RunProfile("smoke", "tiny", max_steps=2, eval_steps=2, protocol="quick"))
+    shutil.copytree(smoke_suite, tmp_path / "smoke" / "suite")
+    board = pipeline.run_pipeline("smoke", tmp_path, workers=2, log=lambda *_: None)
+    assert (board / "index.html").is_file() and (board / "leaderboard.md").is_file()
+    results = tmp_path / "smoke" / "results"
+    files = sorted(results.glob("*/*.json"))
+    assert len(files) == 12 * 10  # fbank, fbank_context, five upstreams and their five random twins
+    for name in pipeline.PUBLISHED:
+        res = json.loads((results / name / "ks.json").read_text())
+        assert res["upstream_info"]["pretraining"]["method"] != "random-init"
+        twin = json.loads((results / f"{name}-random" / "ks.json").read_text())
+        assert twin["upstream_info"]["pretraining"]["method"] == "random-init"
+        assert twin["upstream_info"]["parameters"] == res["upstream_info"]["parameters"]
+    stamps = {p: p.stat().st_mtime_ns for p in files}
+    weights = tmp_path / "smoke" / "upstreams" / "hubert" / "model.safetensors"
+    before = weights.stat().st_mtime_ns
+    lines: list[str] = []
+    pipeline.run_pipeline("smoke", tmp_path, workers=2, log=lines.append)
+    assert {p: p.stat().st_mtime_ns for p in files} == stamps
+    assert weights.stat().st_mtime_ns == before
+    assert any("hubert: done" in line for line in lines)
