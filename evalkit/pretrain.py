@@ -502,6 +502,9 @@ def _train(cfg: PretrainConfig, data_dir: Path | None, out: Path, resume: bool, 
             if log is not None:
                 log.write(row)
                 bar.set_postfix({k: f"{v:.3g}" for k, v in row.items() if k not in ("step", "epoch", "lr")})
+                if not progress and procs.main:  # no bar (e.g. a pipeline worker): a line per log step
+                    print(f"[pretrain {out.name}] step {step}/{o.max_steps} loss {row['loss']:.3f} "
+                          f"{row['audio_per_second']:.0f} audio-s/s", flush=True)
         if step % cfg.train.checkpoint_every == 0 or step == o.max_steps:
             seen = sum_over_processes(procs, {"audio": audio_here})["audio"]
             state = {"step": step, "epoch": epoch, "batch": index, "audio_seconds": audio_before + seen,

@@ -22,17 +22,25 @@ def kaldi_frames(wav_lens: torch.Tensor) -> torch.Tensor:
 
 
 class FbankUpstream(Upstream):
-    """80-d kaldi log-mel fbank with per-utterance mean/variance normalisation; one layer at 100 Hz."""
+    """80-d kaldi log-mel fbank; one layer at 100 Hz.
+
+    No per-utterance mean/variance normalisation by default (`cmvn=True` adds it, as
+    s3prl's fbank.yaml): with it every utterance's features average to exactly zero,
+    so the SUPERB utterance head (linear -> mean-pool -> linear) is affine in that
+    mean and outputs a constant. On the default suite that held FBANK's linear ER
+    head at exactly chance (25.0% at every dev evaluation, both learning rates).
+    """
 
     frame_rate = 100.0
     num_layers = 1
 
-    def __init__(self, num_mel_bins: int = 80, context: int = 0) -> None:
+    def __init__(self, num_mel_bins: int = 80, context: int = 0, cmvn: bool = False) -> None:
         super().__init__()
         self.num_mel_bins = num_mel_bins
         self.context = context
+        self.cmvn = cmvn
         self.hidden_size = num_mel_bins * (2 * context + 1)
-        self.config = {"num_mel_bins": num_mel_bins, "context": context}
+        self.config = {"num_mel_bins": num_mel_bins, "context": context, "cmvn": cmvn}
 
     def frames_for(self, wav_lens: torch.Tensor) -> torch.Tensor:
         return kaldi_frames(wav_lens)
@@ -41,6 +49,8 @@ class FbankUpstream(Upstream):
         feats = torchaudio.compliance.kaldi.fbank(
             wav[None] * 32768, num_mel_bins=self.num_mel_bins, sample_frequency=16000, dither=0.0
         )
+        if not self.cmvn:
+            return feats
         return (feats - feats.mean(0)) / (feats.std(0) + 1e-5) if len(feats) > 1 else feats - feats.mean(0)
 
     def forward(self, wavs: torch.Tensor, wav_lens: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
@@ -59,5 +69,5 @@ class FbankUpstream(Upstream):
 class FbankContextUpstream(FbankUpstream):
     """FBANK with ±2 neighbouring frames stacked (400-d): a control that sees co-articulation."""
 
-    def __init__(self, num_mel_bins: int = 80, context: int = 2) -> None:
-        super().__init__(num_mel_bins, context)
+    def __init__(self, num_mel_bins: int = 80, context: int = 2, cmvn: bool = False) -> None:
+        super().__init__(num_mel_bins, context, cmvn)

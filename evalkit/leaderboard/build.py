@@ -88,7 +88,11 @@ def build_leaderboard(results: Path, out: Path, references_dir: Path | None = No
         table = build_table(suite, marks, ref, note, excluded=stale)
         off = [f"{e.upstream} x {e.task} ({gap[0]} steps)" for e in suite.entries.values()
                if (gap := budget_gap(e))]
-        if off:
+        if off and len(off) == len(suite.entries):
+            steps = sorted({gap[0] for e in suite.entries.values() if (gap := budget_gap(e))})
+            notes.insert(0, f"Every result here was trained off the profile's step budget ({', '.join(map(str, steps))} "
+                            "steps, e.g. by `evalkit run --profile default`): compare them only with each other.")
+        elif off:
             notes.insert(0, f"{len(off)} result(s) trained off the profile's step budget (e.g. with --steps), "
                             f"not comparable with results on budget: {', '.join(sorted(off))}.")
         table.notes = notes
