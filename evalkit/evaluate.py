@@ -97,6 +97,7 @@ def evaluate_task(upstream, spec: str, task: TaskConfig, opts: EvalOptions, log=
         task=task.name,
         upstream=spec,
         task_version=task.version,
+        protocol=opts.protocol,  # QbE trains nothing, but its result belongs with the run's other tasks
         task_config=task.to_dict(),
         seed=task.seed,
         suite=suite_info(opts.data),
@@ -219,7 +220,6 @@ def _train_and_test(recipe, feats, opts: EvalOptions, grid, head_specs, steps: i
         "head": first,
         "lr": ref["lr"],
         "lr_grid": grid,
-        "protocol": opts.protocol,
         "layer_weights": ref["layer_weights"],
         "heads": heads,
     }, samples

@@ -56,7 +56,7 @@ def asv_samples(seed: int, separation: float, n: int = 120) -> list[dict]:
 def write_task(root: Path, upstream: str, task: str, samples: list[dict], *, folder: str | None = None,
                version: int = 1, params: int = 1_000_000, pretraining=None, fingerprint: str | None = None,
                layer_weights: list[float] | None = None, name: str | None = None,
-               suite: dict | None = None, protocol: str = "sweep") -> Path:
+               suite: dict | None = None, protocol: str = "sweep", checkpoint: str | None = None) -> Path:
     """One result + samples file; `name` renames the task (e.g. a real-corpus variant), keeping its metric."""
     if task == "ks":
         value = accuracy([r["ref"] for r in samples], [r["pred"] for r in samples])
@@ -83,7 +83,7 @@ def write_task(root: Path, upstream: str, task: str, samples: list[dict], *, fol
         "suite": suite or SUITE,
         "upstream_info": {"name": upstream, "class": "X", "fingerprint": fingerprint or f"fp-{upstream}",
                           "num_layers": len(weights) - 1, "hidden_size": 8, "frame_rate": 50.0,
-                          "parameters": params, "checkpoint": None, "pretraining": pretraining},
+                          "parameters": params, "checkpoint": checkpoint, "pretraining": pretraining},
         "wall_time_s": 1.0, "samples": {"train": 10, "dev": 10, "test": len(samples)},
     }
     folder = folder or upstream.replace("/", "_").replace("<", "_").replace(">", "_")

@@ -210,6 +210,16 @@ def test_quick_protocol_results_are_a_suite_of_their_own_scored_on_their_own_fba
     assert _row(table, "fbank")["cells"]["score"]["value"] == pytest.approx(0.0)
 
 
+def test_checkpoint_folders_are_shown_by_their_name_when_unique(results, tmp_path):
+    for spec in ("/runs/a/upstreams/hubert", "/runs/a/upstreams/bestrq", "/runs/b/upstreams/bestrq"):
+        write_task(results, spec, "ks", ks_samples(5), folder=spec.strip("/").replace("/", "_"), checkpoint=spec)
+    build_leaderboard(results, tmp_path / "b", n_boot=20, plots=False)
+    shown = {r["upstream"]: r["cells"]["upstream"]["display"] for r in _table(tmp_path / "b")["rows"]}
+    assert shown["/runs/a/upstreams/hubert"] == "hubert"
+    assert shown["/runs/a/upstreams/bestrq"] == "/runs/a/upstreams/bestrq"  # two folders named bestrq
+    assert shown[EVIL] == EVIL  # not a checkpoint: shown as given (and escaped on the page)
+
+
 def test_cli_build_prints_warnings_and_fails_cleanly(results, tmp_path, capsys):
     (results / "junk.json").write_text("[]")
     assert main(["leaderboard", "build", "--results", str(results), "--out", str(tmp_path / "o"),

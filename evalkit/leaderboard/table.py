@@ -12,7 +12,9 @@ import csv
 import io
 import json
 import math
+from collections import Counter
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from evalkit.leaderboard.collect import Entry, Suite, budget_gap
 from evalkit.leaderboard.significance import Marks
@@ -137,8 +139,9 @@ def build_table(suite: Suite, marks: dict[str, Marks], reference: Reference | No
                     for u in suite.upstreams}
     ranks = rank_score(table_values, {t: first[t].higher_is_better for t in tasks})
     rows = []
+    names = display_names(suite)
     for u in suite.upstreams:
-        cells: dict[str, Cell] = {"upstream": Cell(u, u)}
+        cells: dict[str, Cell] = {"upstream": Cell(u, names[u], detail={"upstream": u} if names[u] != u else {})}
         info: dict = {}
         for t in tasks:
             e = suite.entries.get((u, t))
@@ -161,6 +164,18 @@ def build_table(suite: Suite, marks: dict[str, Marks], reference: Reference | No
     rows.sort(key=lambda r: _sort_key(r, reference is not None))
     ref = None if reference is None else json.loads(reference.to_json())
     return Table(suite.id, suite.label, columns, rows, score_note, ref, [])
+
+
+def display_names(suite: Suite) -> dict[str, str]:
+    """Checkpoint folders are shown by their folder name (`/runs/x/upstreams/hubert` -> `hubert`) where
+    that name is unique in the suite; anything else, by its spec as given."""
+    names = {}
+    for u in suite.upstreams:
+        entry = next(e for (v, _), e in suite.entries.items() if v == u)
+        checkpoint = (entry.data.get("upstream_info") or {}).get("checkpoint")
+        names[u] = Path(str(checkpoint)).name if checkpoint and str(checkpoint) == u else u
+    counts = Counter(names.values())
+    return {u: n if counts[n] == 1 and n else u for u, n in names.items()}
 
 
 def score_task(task: str, reference: Reference) -> str:
