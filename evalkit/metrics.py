@@ -239,7 +239,7 @@ def qbe_item(ref: tuple[Any, Any], score: float) -> Stats:
     return (term, float(score), int(occurs))
 
 
-def _twv_curve(stats: Sequence[Stats], beta: float) -> tuple[np.ndarray, np.ndarray]:
+def _twv_curve(stats: Sequence[Stats] | np.ndarray, beta: float) -> tuple[np.ndarray, np.ndarray]:
     """(thresholds, TWV at each) from the highest score down; a pair is a detection when
     its score >= the threshold. Terms that never occur are left out (their P_miss is
     undefined); a term that occurs in every document has no false-alarm trials, P_fa = 0.
@@ -250,10 +250,13 @@ def _twv_curve(stats: Sequence[Stats], beta: float) -> tuple[np.ndarray, np.ndar
     """
     if len(stats) == 0:
         raise EvalkitError("Cannot compute TWV: no query-document pairs were scored.")
-    terms = [s[0] for s in stats]
-    scores = np.array([s[1] for s in stats], dtype=float)
-    occurs = np.array([s[2] for s in stats], dtype=float) > 0.5
-    _, term_ids = np.unique(np.array(terms, dtype=str), return_inverse=True)
+    if isinstance(stats, np.ndarray):  # a numeric table (term id, score, occurs): the bootstrap's hot path
+        _, term_ids = np.unique(stats[:, 0], return_inverse=True)
+        scores, occurs = stats[:, 1].astype(float), stats[:, 2] > 0.5
+    else:
+        scores = np.array([s[1] for s in stats], dtype=float)
+        occurs = np.array([s[2] for s in stats], dtype=float) > 0.5
+        _, term_ids = np.unique(np.array([s[0] for s in stats], dtype=str), return_inverse=True)
     n_true = np.bincount(term_ids, weights=occurs)
     n_false = np.bincount(term_ids, weights=~occurs)
     n_terms = int((n_true > 0).sum())

@@ -372,6 +372,9 @@ def test_mtwv_matches_definition_by_brute_force(seed):
             cost.append(p_miss + beta * p_fa)
         best = max(best, 1 - np.mean(cost))
     assert M.mtwv(terms.tolist(), scores, labels, beta=beta) == pytest.approx(best, abs=1e-12)
+    # the numeric table the leaderboard's bootstrap passes (term ids as numbers) gives the same value
+    table = np.column_stack([np.unique(terms, return_inverse=True)[1], scores, labels]).astype(float)
+    assert M.mtwv_from_stats(table, beta=beta) == pytest.approx(best, abs=1e-12)
 
 
 # --- bootstrap ---------------------------------------------------------------------------------
