@@ -38,7 +38,6 @@ import logging
 import math
 import os
 import re
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -53,7 +52,7 @@ from tqdm.auto import tqdm
 from evalkit import SAMPLE_RATE
 from evalkit.audio import load_batch
 from evalkit.errors import ConfigError, EvalkitError
-from evalkit.manifest import atomic_write_text, audio_path, read_manifest
+from evalkit.manifest import atomic_open, atomic_write_text, audio_path, read_manifest
 
 logger = logging.getLogger(__name__)
 
@@ -541,21 +540,12 @@ def _write_shard(folder: Path, k: int, shard: list[_Utt], arrays: list[np.ndarra
     head = io.BytesIO()
     np.lib.format.write_array_header_1_0(head, header)
     digest = hashlib.blake2b(head.getvalue())  # hashed while written, so a shard is read only once
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(head.getvalue())
-            for a in arrays:
-                data = np.ascontiguousarray(a).data
-                digest.update(data)
-                f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_open(path, "wb") as f:
+        f.write(head.getvalue())
+        for a in arrays:
+            data = np.ascontiguousarray(a).data
+            digest.update(data)
+            f.write(data)
     offsets = np.cumsum([0] + [a.shape[0] for a in arrays]).tolist()
     info = {
         "file": path.name,

@@ -29,6 +29,7 @@ Optional: voice (synthesis parameters), fold (IEMOCAP session), gender.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -78,14 +79,16 @@ def write_manifest(path: str | os.PathLike, records: Iterable[dict]) -> None:
     atomic_write_text(path, "".join(lines))
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write text to a temporary file beside `path`, then rename it into place."""
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike, mode: str = "w"):
+    """A file opened on a temporary name beside `path`, renamed into place (after fsync) when the
+    block ends without error; on error the temporary file is removed and `path` is untouched."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -93,6 +96,12 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write text to a temporary file beside `path`, then rename it into place."""
+    with atomic_open(path, "w") as f:
+        f.write(text)
 
 
 def frame_labels(alignment: list, num_frames: int, frame_rate: float, blank: str = "sil") -> list[str]:

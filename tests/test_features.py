@@ -390,3 +390,18 @@ def test_bad_inputs_raise_clear_errors(manifest: Path, tmp_path: Path) -> None:
     cached = run_extract(TinyUpstream(), manifest, tmp_path / "cache")
     with pytest.raises(EvalkitError, match="not in this feature cache"):
         cached.get("nope")
+
+
+def test_atomic_open_leaves_the_old_file_when_the_write_fails(tmp_path: Path) -> None:
+    from evalkit.manifest import atomic_open
+
+    target = tmp_path / "shard.npy"
+    target.write_bytes(b"old")
+    with pytest.raises(RuntimeError), atomic_open(target, "wb") as f:
+        f.write(b"half of a new")
+        raise RuntimeError("killed mid-write")
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["shard.npy"]  # no temporary file left behind
+    with atomic_open(target, "wb") as f:
+        f.write(b"new")
+    assert target.read_bytes() == b"new"
