@@ -262,7 +262,6 @@ def run_eval(spec: str, tasks: list[TaskConfig], opts: EvalOptions, log=print) -
     """Evaluate `spec` on each task; skip those with a result unless overwrite. Returns result paths."""
     from upstreams import load_upstream
 
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     todo = [t for t in tasks if opts.overwrite or not result_path(opts.output, spec, t.name).exists()]
     for t in tasks:
         if t not in todo:

@@ -98,6 +98,18 @@ def atomic_open(path: str | os.PathLike, mode: str = "w"):
         raise
 
 
+def read_json_object(path: str | os.PathLike, kind: str) -> dict:
+    """A JSON file that must hold an object; `kind` ("result", "reference") words the errors, which
+    name the file."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise ConfigError(f"{path}: not a readable {kind} JSON ({e}).") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a {kind} file is a JSON object.")
+    return data
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write text to a temporary file beside `path`, then rename it into place."""
     with atomic_open(path, "w") as f:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from evalkit.errors import ConfigError
-from evalkit.manifest import atomic_write_text
+from evalkit.manifest import atomic_write_text, read_json_object
 
 SCHEMA_VERSION = 1
 REQUIRED = ("task", "upstream", "metrics", "primary_metric", "higher_is_better", "task_version", "task_config")
@@ -69,12 +69,7 @@ def write_result(path: Path, result: dict[str, Any], samples: list[dict]) -> Non
 
 def read_result(path: Path) -> dict:
     """Load and check a result file; errors name the file and the missing key."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
-        raise ConfigError(f"{path}: not a readable result JSON ({e}).") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: a result file is a JSON object.")
+    data = read_json_object(path, "result")
     missing = [k for k in REQUIRED if k not in data]
     if missing:
         raise ConfigError(f"{path}: result lacks key(s) {', '.join(missing)}.")

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from evalkit.errors import ConfigError, EvalkitError
+from evalkit.manifest import read_json_object
 
 # Public reference points of the SUPERB leaderboard (percent; QbE is MTWV x 100).
 SUPERB_FBANK = {
@@ -170,12 +171,7 @@ def superb_reference() -> Reference:
 
 def load_reference(path: Path) -> Reference:
     """Read a reference file; errors name the file and the key."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
-        raise ConfigError(f"{path}: not a readable reference JSON ({e}).") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: a reference file is a JSON object.")
+    data = read_json_object(path, "reference")
     for key in ("suite", "fbank", "best", "metric"):
         if key not in data:
             raise ConfigError(f"{path}: reference lacks key {key!r}.")
