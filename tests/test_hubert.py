@@ -228,6 +228,23 @@ def test_original_hubert_cosine_recipe_runs(smoke_pretrain, mfcc_setup):
     assert math.isfinite(float(out.loss.detach()))
 
 
+def test_unmasked_weight_adds_the_unmasked_frames_loss(smoke_pretrain, mfcc_setup):
+    batch = next(batches(smoke_pretrain))
+    outs = []
+    for weight in (0.0, 0.5):
+        torch.manual_seed(0)
+        objective = HuBERT(tiny(), n_clusters=K, unmasked_weight=weight)
+        objective.load_setup(mfcc_setup[0])
+        torch.manual_seed(1)  # the same mask both times
+        outs.append(objective(batch))
+    plain, weighted = outs
+    assert "ce_unmasked" not in plain.stats
+    assert float(weighted.loss.detach()) == pytest.approx(weighted.stats["ce"] + 0.5 * weighted.stats["ce_unmasked"], rel=1e-5)
+    assert weighted.stats["ce"] == pytest.approx(plain.stats["ce"], rel=1e-5)
+    with pytest.raises(ConfigError, match="unmasked_weight"):
+        HuBERT(tiny(), unmasked_weight=-1)
+
+
 def test_iteration2_targets_from_a_checkpoint(smoke_pretrain, tmp_path):
     torch.manual_seed(0)
     path = save_checkpoint(SSLEncoder(**tiny()), tmp_path / "iter1")

@@ -113,6 +113,7 @@ class HuBERTConfig(SerialisableConfig):
     logit_temperature: float = 0.1  # cosine head
     supervise_layers: list[int] = field(default_factory=list)  # heads on these layers too (Fast-HuBERT's ILS)
     frontend_grad_scale: float = 1.0  # HuBERT's feature_grad_mult: 0.1 for the CNN front-end
+    unmasked_weight: float = 0.0  # loss = L_masked + w * L_unmasked (the HuBERT paper's alpha = 1 / (1 + w))
 
     def __post_init__(self) -> None:
         if isinstance(self.targets, dict):
@@ -125,10 +126,11 @@ class HuBERTConfig(SerialisableConfig):
                 "objective.n_clusters must be >= 2, objective.mask_prob lie in (0, 1] and "
                 f"objective.mask_min_spans be >= 0; got {self.n_clusters}, {self.mask_prob}, {self.mask_min_spans}."
             )
-        if self.logit_temperature <= 0 or not 0 < self.frontend_grad_scale <= 1:
+        if self.logit_temperature <= 0 or not 0 < self.frontend_grad_scale <= 1 or self.unmasked_weight < 0:
             raise ConfigError(
-                "objective.logit_temperature must be > 0 and objective.frontend_grad_scale in (0, 1]; got "
-                f"{self.logit_temperature} and {self.frontend_grad_scale}."
+                "objective.logit_temperature must be > 0, objective.frontend_grad_scale in (0, 1] and "
+                "objective.unmasked_weight >= 0; got "
+                f"{self.logit_temperature}, {self.frontend_grad_scale} and {self.unmasked_weight}."
             )
         self.supervise_layers = [int(x) for x in self.supervise_layers]
 
@@ -272,9 +274,15 @@ class HuBERT(Objective):
             stats[f"ce{name}"] = float(loss.detach())
             stats[f"acc_masked{name}"] = float((logits.argmax(-1) == targets[mask]).float().mean())
         loss = torch.stack(losses).mean()
-        with torch.no_grad():
-            unmasked = valid & ~mask
-            if unmasked.any():
+        unmasked = valid & ~mask
+        if c.unmasked_weight > 0 and unmasked.any():
+            logits = self.heads[0](hidden[-1][unmasked]).float()
+            unmasked_loss = F.cross_entropy(logits, targets[unmasked])
+            loss = loss + c.unmasked_weight * unmasked_loss
+            stats["ce_unmasked"] = float(unmasked_loss.detach())
+            stats["acc_unmasked"] = float((logits.argmax(-1) == targets[unmasked]).float().mean())
+        elif unmasked.any():
+            with torch.no_grad():
                 logits = self.heads[0](hidden[-1][unmasked])
                 stats["acc_unmasked"] = float((logits.argmax(-1) == targets[unmasked]).float().mean())
         stats["masked_fraction"] = float(mask.sum() / valid.sum())
