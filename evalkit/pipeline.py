@@ -81,6 +81,24 @@ def resolved_config(name: str, size: str, upstream_dir: Path, out: Path) -> Path
     return path
 
 
+def shared_twins(size: str) -> dict[str, list[str]]:
+    """Random-init twins: {twin owner: every published upstream whose recipe builds the same encoder}.
+
+    An upstream's architecture is its recipe's `encoder:` section, so methods that share
+    one (HuBERT, wav2vec 2.0 and BEST-RQ on the same Transformer) share one twin: the
+    same weights evaluated once instead of three times.
+    """
+    owners: dict[str, list[str]] = {}
+    by_arch: dict[str, str] = {}
+    for name in PUBLISHED:
+        src = CONFIGS / f"{UPSTREAM_PLAN[name][0]}-{size}.yaml"
+        encoder = yaml.safe_load(src.read_text()).get("encoder") if src.is_file() else None
+        key = json.dumps(encoder, sort_keys=True) if encoder else name
+        owner = by_arch.setdefault(key, name)
+        owners.setdefault(owner, []).append(name)
+    return owners
+
+
 def _finished(folder: Path) -> bool:
     cfg = folder / "config.json"
     if not cfg.is_file():
@@ -88,8 +106,11 @@ def _finished(folder: Path) -> bool:
     return bool(json.loads(cfg.read_text()).get("pretraining", {}).get("finished"))
 
 
-def make_random_twin(trained: Path, out: Path, seed: int = 0) -> Path:
-    """The same architecture as `trained` with random weights: the control every SSL method needs."""
+def make_random_twin(trained: Path, out: Path, seed: int = 0, twin_of: list[str] | None = None) -> Path:
+    """The same architecture as `trained` with random weights: the control every SSL method needs.
+
+    `twin_of`: the upstreams it stands for (default: `trained` alone).
+    """
     import torch
     from safetensors.torch import save_file
 
@@ -103,7 +124,7 @@ def make_random_twin(trained: Path, out: Path, seed: int = 0) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "model.safetensors"))
     twin = {"upstream": cfg["upstream"], "config": cfg.get("config", {}),
-            "pretraining": {"method": "random-init", "twin_of": trained.name}}
+            "pretraining": {"method": "random-init", "twin_of": ", ".join(twin_of or [trained.name])}}
     atomic_write_text(out / "config.json", json.dumps(twin, indent=1))
     return out
 
@@ -248,12 +269,15 @@ def run_pipeline(profile: str = "default", workdir: str | Path = "work", jobs: i
                        progress=False)
     for spec in BASELINES:
         plan.append(Job(f"eval {spec}", _eval_job, (spec, opts)))
+    twins = shared_twins(p.size)
     for name in PUBLISHED:
-        trained, twin = upstream_dir / name, upstream_dir / f"{name}-random"
+        trained = upstream_dir / name
         needs = tuple(n for n in [f"pretrain {name}"] if n in planned)
-        plan.append(Job(f"twin {name}", make_random_twin, (trained, twin), needs))
         plan.append(Job(f"eval {name}", _eval_job, (str(trained), opts), needs))
-        plan.append(Job(f"eval {name}-random", _eval_job, (str(twin), opts), (f"twin {name}",)))
+        if name in twins:
+            twin = upstream_dir / f"{name}-random"
+            plan.append(Job(f"twin {name}", make_random_twin, (trained, twin, 0, twins[name]), needs))
+            plan.append(Job(f"eval {name}-random", _eval_job, (str(twin), opts), (f"twin {name}",)))
     run_jobs(plan, workers or default_workers(), stages, log)
 
     from evalkit.leaderboard.build import build_leaderboard

@@ -60,13 +60,18 @@ def test_smoke_pipeline_runs_and_resumes_without_redoing_work(smoke_suite, tmp_p
     assert (board / "index.html").is_file() and (board / "leaderboard.md").is_file()
     results = tmp_path / "smoke" / "results"
     files = sorted(results.glob("*/*.json"))
-    assert len(files) == 12 * 10  # fbank, fbank_context, five upstreams and their five random twins
-    for name in pipeline.PUBLISHED:
-        res = json.loads((results / name / "ks.json").read_text())
-        assert res["upstream_info"]["pretraining"]["method"] != "random-init"
-        twin = json.loads((results / f"{name}-random" / "ks.json").read_text())
-        assert twin["upstream_info"]["pretraining"]["method"] == "random-init"
-        assert twin["upstream_info"]["parameters"] == res["upstream_info"]["parameters"]
+    twins = pipeline.shared_twins("tiny")
+    # HuBERT, wav2vec 2.0 and BEST-RQ share the tiny Transformer, hence one twin
+    assert twins == {"hubert": ["hubert", "wav2vec2", "bestrq"], "summarymixing": ["summarymixing"],
+                     "distilhubert": ["distilhubert"]}
+    assert len(files) == 10 * 10  # fbank, fbank_context, five upstreams and three random twins
+    for owner, names in twins.items():
+        twin = json.loads((results / f"{owner}-random" / "ks.json").read_text())
+        assert twin["upstream_info"]["pretraining"] == {"method": "random-init", "twin_of": ", ".join(names)}
+        for name in names:
+            res = json.loads((results / name / "ks.json").read_text())
+            assert res["upstream_info"]["pretraining"]["method"] != "random-init"
+            assert twin["upstream_info"]["parameters"] == res["upstream_info"]["parameters"]
     stamps = {p: p.stat().st_mtime_ns for p in files}
     weights = tmp_path / "smoke" / "upstreams" / "hubert" / "model.safetensors"
     before = weights.stat().st_mtime_ns
