@@ -269,3 +269,16 @@ def test_results_off_the_profile_budget_are_flagged_and_refused_as_references(re
     assert "3 result(s) trained off the profile's step budget" in table["notes"][0]
     assert _row(table, "fbank")["cells"]["ks"]["detail"]["off_budget"] == "6 steps; the profile's budget is 40"
     assert "off_budget" not in _row(table, "best")["cells"]["ks"]["detail"]
+
+
+def test_suite_versions_are_kept_apart():
+    from evalkit.leaderboard.collect import suite_of
+
+    old = {"suite": {"profile": "default", "seed": 0}}  # stamped before suites had versions
+    assert suite_of(old)[:3] == ("synthetic-default-seed0", "synthetic suite, profile default, seed 0",
+                                 "synthetic-default")
+    assert suite_of({"suite": {"profile": "default", "seed": 0, "version": 1}})[0] == "synthetic-default-seed0"
+    new = {"suite": {"profile": "default", "seed": 0, "version": 2}, "protocol": "quick"}
+    sid, label, ref, _ = suite_of(new)
+    assert (sid, ref) == ("synthetic-default-v2-seed0-quick", "synthetic-default-v2-quick")
+    assert label.startswith("synthetic suite v2, profile default, seed 0")

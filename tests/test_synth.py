@@ -184,3 +184,12 @@ def test_profile_or_seed_mismatch_is_refused(tmp_path):
     build_suite(tmp_path, "smoke", seed=0, jobs=1, corpora=("ks",), progress=False)
     with pytest.raises(EvalkitError, match="seed"):
         build_suite(tmp_path, "smoke", seed=3, jobs=1, corpora=("ks",), progress=False)
+
+
+def test_a_suite_of_another_version_is_refused(tmp_path):
+    from evalkit.errors import EvalkitError
+
+    (tmp_path / "suite.json").write_text(json.dumps({"profile": "default", "seed": 0}))  # before versions: 1
+    with pytest.raises(EvalkitError, match="holds version 1 of the 'default' suite; this evalkit makes version 2"):
+        build_suite(tmp_path, "default", seed=0, jobs=1, corpora=("ks",), progress=False)
+    assert not (tmp_path / "ks").exists()  # nothing written into the old suite

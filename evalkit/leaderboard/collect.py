@@ -141,13 +141,16 @@ def suite_of(data: dict) -> tuple[str, str, str, int | None]:
     """(id, label, reference name, seed) of the suite a result was measured on."""
     suite = data.get("suite") or {}
     profile, seed = suite.get("profile"), suite.get("seed")
+    # suites stamped before versioning are version 1 and keep their old ids
+    version = f"-v{suite['version']}" if isinstance(suite.get("version"), int) and suite["version"] > 1 else ""
     # `--protocol quick` results (one head, one learning rate) are only comparable among themselves
     quick = data.get("protocol") == "quick"
     tag, note = ("-quick", ", quick protocol (reference head, one learning rate)") if quick else ("", "")
     if profile:
-        sid = f"synthetic-{profile}" + (f"-seed{seed}" if seed is not None else "") + tag
-        label = f"synthetic suite, profile {profile}" + (f", seed {seed}" if seed is not None else "") + note
-        return sid, label, f"synthetic-{profile}{tag}", seed
+        sid = f"synthetic-{profile}{version}" + (f"-seed{seed}" if seed is not None else "") + tag
+        label = (f"synthetic suite{' ' + version[1:] if version else ''}, profile {profile}"
+                 + (f", seed {seed}" if seed is not None else "") + note)
+        return sid, label, f"synthetic-{profile}{version}{tag}", seed
     name = suite.get("name") or "unknown"
     return f"corpus-{name}{tag}", f"corpora in {name!r}{note}", "superb", None
 

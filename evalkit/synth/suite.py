@@ -29,6 +29,7 @@ from evalkit.synth.render import EMOTIONS, Chunk, Item, render_chunk
 from evalkit.synth.speakers import Speaker, speaker_pools
 
 CORPORA = ("pretrain", "pr", "asr", "ks", "qbe", "ic", "sf", "sid", "asv", "sd", "er")
+
 SPLITS = ("train", "dev", "test")
 CHUNK_SIZE = 40
 
@@ -54,6 +55,12 @@ class Profile:
     sd: tuple[int, int, int]  # recordings
     sd_turns: tuple[int, int]  # min, max turns per recording
     er: tuple[int, int, int]
+    # Bumped whenever the profile's plan changes (sizes, text, voices): results record it, the
+    # leaderboard keeps versions apart, and a folder made by another version is refused
+    # rather than silently mixed. default/large 2: PR dev/test grew from 30/60 to 100/200
+    # utterances (test PER's 95% interval was +-0.04, wider than the gaps it had to resolve)
+    # and ASR's train set from 400 to 1,600 (24% of test words were unseen in training).
+    version: int = 1
 
 
 PROFILES = {
@@ -64,14 +71,14 @@ PROFILES = {
         er=(40, 16, 16),
     ),
     "default": Profile(
-        "default", pretrain=2600, pr=(100, 30, 60), asr=(400, 60, 100), ks=(1200, 240, 480),
+        "default", pretrain=2600, pr=(100, 100, 200), asr=(1600, 60, 100), ks=(1200, 240, 480),
         qbe_queries=(30, 40), qbe_documents=(150, 200), ic=(800, 200, 400), sf=(800, 150, 300),
         sid_speakers=60, sid=(12, 4, 4), asv_speakers=(80, 24, 48), asv_per_speaker=8, asv_trials=3000,
-        sd=(200, 40, 60), sd_turns=(4, 8), er=(800, 200, 400),
+        sd=(200, 40, 60), sd_turns=(4, 8), er=(800, 200, 400), version=2,
     ),
 }
 PROFILES["large"] = replace(
-    PROFILES["default"], name="large", pretrain=10400, pr=(400, 60, 120), asr=(1600, 120, 200),
+    PROFILES["default"], name="large", pretrain=10400, pr=(400, 100, 200), asr=(6400, 120, 200),
     ks=(4800, 480, 960), ic=(3200, 400, 800), sf=(3200, 300, 600), sid_speakers=120, sid=(24, 6, 6),
     asv_speakers=(128, 32, 64), asv_per_speaker=12, asv_trials=8000, sd=(800, 80, 120), er=(3200, 400, 800),
 )
@@ -343,7 +350,7 @@ def build_suite(out: str | Path, profile: str = "default", seed: int = 0, jobs: 
     p = PROFILES[profile]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    _check_suite_stamp(out, profile, seed)
+    _check_suite_stamp(out, p, seed)
     todo = plan_jobs(out, p, seed, corpora)
     pending = [c for job in todo for c in job.chunks if not c.part_path.exists()]
     if pending:
@@ -369,16 +376,23 @@ def build_suite(out: str | Path, profile: str = "default", seed: int = 0, jobs: 
     return {c: {s: len(items) for s, items in plan_corpus(c, p, seed).items()} for c in corpora}
 
 
-def _check_suite_stamp(out: Path, profile: str, seed: int) -> None:
-    """Refuse to mix profiles or seeds in one folder (resuming needs the same plan)."""
+def _check_suite_stamp(out: Path, p: Profile, seed: int) -> None:
+    """Refuse to mix profiles, seeds or suite versions in one folder (resuming needs the same plan)."""
     stamp = out / "suite.json"
-    want = {"profile": profile, "seed": seed, "corpora": list(CORPORA)}
+    profile = p.name
+    want = {"profile": profile, "seed": seed, "version": p.version, "corpora": list(CORPORA)}
     if stamp.exists():
         have = json.loads(stamp.read_text())
         if (have.get("profile"), have.get("seed")) != (profile, seed):
             raise EvalkitError(
                 f"{out} holds a suite made with profile={have.get('profile')!r}, seed={have.get('seed')}; "
                 f"asked for profile={profile!r}, seed={seed}. Use another --out folder or delete it."
+            )
+        if have.get("version", 1) != p.version:
+            raise EvalkitError(
+                f"{out} holds version {have.get('version', 1)} of the {profile!r} suite; this evalkit makes "
+                f"version {p.version} (Profile.version in evalkit/synth/suite.py says what changed). "
+                "Synthesise into a new --out folder; results on the old suite stay valid and are listed apart."
             )
         return
     atomic_write_text(stamp, json.dumps(want, indent=1) + "\n")
