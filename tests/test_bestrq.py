@@ -95,21 +95,6 @@ def test_loss_reads_the_targets_of_masked_frames_only(monkeypatch):
     assert scrambled_masked != pytest.approx(base, abs=1e-3)
 
 
-def test_unmasked_weight_adds_the_unmasked_frames_loss():
-    batch = batch_of([speechlike(32000, 3), speechlike(20000, 4)])
-    outs = []
-    for weight in (0.0, 0.5):
-        model = make(unmasked_weight=weight).eval()
-        torch.manual_seed(7)  # the same mask and noise
-        with torch.no_grad():
-            outs.append(model(batch))
-    plain, weighted = outs
-    assert "ce_unmasked" not in plain.stats and 0 <= weighted.stats["accuracy_unmasked"] <= 1
-    assert float(weighted.loss) == pytest.approx(float(plain.loss) + 0.5 * weighted.stats["ce_unmasked"], rel=1e-5)
-    with pytest.raises(Exception, match="unmasked_weight"):
-        make(unmasked_weight=-1.0)
-
-
 def test_frozen_quantizer_gets_no_gradient_and_stats_are_sane():
     model = make(codebooks=2).train()
     output = model(batch_of([speechlike(32000, 5), speechlike(24000, 6)]))

@@ -51,7 +51,6 @@ class BestRQConfig(SerialisableConfig):
     mask_span: int = 10  # frames: 400 ms at 40 ms
     mask_min_spans: int = 1  # per utterance, so that every utterance has a loss
     noise_std: float = 0.1
-    unmasked_weight: float = 0.0  # + w * the loss on unmasked frames (not in the paper; see configs/pretrain)
     quality_utterances: int = 200  # utterances scored against phone alignments in `setup`
 
     def __post_init__(self) -> None:
@@ -65,11 +64,10 @@ class BestRQConfig(SerialisableConfig):
         )
         if not 0.0 < self.mask_prob <= 1.0:
             raise ConfigError(f"objective.mask_prob must lie in (0, 1]; got {self.mask_prob!r}.")
-        if min(self.noise_std, self.mask_min_spans, self.quality_utterances, self.unmasked_weight) < 0:
+        if self.noise_std < 0 or self.mask_min_spans < 0 or self.quality_utterances < 0:
             raise ConfigError(
-                "objective.noise_std, objective.mask_min_spans, objective.quality_utterances and "
-                "objective.unmasked_weight must be >= 0; got "
-                f"{self.noise_std!r}, {self.mask_min_spans!r}, {self.quality_utterances!r}, {self.unmasked_weight!r}."
+                "objective.noise_std, objective.mask_min_spans and objective.quality_utterances must be >= 0; "
+                f"got {self.noise_std!r}, {self.mask_min_spans!r}, {self.quality_utterances!r}."
             )
 
 
@@ -147,15 +145,7 @@ class BestRQ(Objective):
         else:
             loss = F.cross_entropy(logits.transpose(1, 2), target)
             accuracy = float((logits.argmax(-1) == target).float().mean())
-        stats = {}
-        unmasked = ~mask & has_target & valid
-        if c.unmasked_weight > 0 and unmasked.any():
-            u_logits = self.head(hidden[unmasked]).float().view(-1, c.codebooks, c.codebook_size)
-            u_loss = F.cross_entropy(u_logits.transpose(1, 2), codes[unmasked])
-            loss = loss + c.unmasked_weight * u_loss
-            stats["ce_unmasked"] = float(u_loss.detach())
-            stats["accuracy_unmasked"] = float((u_logits.argmax(-1) == codes[unmasked]).float().mean())
-        stats |= {
+        stats = {
             "accuracy": accuracy,
             "code_perplexity": code_perplexity(codes[has_target & valid], c.codebook_size),
             "masked_fraction": float(mask.sum() / valid.sum().clamp(min=1)),
