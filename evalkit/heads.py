@@ -154,15 +154,24 @@ def greedy_decode(log_probs: torch.Tensor, lens: torch.Tensor, blank: int = 0) -
     return out
 
 
+def repeat_frames(x: torch.Tensor, lens: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each frame `k` times, [B, T, D] -> [B, kT, D], so that CTC has room for its labels and blanks."""
+    if k == 1:
+        return x, lens
+    return x.repeat_interleave(k, dim=1), lens * k
+
+
 @HEADS.register("linear_ctc")
 class LinearCTC(nn.Module):
     """SUPERB's PR head: a linear probe to the label set, trained with CTC."""
 
-    def __init__(self, input_dim: int, vocab_size: int) -> None:
+    def __init__(self, input_dim: int, vocab_size: int, upsample: int = 1) -> None:
         super().__init__()
         self.out = nn.Linear(input_dim, vocab_size)
+        self.upsample = upsample
 
     def forward(self, x: torch.Tensor, lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x, lens = repeat_frames(x, lens, self.upsample)
         return F.log_softmax(self.out(x), dim=-1), lens
 
 
@@ -178,14 +187,17 @@ class BiLSTMCTC(nn.Module):
         hidden: int = 256,
         num_layers: int = 2,
         dropout: float = 0.2,
+        upsample: int = 1,
     ) -> None:
         super().__init__()
+        self.upsample = upsample
         self.proj = nn.Linear(input_dim, proj)
         self.lstm = PaddedLSTM(proj, hidden, num_layers=num_layers, dropout=dropout if num_layers > 1 else 0.0)
         self.dropout = nn.Dropout(dropout)
         self.out = nn.Linear(2 * hidden, vocab_size)
 
     def forward(self, x: torch.Tensor, lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x, lens = repeat_frames(x, lens, self.upsample)
         h = self.lstm(self.proj(x), lens)
         return F.log_softmax(self.out(self.dropout(h)), dim=-1), lens
 
@@ -222,13 +234,16 @@ class ConvCTC(nn.Module):
         kernel_size: int = 5,
         dilations: Sequence[int] = (1, 2, 4),
         dropout: float = 0.1,
+        upsample: int = 1,
     ) -> None:
         super().__init__()
+        self.upsample = upsample
         self.proj = nn.Linear(input_dim, channels)
         self.blocks = nn.ModuleList(_ConvBlock(channels, kernel_size, d, dropout) for d in dilations)
         self.out = nn.Linear(channels, vocab_size)
 
     def forward(self, x: torch.Tensor, lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x, lens = repeat_frames(x, lens, self.upsample)
         valid = _valid(x, lens)
         h = self.proj(x)
         for block in self.blocks:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 import pytest
@@ -326,3 +327,37 @@ def test_padded_lstm_matches_torch_packed_sequence(bidirectional, num_layers):
     expected, _ = pad_packed_sequence(ref(packed)[0], batch_first=True, total_length=9)
     got = ours(x, lens)
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name,kwargs", [
+    ("linear_ctc", dict(vocab_size=7)),
+    ("bilstm_ctc", dict(vocab_size=7, proj=16, hidden=8)),
+    ("conv_ctc", dict(vocab_size=7, channels=16)),
+])
+def test_ctc_heads_repeat_frames_for_slow_upstreams(name, kwargs):
+    plain, doubled = _build(name, kwargs).eval(), _build(name, {**kwargs, "upsample": 2}).eval()
+    x, lens = _batch([10, 6])
+    with torch.no_grad():
+        log_probs, out_lens = doubled(x, lens)
+        want = plain(x.repeat_interleave(2, dim=1), lens * 2)[0]
+    assert log_probs.shape == (2, 20, 7) and out_lens.tolist() == [20, 12]
+    torch.testing.assert_close(log_probs, want)
+    # 15 labels cannot fit in 10 frames; in 20 repeated ones they can
+    target = torch.arange(1, 16).repeat(1, 1) % 6 + 1
+    loss = lambda lp, n: F.ctc_loss(lp[:1].transpose(0, 1), target, n[:1], torch.tensor([15]), reduction="sum")
+    with torch.no_grad():
+        assert math.isinf(float(loss(plain(x, lens)[0], lens)))
+        assert math.isfinite(float(loss(log_probs, out_lens)))
+
+
+def test_ctc_recipe_repeats_frames_up_to_min_frame_rate():
+    from evalkit.recipes.ctc import CTC
+
+    recipe = CTC.__new__(CTC)  # only the rate arithmetic: no data needed
+    recipe.min_frame_rate = 50.0
+    for rate, k in [(25.0, 2), (50.0, 1), (100.0, 1), (20.0, 3), (49.0, 2)]:
+        recipe.frame_rate = rate
+        assert recipe.upsample() == k
+    recipe.min_frame_rate = 0.0
+    recipe.frame_rate = 25.0
+    assert recipe.upsample() == 1

@@ -1,12 +1,20 @@
 """Sequence transcription with CTC: PR (phones), ASR (characters), SF (characters + slot tags).
 
-`labels: {unit: phones | chars | slot_chars}`. Token 0 is the CTC blank; the
-vocabulary comes from the train split (unseen symbols in dev/test are dropped
-from targets but still count against the hypothesis in the metrics).
+`labels: {unit: phones | chars | slot_chars, min_frame_rate: HZ}`. Token 0 is
+the CTC blank; the vocabulary comes from the train split (unseen symbols in
+dev/test are dropped from targets but still count against the hypothesis in the
+metrics).
+
+`min_frame_rate`: CTC needs at least one frame per label (two between repeated
+labels). At 40 ms (Fast-HuBERT, the CPU recipes) half of the synthetic SF
+utterances and a tenth of the ASR ones have more labels than frames, and CTC
+gives them no gradient; upstreams slower than this rate get each frame repeated
+in the head, as SUPERB's 50 Hz upstreams would need none.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -45,9 +53,12 @@ def _chars(text: str) -> list[str]:
 
 
 class CTC(Recipe):
+    frame_rate: float = 50.0  # set by the trainer from the upstream
+
     def __init__(self, task, data) -> None:
         super().__init__(task, data)
         self.unit = task.labels.get("unit", "chars")
+        self.min_frame_rate = float(task.labels.get("min_frame_rate", 0))
         if self.unit not in UNITS:
             raise ConfigError(f"{task.source}: labels.unit {self.unit!r} is not one of {', '.join(UNITS)}.")
         need = {"phones": "phones", "chars": "text", "slot_chars": "slots"}[self.unit]
@@ -65,8 +76,12 @@ class CTC(Recipe):
             return _chars(" ".join(record["text"].lower().split()))
         return slot_tagged_tokens(record["text"].lower(), record["slots"])
 
+    def upsample(self) -> int:
+        """How many times the head repeats each frame to reach `min_frame_rate`."""
+        return max(1, math.ceil(self.min_frame_rate / self.frame_rate - 1e-9))
+
     def head_args(self) -> dict[str, Any]:
-        return {"vocab_size": len(self.vocab)}
+        return {"vocab_size": len(self.vocab), "upsample": self.upsample()}
 
     def target(self, record: dict) -> list[int]:
         return [self.index[t] for t in self.tokens(record) if t in self.index]
@@ -75,14 +90,19 @@ class CTC(Recipe):
     def _log_probs(out) -> torch.Tensor:
         return out[0] if isinstance(out, tuple | list) else out
 
+    @staticmethod
+    def _lens(out, lens: torch.Tensor) -> torch.Tensor:
+        """The heads' own output lengths (they differ from the input's when frames are repeated)."""
+        return out[1] if isinstance(out, tuple | list) else lens
+
     def loss(self, out, targets, lens, criterion=None) -> torch.Tensor:
-        log_probs = self._log_probs(out).float()
+        log_probs, lens = self._log_probs(out).float(), self._lens(out, lens)
         tgt, tgt_lens = pad_targets(targets)
         return F.ctc_loss(log_probs.transpose(0, 1), tgt, lens, tgt_lens, blank=0, reduction="mean",
                           zero_infinity=True)
 
     def predict(self, out, lens) -> list:
-        best = self._log_probs(out).argmax(-1)
+        best, lens = self._log_probs(out).argmax(-1), self._lens(out, lens)
         preds = []
         for row, n in zip(best.tolist(), lens.tolist()):
             toks, prev = [], 0
