@@ -275,15 +275,13 @@ class HuBERT(Objective):
             stats[f"acc_masked{name}"] = float((logits.argmax(-1) == targets[mask]).float().mean())
         loss = torch.stack(losses).mean()
         unmasked = valid & ~mask
-        if c.unmasked_weight > 0 and unmasked.any():
-            logits = self.heads[0](hidden[-1][unmasked]).float()
-            unmasked_loss = F.cross_entropy(logits, targets[unmasked])
-            loss = loss + c.unmasked_weight * unmasked_loss
-            stats["ce_unmasked"] = float(unmasked_loss.detach())
-            stats["acc_unmasked"] = float((logits.argmax(-1) == targets[unmasked]).float().mean())
-        elif unmasked.any():
-            with torch.no_grad():
-                logits = self.heads[0](hidden[-1][unmasked])
+        if unmasked.any():  # trained on when unmasked_weight > 0, else only watched
+            with torch.set_grad_enabled(torch.is_grad_enabled() and c.unmasked_weight > 0):
+                logits = self.heads[0](hidden[-1][unmasked]).float()
                 stats["acc_unmasked"] = float((logits.argmax(-1) == targets[unmasked]).float().mean())
+                if c.unmasked_weight > 0:
+                    unmasked_loss = F.cross_entropy(logits, targets[unmasked])
+                    loss = loss + c.unmasked_weight * unmasked_loss
+                    stats["ce_unmasked"] = float(unmasked_loss.detach())
         stats["masked_fraction"] = float(mask.sum() / valid.sum())
         return Output(loss, stats)

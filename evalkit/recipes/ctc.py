@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from evalkit.errors import ConfigError
+from evalkit.heads import greedy_decode
 from evalkit.metrics import parse_tagged_slots
 from evalkit.recipes.base import Recipe, pad_targets
 
@@ -102,16 +103,8 @@ class CTC(Recipe):
                           zero_infinity=True)
 
     def predict(self, out, lens) -> list:
-        best, lens = self._log_probs(out).argmax(-1), self._lens(out, lens)
-        preds = []
-        for row, n in zip(best.tolist(), lens.tolist()):
-            toks, prev = [], 0
-            for t in row[:n]:
-                if t != prev and t != 0:
-                    toks.append(self.vocab[t])
-                prev = t
-            preds.append(toks)
-        return [self.detokenize(t) for t in preds]
+        paths = greedy_decode(self._log_probs(out), self._lens(out, lens), blank=0)
+        return [self.detokenize([self.vocab[t] for t in path]) for path in paths]
 
     def detokenize(self, toks: list[str]):
         if self.unit == "phones":
