@@ -185,6 +185,26 @@ def test_diversity_loss_in_unit_interval_and_temperature_schedule(smoke_suite):
     assert int(state["step"]) == 3, "the schedule is resumed with the weights"
 
 
+def test_unmasked_weight_adds_the_unmasked_frames_contrastive_loss(smoke_suite):
+    batch = make_batch(smoke_suite, n=3, seconds=2.0)
+    outs = []
+    for weight in (0.0, 0.5):
+        torch.manual_seed(0)
+        objective = Wav2Vec2(tiny_encoder(), **TINY_OBJECTIVE, unmasked_weight=weight).eval()  # argmax codes
+        torch.manual_seed(1)  # the same mask and distractors both times
+        outs.append(objective(batch))
+    plain, weighted = outs
+    assert "contrastive_unmasked" not in plain.stats
+    s = weighted.stats
+    expected = s["contrastive"] + 0.1 * s["diversity"] + 10.0 * s["feature_penalty"] + 0.5 * s["contrastive_unmasked"]
+    assert float(weighted.loss.detach()) == pytest.approx(expected, rel=1e-5)
+    assert s["contrastive"] == pytest.approx(plain.stats["contrastive"], rel=1e-5)
+    assert s["accuracy"] == plain.stats["accuracy"]
+    assert 0.0 < s["contrastive_unmasked"] and 0.0 <= s["accuracy_unmasked"] <= 1.0
+    with pytest.raises(ConfigError, match="unmasked_weight"):
+        Wav2Vec2(tiny_encoder(), unmasked_weight=-1.0)
+
+
 def test_cnn_frontend_and_config_round_trip():
     encoder = tiny_encoder()
     encoder["frontend"] = {"kind": "cnn", "channels": 32}

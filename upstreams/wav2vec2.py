@@ -50,6 +50,9 @@ class Wav2Vec2Config(SerialisableConfig):
     feature_penalty: float = 10.0  # weight of the mean squared front-end feature; 0 turns it off
     frontend_grad_scale: float = 0.1  # fairseq's feature_grad_mult: the CNN learns 10x slower
     quantizer_dropout: float = 0.1  # on the quantizer's input features (fairseq's dropout_features)
+    # loss = L_masked + w * L_unmasked, where an unmasked frame's output must pick its own quantized target
+    # out of the other unmasked frames'; 0 is the paper (HuBERT's unmasked_weight, for the same reason)
+    unmasked_weight: float = 0.0
 
     def __post_init__(self) -> None:
         check_positive(
@@ -81,11 +84,13 @@ class Wav2Vec2Config(SerialisableConfig):
                 f"objective.gumbel_decay must lie in (0, 1] and objective.logit_temperature be > 0; got "
                 f"{self.gumbel_decay} and {self.logit_temperature}."
             )
-        if self.diversity_weight < 0 or self.feature_penalty < 0 or not 0 < self.frontend_grad_scale <= 1:
+        if (self.diversity_weight < 0 or self.feature_penalty < 0 or self.unmasked_weight < 0
+                or not 0 < self.frontend_grad_scale <= 1):
             raise ConfigError(
-                "objective.diversity_weight and objective.feature_penalty must be >= 0 and "
-                "objective.frontend_grad_scale in (0, 1]; got "
-                f"{self.diversity_weight}, {self.feature_penalty}, {self.frontend_grad_scale}."
+                "objective.diversity_weight, objective.feature_penalty and objective.unmasked_weight must be >= 0 "
+                "and objective.frontend_grad_scale in (0, 1]; got "
+                f"{self.diversity_weight}, {self.feature_penalty}, {self.unmasked_weight}, "
+                f"{self.frontend_grad_scale}."
             )
         check_probability("objective", quantizer_dropout=self.quantizer_dropout)
 
@@ -272,16 +277,26 @@ class Wav2Vec2(Objective):
         context = self.encoder.encoder
         x = self.masker(context.project(features), mask)
         hidden = context.contextualise(x, valid)[-1]
-        predictions = self.project_context(hidden[mask])
-        unmasked = self.quantizer_dropout(context.feature_norm(features)[mask])
-        quantized = self.quantizer(unmasked, temperature)
+        quantizer_input = self.quantizer_dropout(context.feature_norm(features))
+        frames = valid if c.unmasked_weight > 0 else mask  # which frames need a target
+        quantized = self.quantizer(quantizer_input[frames], temperature)
         targets = self.project_targets(quantized.vectors)
+        in_mask = mask[frames]  # rows of the masked frames among the quantized ones
         distractors = sample_distractors(mask, c.num_negatives)
-        result = contrastive_loss(predictions, targets, quantized.codes, mask, distractors, c.logit_temperature)
+        result = contrastive_loss(self.project_context(hidden[mask]), targets[in_mask], quantized.codes[in_mask],
+                                  mask, distractors, c.logit_temperature)
 
         num_codes = self.quantizer.num_codes
         diversity = (num_codes - quantized.prob_perplexity) / num_codes
         loss = result.loss + c.diversity_weight * diversity + c.feature_penalty * penalty
+        extra = {}
+        unmasked = valid & ~mask
+        if c.unmasked_weight > 0 and unmasked.any():
+            rest = contrastive_loss(self.project_context(hidden[unmasked]), targets[~in_mask],
+                                    quantized.codes[~in_mask], unmasked,
+                                    sample_distractors(unmasked, c.num_negatives), c.logit_temperature)
+            loss = loss + c.unmasked_weight * rest.loss
+            extra = {"contrastive_unmasked": rest.loss.item(), "accuracy_unmasked": float(rest.accuracy)}
         stats = {
             "contrastive": result.loss.item(),
             "accuracy": float(result.accuracy),
@@ -292,6 +307,7 @@ class Wav2Vec2(Objective):
             "prob_perplexity": quantized.prob_perplexity.item(),
             "temperature": temperature,
             "masked_fraction": float(mask.sum() / valid.sum()),
+            **extra,
         }
         return Output(loss, stats)
 
