@@ -51,6 +51,20 @@ def test_unknown_dependency_is_named(tmp_path):
 
 
 @pytest.mark.slow
+def test_recipes_differing_only_in_training_settings_share_one_twin(tmp_path, monkeypatch):
+    def recipe(name: str, **encoder) -> None:
+        spec = {"kind": "transformer", "dim": 8, "layers": 2, **encoder}
+        (tmp_path / f"{name}-x.yaml").write_text(json.dumps({"encoder": {"frontend": {"kind": "fbank"}, "encoder": spec}}))
+
+    recipe("hubert-iter2", dropout=0.0)  # the published HuBERT is iteration 2
+    recipe("wav2vec2", dropout=0.05, layerdrop=0.1, attention_dropout=0.1)  # same model once in eval mode
+    recipe("bestrq", dropout=0.0, layers=3)  # a different model
+    recipe("summarymixing", kind="summarymixing")
+    monkeypatch.setattr(pipeline, "CONFIGS", tmp_path)
+    assert pipeline.shared_twins("x") == {"hubert": ["hubert", "wav2vec2"], "bestrq": ["bestrq"],
+                                          "summarymixing": ["summarymixing"], "distilhubert": ["distilhubert"]}
+
+
 def test_smoke_pipeline_runs_and_resumes_without_redoing_work(smoke_suite, tmp_path, monkeypatch):
     """The whole pipeline on the smoke suite, shortened further; a second run redoes nothing."""
     monkeypatch.setitem(pipeline.PROFILES, "smoke",
