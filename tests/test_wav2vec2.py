@@ -203,6 +203,25 @@ def test_unmasked_weight_adds_the_unmasked_frames_contrastive_loss(smoke_suite):
     assert 0.0 < s["contrastive_unmasked"] and 0.0 <= s["accuracy_unmasked"] <= 1.0
     with pytest.raises(ConfigError, match="unmasked_weight"):
         Wav2Vec2(tiny_encoder(), unmasked_weight=-1.0)
+    with pytest.raises(ConfigError, match="unmasked_negatives"):
+        Wav2Vec2(tiny_encoder(), unmasked_weight=1.0, unmasked_negatives="speaker")
+
+
+def test_unmasked_negatives_from_the_batch_pool_every_utterance(monkeypatch, smoke_suite):
+    import upstreams.wav2vec2 as w2v
+
+    pools = []
+
+    def spy(mask, num, generator=None):
+        pools.append(mask.shape)
+        return sample_distractors(mask, num, generator)
+
+    monkeypatch.setattr(w2v, "sample_distractors", spy)
+    batch = make_batch(smoke_suite, n=3, seconds=2.0)
+    out = Wav2Vec2(tiny_encoder(), **TINY_OBJECTIVE, unmasked_weight=1.0, unmasked_negatives="batch")(batch)
+    masked_pool, unmasked_pool = pools
+    assert masked_pool[0] == 3 and unmasked_pool == (1, masked_pool[0] * masked_pool[1])
+    assert math.isfinite(out.stats["contrastive_unmasked"])
 
 
 def test_cnn_frontend_and_config_round_trip():

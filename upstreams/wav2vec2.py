@@ -53,6 +53,9 @@ class Wav2Vec2Config(SerialisableConfig):
     # loss = L_masked + w * L_unmasked, where an unmasked frame's output must pick its own quantized target
     # out of the other unmasked frames'; 0 is the paper (HuBERT's unmasked_weight, for the same reason)
     unmasked_weight: float = 0.0
+    # where the unmasked loss draws its distractors: "utterance" (as the masked loss) or "batch" (every
+    # utterance of the batch, so that what tells utterances apart, e.g. the speaker, is kept too)
+    unmasked_negatives: str = "utterance"
 
     def __post_init__(self) -> None:
         check_positive(
@@ -93,6 +96,10 @@ class Wav2Vec2Config(SerialisableConfig):
                 f"{self.frontend_grad_scale}."
             )
         check_probability("objective", quantizer_dropout=self.quantizer_dropout)
+        if self.unmasked_negatives not in ("utterance", "batch"):
+            raise ConfigError(
+                f"objective.unmasked_negatives must be 'utterance' or 'batch'; got {self.unmasked_negatives!r}."
+            )
 
 
 def perplexity(probs: torch.Tensor) -> torch.Tensor:
@@ -292,9 +299,11 @@ class Wav2Vec2(Objective):
         extra = {}
         unmasked = valid & ~mask
         if c.unmasked_weight > 0 and unmasked.any():
+            # the batch as one long utterance: the same frames in the same (row-major) order
+            pool = unmasked.reshape(1, -1) if c.unmasked_negatives == "batch" else unmasked
             rest = contrastive_loss(self.project_context(hidden[unmasked]), targets[~in_mask],
-                                    quantized.codes[~in_mask], unmasked,
-                                    sample_distractors(unmasked, c.num_negatives), c.logit_temperature)
+                                    quantized.codes[~in_mask], pool,
+                                    sample_distractors(pool, c.num_negatives), c.logit_temperature)
             loss = loss + c.unmasked_weight * rest.loss
             extra = {"contrastive_unmasked": rest.loss.item(), "accuracy_unmasked": float(rest.accuracy)}
         stats = {
