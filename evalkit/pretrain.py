@@ -209,6 +209,8 @@ def distributed() -> Iterator[Processes]:
         dist.init_process_group("nccl" if cuda else "gloo", timeout=timedelta(hours=3))
     try:
         yield Processes(dist.get_rank() if world > 1 else 0, world, device)
+        if joined:  # no process tears the group down while another still talks to it
+            dist.barrier()
     finally:
         if joined:
             dist.destroy_process_group()
