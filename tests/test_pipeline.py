@@ -50,7 +50,6 @@ def test_unknown_dependency_is_named(tmp_path):
         run_jobs([Job("x", print, (), ("nope",))], 1, Stages(tmp_path))
 
 
-@pytest.mark.slow
 def test_recipes_differing_only_in_training_settings_share_one_twin(tmp_path, monkeypatch):
     def recipe(name: str, **encoder) -> None:
         spec = {"kind": "transformer", "dim": 8, "layers": 2, **encoder}
@@ -65,6 +64,7 @@ def test_recipes_differing_only_in_training_settings_share_one_twin(tmp_path, mo
                                           "summarymixing": ["summarymixing"], "distilhubert": ["distilhubert"]}
 
 
+@pytest.mark.slow
 def test_smoke_pipeline_runs_and_resumes_without_redoing_work(smoke_suite, tmp_path, monkeypatch):
     """The whole pipeline on the smoke suite, shortened further; a second run redoes nothing."""
     monkeypatch.setitem(pipeline.PROFILES, "smoke",

@@ -29,7 +29,6 @@ from evalkit.synth.render import EMOTIONS, Chunk, Item, render_chunk
 from evalkit.synth.speakers import Speaker, speaker_pools
 
 CORPORA = ("pretrain", "pr", "asr", "ks", "qbe", "ic", "sf", "sid", "asv", "sd", "er")
-
 SPLITS = ("train", "dev", "test")
 CHUNK_SIZE = 40
 
