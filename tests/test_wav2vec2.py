@@ -207,21 +207,30 @@ def test_unmasked_weight_adds_the_unmasked_frames_contrastive_loss(smoke_suite):
         Wav2Vec2(tiny_encoder(), unmasked_weight=1.0, unmasked_negatives="speaker")
 
 
-def test_unmasked_negatives_from_the_batch_pool_every_utterance(monkeypatch, smoke_suite):
+@pytest.mark.parametrize("masked, unmasked", [("utterance", "batch"), ("batch", "utterance")])
+def test_batch_negatives_pool_every_utterance(monkeypatch, smoke_suite, masked, unmasked):
     import upstreams.wav2vec2 as w2v
 
     pools = []
 
     def spy(mask, num, generator=None):
-        pools.append(mask.shape)
-        return sample_distractors(mask, num, generator)
+        pools.append((mask.shape, sample_distractors(mask, num, generator)))
+        return pools[-1][1]
 
     monkeypatch.setattr(w2v, "sample_distractors", spy)
     batch = make_batch(smoke_suite, n=3, seconds=2.0)
-    out = Wav2Vec2(tiny_encoder(), **TINY_OBJECTIVE, unmasked_weight=1.0, unmasked_negatives="batch")(batch)
-    masked_pool, unmasked_pool = pools
-    assert masked_pool[0] == 3 and unmasked_pool == (1, masked_pool[0] * masked_pool[1])
-    assert math.isfinite(out.stats["contrastive_unmasked"])
+    out = Wav2Vec2(tiny_encoder(), **TINY_OBJECTIVE, unmasked_weight=1.0, masked_negatives=masked,
+                   unmasked_negatives=unmasked)(batch)
+    (masked_shape, masked_drawn), (unmasked_shape, unmasked_drawn) = pools
+    frames = unmasked_shape[0] * unmasked_shape[1] if unmasked == "utterance" else unmasked_shape[1]
+    for how, shape, drawn in ((masked, masked_shape, masked_drawn), (unmasked, unmasked_shape, unmasked_drawn)):
+        assert shape == ((1, frames) if how == "batch" else (3, frames // 3))
+        # flat indices // T = the utterance: one frame's distractors span several only when drawn from the batch
+        utterance = drawn.clamp(min=0) // (frames // 3)
+        assert bool((utterance != utterance[:, :1]).any()) == (how == "batch")
+    assert math.isfinite(out.stats["contrastive"]) and math.isfinite(out.stats["contrastive_unmasked"])
+    with pytest.raises(ConfigError, match="masked_negatives"):
+        Wav2Vec2(tiny_encoder(), masked_negatives="speaker")
 
 
 def test_cnn_frontend_and_config_round_trip():

@@ -37,7 +37,7 @@ class Wav2Vec2Config(SerialisableConfig):
     mask_prob: float = 0.65  # fairseq's meaning: 6.5% of frames start a span of 10
     mask_span: int = 10
     mask_min_spans: int = 2  # per utterance, as fairseq, so that short ones still have distractors
-    num_negatives: int = 100  # distractors per masked frame, from the same utterance
+    num_negatives: int = 100  # distractors per masked frame (drawn from `masked_negatives`)
     codebook_groups: int = 2
     codebook_entries: int = 320
     codebook_dim: int = 256  # width of the concatenated code vectors (codebook_dim / groups each)
@@ -53,8 +53,9 @@ class Wav2Vec2Config(SerialisableConfig):
     # loss = L_masked + w * L_unmasked, where an unmasked frame's output must pick its own quantized target
     # out of the other unmasked frames'; 0 is the paper (HuBERT's unmasked_weight, for the same reason)
     unmasked_weight: float = 0.0
-    # where the unmasked loss draws its distractors: "utterance" (as the masked loss) or "batch" (every
-    # utterance of the batch, so that what tells utterances apart, e.g. the speaker, is kept too)
+    # where each loss draws its distractors: "utterance" (the paper: other frames of the same utterance) or
+    # "batch" (every utterance of the batch, so that what tells utterances apart, e.g. the speaker, is kept too)
+    masked_negatives: str = "utterance"
     unmasked_negatives: str = "utterance"
 
     def __post_init__(self) -> None:
@@ -96,10 +97,9 @@ class Wav2Vec2Config(SerialisableConfig):
                 f"{self.frontend_grad_scale}."
             )
         check_probability("objective", quantizer_dropout=self.quantizer_dropout)
-        if self.unmasked_negatives not in ("utterance", "batch"):
-            raise ConfigError(
-                f"objective.unmasked_negatives must be 'utterance' or 'batch'; got {self.unmasked_negatives!r}."
-            )
+        for key in ("masked_negatives", "unmasked_negatives"):
+            if getattr(self, key) not in ("utterance", "batch"):
+                raise ConfigError(f"objective.{key} must be 'utterance' or 'batch'; got {getattr(self, key)!r}.")
 
 
 def perplexity(probs: torch.Tensor) -> torch.Tensor:
@@ -289,9 +289,10 @@ class Wav2Vec2(Objective):
         quantized = self.quantizer(quantizer_input[frames], temperature)
         targets = self.project_targets(quantized.vectors)
         in_mask = mask[frames]  # rows of the masked frames among the quantized ones
-        distractors = sample_distractors(mask, c.num_negatives)
+        # "batch": the batch as one long utterance (the same frames in the same row-major order)
+        pool = mask.reshape(1, -1) if c.masked_negatives == "batch" else mask
         result = contrastive_loss(self.project_context(hidden[mask]), targets[in_mask], quantized.codes[in_mask],
-                                  mask, distractors, c.logit_temperature)
+                                  pool, sample_distractors(pool, c.num_negatives), c.logit_temperature)
 
         num_codes = self.quantizer.num_codes
         diversity = (num_codes - quantized.prob_perplexity) / num_codes
@@ -299,7 +300,6 @@ class Wav2Vec2(Objective):
         extra = {}
         unmasked = valid & ~mask
         if c.unmasked_weight > 0 and unmasked.any():
-            # the batch as one long utterance: the same frames in the same (row-major) order
             pool = unmasked.reshape(1, -1) if c.unmasked_negatives == "batch" else unmasked
             rest = contrastive_loss(self.project_context(hidden[unmasked]), targets[~in_mask],
                                     quantized.codes[~in_mask], pool,
