@@ -56,6 +56,7 @@ def test_build_writes_every_format_and_the_table_holds_the_numbers(results, tmp_
     detail = best["cells"]["ks"]["detail"]
     assert detail["task_version"] == 1 and detail["lr"] == 1e-3 and detail["steps"] == 40
     assert detail["head"] == "linear (mean_pool_linear)" and detail["ci95"] == pytest.approx([0.855, 1.045])
+    assert detail["file"] == "best/ks.json"  # relative to --results: the published page names no local path
     rows = list(csv.DictReader(io.StringIO((folder / "leaderboard.csv").read_text())))
     assert float(next(r for r in rows if r["upstream"] == "weak")["ks:accuracy"]) == pytest.approx(0.65)
 

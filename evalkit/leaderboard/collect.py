@@ -25,6 +25,7 @@ class Entry:
 
     path: Path
     data: dict
+    name: str = ""  # the path relative to the results folder: what tables and the page show
 
     @property
     def upstream(self) -> str:
@@ -183,7 +184,8 @@ def collect(results_dir: Path, exclude: Path | None = None) -> tuple[dict[str, S
             continue
         sid, label, ref, seed = suite_of(data)
         suites.setdefault(sid, Suite(sid, label, ref, seed))
-        candidates.setdefault((sid, data["upstream"], data["task"]), []).append(Entry(path, data))
+        entry = Entry(path, data, path.relative_to(Path(results_dir)).as_posix())
+        candidates.setdefault((sid, data["upstream"], data["task"]), []).append(entry)
     candidates = _same_upstream(candidates, warnings)
     columns: dict[tuple[str, str], Counter] = {}
     for (sid, _, task), entries in candidates.items():
