@@ -344,7 +344,10 @@ def test_ctc_heads_repeat_frames_for_slow_upstreams(name, kwargs):
     torch.testing.assert_close(log_probs, want)
     # 15 labels cannot fit in 10 frames; in 20 repeated ones they can
     target = torch.arange(1, 16).repeat(1, 1) % 6 + 1
-    loss = lambda lp, n: F.ctc_loss(lp[:1].transpose(0, 1), target, n[:1], torch.tensor([15]), reduction="sum")
+
+    def loss(lp, n):
+        return F.ctc_loss(lp[:1].transpose(0, 1), target, n[:1], torch.tensor([15]), reduction="sum")
+
     with torch.no_grad():
         assert math.isinf(float(loss(plain(x, lens)[0], lens)))
         assert math.isfinite(float(loss(log_probs, out_lens)))
