@@ -149,6 +149,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     t0 = time.time()
     board = run_pipeline(args.profile, args.workdir, jobs=args.jobs, workers=args.workers)
+    if args.publish:
+        from evalkit.pipeline import publish
+
+        board = publish(args.workdir, args.publish, args.profile)
     table = board / "leaderboard.md"
     if table.is_file():
         print(table.read_text())
@@ -236,6 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=None, help="synthesis worker processes")
     p.add_argument("--workers", type=int, default=None,
                    help="pre-training/evaluation jobs run side by side, one thread each (default: 2 on >= 2 cores)")
+    p.add_argument("--publish", metavar="DIR", default=None,
+                   help="then copy the result files and stage times to DIR/results and DIR/stages.json and build "
+                        "DIR/board from them (how leaderboard/ in the repository is made)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("ls", help="list tasks, upstreams, methods, profiles or corpora")

@@ -297,3 +297,61 @@ def run_pipeline(profile: str = "default", workdir: str | Path = "work", jobs: i
     stages.times.pop("total (last invocation)", None)
     stages.record("total (last invocation)", time.time() - t0, log)
     return board
+
+
+def _source_commit() -> str | None:
+    """The git commit of this evalkit checkout ("-dirty" with uncommitted changes); None outside git."""
+    import subprocess
+
+    def git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(["git", *args], cwd=Path(__file__).parent, capture_output=True, text=True,
+                                 timeout=10)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    if not commit:
+        return None
+    return commit + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
+def publish(workdir: str | Path, dest: str | Path, profile: str = "full", log=print) -> Path:
+    """Copy a finished run's result files and stage times to `dest` and build `dest/board` from them.
+
+    `dest/results` (result JSONs and their samples files: no audio, no checkpoints, no
+    feature caches) and `dest/board` are replaced; `dest/stages.json` gets the run's
+    wall times and `dest/run.json` says where and how the run was made. Returns the board.
+    """
+    import platform
+    import shutil
+
+    work, dest = Path(workdir) / profile, Path(dest)
+    results = work / "results"
+    if not (work / "leaderboard" / "index.html").is_file():
+        raise EvalkitError(f"{work}: no finished `evalkit run --profile {profile}` here (no leaderboard/index.html); "
+                           f"run it to the end first.")
+    dest.mkdir(parents=True, exist_ok=True)
+    for sub in ("results", "board"):
+        shutil.rmtree(dest / sub, ignore_errors=True)
+    files = [p for p in sorted(results.rglob("*")) if p.is_file() and p.name.endswith((".json", ".samples.jsonl"))
+             and not any(part.startswith(".") for part in p.relative_to(results).parts)]
+    for src in files:
+        target = dest / "results" / src.relative_to(results)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, target)
+    shutil.copyfile(work / "stages.json", dest / "stages.json")
+    import torch
+
+    run = {"profile": profile, "command": f"evalkit run --profile {profile}", "evalkit_commit": _source_commit(),
+           "cpus": os.cpu_count(), "machine": platform.machine(), "python": platform.python_version(),
+           "torch": torch.__version__, "published": time.strftime("%Y-%m-%d")}
+    atomic_write_text(dest / "run.json", json.dumps(run, indent=1))
+    from evalkit.leaderboard.build import build_leaderboard
+
+    report = build_leaderboard(dest / "results", dest / "board")
+    for w in report.warnings:
+        log(f"warning: {w}")
+    log(f"published {len(files)} result files to {dest / 'results'}; tables and page in {dest / 'board'}")
+    return dest / "board"

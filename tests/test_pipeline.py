@@ -94,3 +94,11 @@ def test_smoke_pipeline_runs_and_resumes_without_redoing_work(smoke_suite, tmp_p
     assert {p: p.stat().st_mtime_ns for p in files} == stamps
     assert weights.stat().st_mtime_ns == before
     assert any("hubert: done" in line for line in lines)
+    # --publish: the result files (no checkpoints, no caches) and stage times, and a board built from them
+    pub = tmp_path / "pub"
+    board = pipeline.publish(tmp_path, pub, "smoke", log=lines.append)
+    copied = sorted(p.relative_to(pub / "results") for p in (pub / "results").rglob("*") if p.is_file())
+    assert copied == sorted(p.relative_to(results) for p in results.rglob("*.json*") if ".cache" not in p.parts)
+    assert len(copied) == 2 * len(files) and (board / "index.html").is_file()
+    assert (pub / "stages.json").read_text() == (tmp_path / "smoke" / "stages.json").read_text()
+    assert json.loads((pub / "run.json").read_text())["profile"] == "smoke"
