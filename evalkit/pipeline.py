@@ -18,7 +18,7 @@ import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import yaml
@@ -241,6 +241,22 @@ def default_workers() -> int:
     return 2 if (os.cpu_count() or 1) >= 2 else 1
 
 
+def record_invocation(work: Path, profile: str) -> None:
+    """Append this invocation (evalkit commit, start time) to WORKDIR/run.json, with the machine it runs on."""
+    import platform
+
+    import torch
+
+    path = work / "run.json"
+    run = json.loads(path.read_text()) if path.is_file() else {}
+    run.update(profile=profile, settings=asdict(PROFILES[profile]), cpus=os.cpu_count(), machine=platform.machine(), python=platform.python_version(),
+               torch=torch.__version__)
+    run.setdefault("invocations", []).append({"evalkit_commit": _source_commit(),
+                                              "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    work.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(run, indent=1))
+
+
 def run_pipeline(profile: str = "default", workdir: str | Path = "work", jobs: int | None = None,
                  workers: int | None = None, log=print) -> Path:
     """Run (or resume) the whole pipeline; returns the leaderboard folder.
@@ -256,6 +272,7 @@ def run_pipeline(profile: str = "default", workdir: str | Path = "work", jobs: i
     work = Path(workdir) / profile
     suite, upstream_dir, results = work / "suite", work / "upstreams", work / "results"
     stages = Stages(work)
+    record_invocation(work, profile)
     t0 = time.time()
 
     from evalkit.synth.suite import build_suite
@@ -322,9 +339,8 @@ def publish(workdir: str | Path, dest: str | Path, profile: str = "full", log=pr
 
     `dest/results` (result JSONs and their samples files: no audio, no checkpoints, no
     feature caches) and `dest/board` are replaced; `dest/stages.json` gets the run's
-    wall times and `dest/run.json` says where and how the run was made. Returns the board.
+    wall times and `dest/run.json` the run's provenance (`record_invocation`). Returns the board.
     """
-    import platform
     import shutil
 
     work, dest = Path(workdir) / profile, Path(dest)
@@ -342,11 +358,8 @@ def publish(workdir: str | Path, dest: str | Path, profile: str = "full", log=pr
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(src, target)
     shutil.copyfile(work / "stages.json", dest / "stages.json")
-    import torch
-
-    run = {"profile": profile, "command": f"evalkit run --profile {profile}", "evalkit_commit": _source_commit(),
-           "cpus": os.cpu_count(), "machine": platform.machine(), "python": platform.python_version(),
-           "torch": torch.__version__, "published": time.strftime("%Y-%m-%d")}
+    run = json.loads((work / "run.json").read_text()) if (work / "run.json").is_file() else {}
+    run["published"] = {"date": time.strftime("%Y-%m-%d"), "evalkit_commit": _source_commit()}
     atomic_write_text(dest / "run.json", json.dumps(run, indent=1))
     from evalkit.leaderboard.build import build_leaderboard
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -101,4 +102,5 @@ def test_smoke_pipeline_runs_and_resumes_without_redoing_work(smoke_suite, tmp_p
     assert copied == sorted(p.relative_to(results) for p in results.rglob("*.json*") if ".cache" not in p.parts)
     assert len(copied) == 2 * len(files) and (board / "index.html").is_file()
     assert (pub / "stages.json").read_text() == (tmp_path / "smoke" / "stages.json").read_text()
-    assert json.loads((pub / "run.json").read_text())["profile"] == "smoke"
+    run = json.loads((pub / "run.json").read_text())
+    assert run["profile"] == "smoke" and len(run["invocations"]) == 2 and run["cpus"] == os.cpu_count()
