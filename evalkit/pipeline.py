@@ -366,5 +366,47 @@ def publish(workdir: str | Path, dest: str | Path, profile: str = "full", log=pr
     report = build_leaderboard(dest / "results", dest / "board")
     for w in report.warnings:
         log(f"warning: {w}")
+    atomic_write_text(dest / "README.md", published_readme(dest, profile, run, len(files)))
     log(f"published {len(files)} result files to {dest / 'results'}; tables and page in {dest / 'board'}")
     return dest / "board"
+
+
+def published_readme(dest: Path, profile: str, run: dict, n_files: int) -> str:
+    """DEST/README.md: how the folder was made and is rebuilt, the table, and each stage's wall time."""
+    stages = json.loads((dest / "stages.json").read_text())
+    made = run.get("invocations") or [{}]
+    commits = ", ".join(dict.fromkeys(str(i.get("evalkit_commit") or "not recorded") for i in made))
+    machine = (f"{run['cpus']} CPU cores ({run['machine']}), Python {run['python']}, torch {run['torch']}"
+               if "cpus" in run else "machine not recorded")
+    lines = [
+        "# Published leaderboard",
+        "",
+        "<!-- written by `evalkit run --publish`; edits here are overwritten -->",
+        "",
+        f"One `evalkit run --profile {profile}` (evalkit commit {commits}; {machine}; started "
+        f"{made[0].get('started', '?')}), published with",
+        "",
+        "```bash",
+        f"evalkit run --profile {profile} --workdir work --publish {dest.name}",
+        "```",
+        "",
+        f"`results/` holds its {n_files} result files (`<upstream>/<task>.json` and the per-item samples that the "
+        "significance marks need; no audio, no checkpoints); `board/` the tables (Markdown, CSV, LaTeX, JSON), "
+        "plots and the page `board/index.html`, rebuilt from `results/` alone by",
+        "",
+        "```bash",
+        f"evalkit leaderboard build --results {dest.name}/results --out {dest.name}/board",
+        "```",
+        "",
+        (dest / "board" / "leaderboard.md").read_text().strip(),
+        "",
+        "## Wall time of each stage",
+        "",
+        "Pre-training and evaluation jobs run side by side (one thread each), so they add up to more than the total.",
+        "",
+        "| stage | seconds | minutes |",
+        "|---|---:|---:|",
+        *(f"| {name} | {sec:.0f} | {sec / 60:.1f} |" for name, sec in stages.items()),
+        "",
+    ]
+    return "\n".join(lines)

@@ -104,3 +104,5 @@ def test_smoke_pipeline_runs_and_resumes_without_redoing_work(smoke_suite, tmp_p
     assert (pub / "stages.json").read_text() == (tmp_path / "smoke" / "stages.json").read_text()
     run = json.loads((pub / "run.json").read_text())
     assert run["profile"] == "smoke" and len(run["invocations"]) == 2 and run["cpus"] == os.cpu_count()
+    readme = (pub / "README.md").read_text()
+    assert "--publish pub" in readme and "| pretrain hubert |" in readme and "| fbank |" in readme
