@@ -90,8 +90,12 @@ def test_smoke_pipeline_runs_and_resumes_without_redoing_work(smoke_suite, tmp_p
     stamps = {p: p.stat().st_mtime_ns for p in files}
     weights = tmp_path / "smoke" / "upstreams" / "hubert" / "model.safetensors"
     before = weights.stat().st_mtime_ns
+    total = json.loads((tmp_path / "smoke" / "stages.json").read_text())["total (last invocation)"]
     lines: list[str] = []
     pipeline.run_pipeline("smoke", tmp_path, workers=2, log=lines.append)
+    assert not any(line.startswith("[plan]") for line in lines)  # nothing left to do: no job planned
+    # and the total stays the one of the run that did the work
+    assert json.loads((tmp_path / "smoke" / "stages.json").read_text())["total (last invocation)"] == total
     assert {p: p.stat().st_mtime_ns for p in files} == stamps
     assert weights.stat().st_mtime_ns == before
     assert any("hubert: done" in line for line in lines)
