@@ -255,11 +255,13 @@ def record_invocation(work: Path, profile: str) -> None:
 
     import torch
 
+    from evalkit.results import git_hash
+
     path = work / "run.json"
     run = json.loads(path.read_text()) if path.is_file() else {}
-    run.update(profile=profile, settings=asdict(PROFILES[profile]), cpus=os.cpu_count(), machine=platform.machine(), python=platform.python_version(),
-               torch=torch.__version__)
-    run.setdefault("invocations", []).append({"evalkit_commit": _source_commit(),
+    run.update(profile=profile, settings=asdict(PROFILES[profile]), cpus=os.cpu_count(), machine=platform.machine(),
+               python=platform.python_version(), torch=torch.__version__)
+    run.setdefault("invocations", []).append({"evalkit_commit": git_hash(dirty=True),
                                               "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
     work.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(run, indent=1))
@@ -330,24 +332,6 @@ def run_pipeline(profile: str = "default", workdir: str | Path = "work", jobs: i
     return board
 
 
-def _source_commit() -> str | None:
-    """The git commit of this evalkit checkout ("-dirty" with uncommitted changes); None outside git."""
-    import subprocess
-
-    def git(*args: str) -> str | None:
-        try:
-            out = subprocess.run(["git", *args], cwd=Path(__file__).parent, capture_output=True, text=True,
-                                 timeout=10)
-        except (OSError, subprocess.SubprocessError):
-            return None
-        return out.stdout.strip() if out.returncode == 0 else None
-
-    commit = git("rev-parse", "HEAD")
-    if not commit:
-        return None
-    return commit + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
-
-
 def publish(workdir: str | Path, dest: str | Path, profile: str = "full", log=print) -> Path:
     """Copy a finished run's result files and stage times to `dest` and build `dest/board` from them.
 
@@ -357,6 +341,9 @@ def publish(workdir: str | Path, dest: str | Path, profile: str = "full", log=pr
     """
     import shutil
 
+    from evalkit.leaderboard.collect import result_files
+    from evalkit.results import git_hash, samples_path
+
     work, dest = Path(workdir) / profile, Path(dest)
     results = work / "results"
     if not (work / "leaderboard" / "index.html").is_file():
@@ -365,15 +352,14 @@ def publish(workdir: str | Path, dest: str | Path, profile: str = "full", log=pr
     dest.mkdir(parents=True, exist_ok=True)
     for sub in ("results", "board"):
         shutil.rmtree(dest / sub, ignore_errors=True)
-    files = [p for p in sorted(results.rglob("*")) if p.is_file() and p.name.endswith((".json", ".samples.jsonl"))
-             and not any(part.startswith(".") for part in p.relative_to(results).parts)]
+    files = [f for p in result_files(results) for f in (p, samples_path(p)) if f.is_file()]
     for src in files:
         target = dest / "results" / src.relative_to(results)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(src, target)
     shutil.copyfile(work / "stages.json", dest / "stages.json")
     run = json.loads((work / "run.json").read_text()) if (work / "run.json").is_file() else {}
-    run["published"] = {"date": time.strftime("%Y-%m-%d"), "evalkit_commit": _source_commit()}
+    run["published"] = {"date": time.strftime("%Y-%m-%d"), "evalkit_commit": git_hash(dirty=True)}
     atomic_write_text(dest / "run.json", json.dumps(run, indent=1))
     from evalkit.leaderboard.build import build_leaderboard
 

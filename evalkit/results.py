@@ -52,13 +52,21 @@ def package_versions() -> dict[str, str]:
     return out
 
 
-def git_hash() -> str | None:
+def _git(*args: str) -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
-                             text=True, timeout=5)
-        return out.stdout.strip() or None
+        out = subprocess.run(["git", *args], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5)
     except (OSError, subprocess.SubprocessError):
         return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def git_hash(dirty: bool = False) -> str | None:
+    """The commit of this evalkit checkout (None outside git); `dirty`: "-dirty" appended when
+    tracked files have uncommitted changes."""
+    commit = _git("rev-parse", "HEAD") or None
+    if commit and dirty and _git("status", "--porcelain", "--untracked-files=no"):
+        commit += "-dirty"
+    return commit
 
 
 def write_result(path: Path, result: dict[str, Any], samples: list[dict]) -> None:

@@ -25,7 +25,7 @@ class Entry:
 
     path: Path
     data: dict
-    name: str = ""  # the path relative to the results folder: what tables and the page show
+    name: str  # the path relative to the results folder: what tables and the page show
 
     @property
     def upstream(self) -> str:

@@ -164,7 +164,7 @@ def mark_column(column: dict[str, Entry], n: int = 1000, level: float = 0.95, se
             other = load_item_stats(e)
             p = paired_bootstrap(ref, other, higher, n=n, seed=seed)
         except (EvalkitError, ConfigError) as err:
-            notes.append(f"{e.name or e.path}: {err}")
+            notes.append(f"{e.name}: {err}")
             continue
         p_better[u] = p
         if p < level:

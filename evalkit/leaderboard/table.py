@@ -96,7 +96,7 @@ def cell_detail(e: Entry, marks: Marks | None) -> dict:
     head_info = (d.get("heads") or {}).get(head, {}) if head else {}
     ci = ((d.get("ci95") or {}).get("test") or {}).get(e.primary)
     out = {
-        "file": e.name or str(e.path),
+        "file": e.name,
         "task_version": d["task_version"],
         "metric": e.primary,
         "test": e.value,
