@@ -41,10 +41,14 @@ def batch_of(wavs: list[torch.Tensor]) -> Batch:
     return Batch(padded, lens, [str(i) for i in range(len(wavs))], torch.zeros(len(wavs), dtype=torch.long))
 
 
-def reference_codes(model: BestRQ, wav: torch.Tensor) -> torch.Tensor:
-    """One utterance alone: torchaudio's Kaldi fbank, CMVN, stacking, projection, nearest code by distance."""
+def reference_codes(model: BestRQ, wav: torch.Tensor, stats=None) -> torch.Tensor:
+    """One utterance alone: torchaudio's Kaldi fbank, CMVN (or the given global mean and std), stacking,
+    projection, nearest code by distance."""
     feats = kaldi.fbank(wav[None] * 32768.0, num_mel_bins=80, dither=0.0).double()
-    feats = (feats - feats.mean(0)) / torch.sqrt(feats.var(0, unbiased=False) + 1e-5)
+    if stats is None:
+        feats = (feats - feats.mean(0)) / torch.sqrt(feats.var(0, unbiased=False) + 1e-5)
+    else:
+        feats = (feats - stats[0].double()) / stats[1].double()
     feats = torch.cat([torch.zeros(model.pad, 80, dtype=torch.float64), feats])
     n = feats.shape[0] // model.stack
     stacked = feats[: n * model.stack].reshape(n, -1)
@@ -129,3 +133,42 @@ def test_setup_scores_targets_against_alignments_once(tmp_path, monkeypatch):
     assert report["utterances"] == 1 and 0 <= report["pnmi"] <= 1 and report["phones"] == 2
     monkeypatch.setattr(BestRQ, "target_quality", lambda *_: pytest.fail("recomputed"))
     assert model.setup(PretrainData(tmp_path / "train.jsonl", records), tmp_path / "setup") == report
+
+
+def test_global_target_norm_keeps_the_level_that_per_utterance_norm_removes(tmp_path):
+    """target_norm 'global': setup estimates the corpus mean/std per mel bin (saved, reloaded by a resumed
+    run); the codes then follow a reference with those statistics, and a louder copy of an utterance gets
+    other codes, where per-utterance normalisation gives it the same ones (it erases the level)."""
+    from evalkit.audio import load_audio, save_wav
+
+    wavs = [speechlike(16000, 3), 0.3 * speechlike(20000, 4)]
+    records = []
+    for i, wav in enumerate(wavs):
+        save_wav(tmp_path / f"{i}.wav", wav.numpy())
+        records.append({"id": str(i), "path": f"{i}.wav", "duration": wav.numel() / 16000, "speaker": ""})
+    data = PretrainData(tmp_path / "train.jsonl", records)
+    model = make(target_norm="global")
+    model.setup(data, tmp_path / "setup")
+    frames = torch.cat([kaldi.fbank(torch.from_numpy(load_audio(tmp_path / f"{i}.wav"))[None] * 32768.0,
+                                    num_mel_bins=80, dither=0.0).double() for i in range(2)])
+    torch.testing.assert_close(model.fbank_mean.double(), frames.mean(0), rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(model.fbank_std.double(), frames.std(0, unbiased=False), rtol=1e-4, atol=1e-4)
+
+    resumed = make(target_norm="global")  # a resumed run: no setup, only load_setup
+    resumed.load_setup(tmp_path / "setup")
+    assert torch.equal(resumed.fbank_mean, model.fbank_mean) and "fbank_std" in resumed.state_dict()
+
+    quiet = speechlike(24000, 1)
+    loud = 4.0 * quiet
+    stats = (model.fbank_mean, model.fbank_std)
+    for wav in (quiet, loud):
+        batch = batch_of([wav])
+        n_frames = int(model.encoder.frames_for(batch.wav_lens)[0])
+        codes, has_target = model.targets(batch.wavs, batch.wav_lens, n_frames)
+        assert torch.equal(codes[0, has_target[0], 0], reference_codes(model, wav, stats))
+    per_utterance = make()
+    assert torch.equal(reference_codes(per_utterance, quiet), reference_codes(per_utterance, loud))
+    assert not torch.equal(reference_codes(model, quiet, stats), reference_codes(model, loud, stats))
+
+    with pytest.raises(Exception, match="fbank_stats.json"):
+        make(target_norm="global").load_setup(tmp_path / "elsewhere")

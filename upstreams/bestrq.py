@@ -1,8 +1,9 @@
 """BEST-RQ (Chiu et al., 2022): masked prediction of a frozen random-projection quantizer's codes.
 
-The targets need no training and no k-means. The normalised log-mel fbank is
-stacked to the encoder's frame rate (4 × 10 ms frames for the 40 ms fbank
-front-end, 2 for the 20 ms CNN), projected by a frozen random matrix (Xavier
+The targets need no training and no k-means. The log-mel fbank, normalised per
+utterance or with corpus statistics (`target_norm`), is stacked to the encoder's
+frame rate (4 × 10 ms frames for the 40 ms fbank front-end, 2 for the 20 ms
+CNN), projected by a frozen random matrix (Xavier
 init) and L2-normalised; a frame's target is the nearest vector of a frozen
 random codebook of L2-normalised vectors (the largest cosine). The encoder sees
 span-masked frames replaced by N(0, 0.1²) noise, and a linear head predicts the
@@ -26,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from evalkit.audio import load_audio
-from evalkit.errors import ConfigError
+from evalkit.errors import ConfigError, EvalkitError
 from evalkit.manifest import atomic_write_text, audio_path
 from upstreams.base import padding_mask
 from upstreams.encoder import SSLEncoder
@@ -37,6 +38,7 @@ from upstreams.objective import Batch, Objective, Output, PretrainData
 
 FBANK_RATE = 100.0  # Kaldi fbank frames per second
 QUALITY_FILE = "target_quality.json"
+STATS_FILE = "fbank_stats.json"  # target_norm "global": the corpus mean and std per mel bin
 
 
 @dataclass
@@ -51,6 +53,12 @@ class BestRQConfig(SerialisableConfig):
     mask_span: int = 10  # frames: 400 ms at 40 ms
     mask_min_spans: int = 1  # per utterance, so that every utterance has a loss
     noise_std: float = 0.1
+    # How the target fbank is normalised: "utterance" (each utterance's own mean and variance, which
+    # removes the speaker's and channel's average spectrum from the targets) or "global" (one mean
+    # and variance per mel bin, estimated in `setup` on `norm_utterances` pre-training utterances,
+    # so the targets, like HuBERT's MFCC k-means ones, still depend on who speaks).
+    target_norm: str = "utterance"
+    norm_utterances: int = 500
     quality_utterances: int = 200  # utterances scored against phone alignments in `setup`
 
     def __post_init__(self) -> None:
@@ -64,6 +72,9 @@ class BestRQConfig(SerialisableConfig):
         )
         if not 0.0 < self.mask_prob <= 1.0:
             raise ConfigError(f"objective.mask_prob must lie in (0, 1]; got {self.mask_prob!r}.")
+        if self.target_norm not in ("utterance", "global"):
+            raise ConfigError(f"objective.target_norm must be 'utterance' or 'global'; got {self.target_norm!r}.")
+        check_positive("objective", norm_utterances=self.norm_utterances)
         if self.noise_std < 0 or self.mask_min_spans < 0 or self.quality_utterances < 0:
             raise ConfigError(
                 "objective.noise_std, objective.mask_min_spans and objective.quality_utterances must be >= 0; "
@@ -71,18 +82,43 @@ class BestRQConfig(SerialisableConfig):
             )
 
 
-def normalised_fbank(wavs: torch.Tensor, wav_lens: torch.Tensor, n_mels: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Log-mel fbank [B, F, n_mels] with per-utterance mean/variance normalisation over valid frames.
+def normalised_fbank(
+    wavs: torch.Tensor, wav_lens: torch.Tensor, n_mels: int, stats: tuple[torch.Tensor, torch.Tensor] | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-mel fbank [B, F, n_mels], normalised to zero mean and unit variance per mel bin.
 
+    With `stats` None the mean and variance are each utterance's own (over its valid
+    frames); otherwise `stats` is (mean, std) [n_mels] of the whole corpus.
     Computed here rather than taken from the fbank front-end so that the targets
     are the method's own: the same with either front-end and any front-end setting.
     """
     feats, lens = kaldi_fbank(wavs.float() * KALDI_SCALE, wav_lens, n_mels)
     valid = padding_mask(lens, feats.shape[1])[..., None]
+    if stats is not None:
+        mean, std = stats
+        return ((feats - mean) / std).masked_fill(~valid, 0.0), lens
     n = lens.clamp(min=1)[:, None, None].float()
     mean = feats.sum(1, keepdim=True) / n
     var = ((feats - mean).square() * valid).sum(1, keepdim=True) / n
     return ((feats - mean) * torch.rsqrt(var + 1e-5)).masked_fill(~valid, 0.0), lens
+
+
+def corpus_fbank_stats(data: PretrainData, n_mels: int, utterances: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-mel-bin mean and standard deviation [n_mels] of the first `utterances` records' fbank frames."""
+    total, squares, frames = torch.zeros(n_mels, dtype=torch.float64), torch.zeros(n_mels, dtype=torch.float64), 0
+    for rec in data.records[:utterances]:
+        wav = torch.from_numpy(load_audio(audio_path(data.manifest, rec)))[None]
+        feats, _ = kaldi_fbank(wav.float() * KALDI_SCALE, torch.tensor([wav.shape[1]]), n_mels)
+        feats = feats[0].double()
+        total += feats.sum(0)
+        squares += feats.square().sum(0)
+        frames += feats.shape[0]
+    if frames == 0:
+        raise EvalkitError("bestrq: target_norm 'global' needs pre-training audio to estimate fbank statistics; "
+                           "the corpus has no utterances.")
+    mean = total / frames
+    std = (squares / frames - mean.square()).clamp(min=1e-10).sqrt()
+    return mean.float(), std.float()
 
 
 class BestRQ(Objective):
@@ -104,6 +140,9 @@ class BestRQ(Objective):
         codebook = F.normalize(torch.randn(c.codebooks, c.codebook_size, c.codebook_dim), dim=-1)
         self.register_buffer("projection", projection)
         self.register_buffer("codebook", codebook)
+        if c.target_norm == "global":  # filled by setup() / load_setup(); saved with the training state
+            self.register_buffer("fbank_mean", torch.zeros(c.n_mels))
+            self.register_buffer("fbank_std", torch.ones(c.n_mels))
         self.masker = NoiseReplacement(c.noise_std)
         self.head = nn.Linear(self.encoder.hidden_size, c.codebooks * c.codebook_size)
 
@@ -118,7 +157,8 @@ class BestRQ(Objective):
         (the first frame's missing left neighbour counts as the mean: zero).
         """
         with torch.autocast(wavs.device.type, enabled=False):
-            feats, lens = normalised_fbank(wavs, wav_lens, self.settings.n_mels)
+            stats = (self.fbank_mean, self.fbank_std) if self.settings.target_norm == "global" else None
+            feats, lens = normalised_fbank(wavs, wav_lens, self.settings.n_mels, stats)
             need = n_frames * self.stack
             feats = F.pad(feats, (0, 0, self.pad, max(0, need - feats.shape[1] - self.pad)))[:, :need]
             stacked = feats.reshape(feats.shape[0], n_frames, -1)
@@ -153,11 +193,20 @@ class BestRQ(Objective):
         return Output(loss, stats)
 
     def setup(self, data: PretrainData, workdir: Path, log=print) -> dict:
-        """Scores the (fixed) targets against the suite's phone alignments: PNMI, purity, code usage.
+        """Estimates the corpus fbank statistics (target_norm 'global'), then scores the fixed targets.
 
-        Nothing here changes training; it says how phonetic random-projection
+        The score (PNMI, purity, code usage against the suite's phone alignments)
+        changes nothing in training; it says how phonetic random-projection
         targets are, to set beside HuBERT's k-means targets.
         """
+        c = self.settings
+        if c.target_norm == "global":
+            stats_path = Path(workdir) / STATS_FILE
+            if not stats_path.is_file():
+                mean, std = corpus_fbank_stats(data, c.n_mels, c.norm_utterances)
+                atomic_write_text(stats_path, json.dumps({"mean": mean.tolist(), "std": std.tolist()}))
+                log(f"bestrq: fbank statistics from {min(len(data.records), c.norm_utterances)} utterances")
+            self.load_setup(workdir)
         path = Path(workdir) / QUALITY_FILE
         if path.is_file():
             return json.loads(path.read_text())
@@ -166,6 +215,21 @@ class BestRQ(Objective):
         log(f"bestrq targets on {report['utterances']} utterances: " + ", ".join(
             f"{k} {v:.3f}" for k, v in report.items() if isinstance(v, float)))
         return report
+
+    def load_setup(self, workdir: Path) -> None:
+        if self.settings.target_norm != "global":
+            return
+        path = Path(workdir) / STATS_FILE
+        if not path.is_file():
+            raise EvalkitError(f"{path}: missing; it holds the fbank statistics of target_norm 'global'. "
+                               "Start the run again in a fresh --out folder.")
+        stats = json.loads(path.read_text())
+        for name in ("mean", "std"):
+            values = torch.tensor(stats[name], dtype=torch.float32)
+            if values.shape != (self.settings.n_mels,):
+                raise EvalkitError(f"{path}: {name!r} has {values.numel()} values, the config's n_mels is "
+                                   f"{self.settings.n_mels}. Use a fresh --out folder.")
+            getattr(self, f"fbank_{name}").copy_(values)
 
     def target_quality(self, data: PretrainData) -> dict:
         """Code perplexity and, where records carry `alignment`, PNMI and purities of codebook 0."""
