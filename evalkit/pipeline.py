@@ -267,6 +267,18 @@ def record_invocation(work: Path, profile: str) -> None:
     atomic_write_text(path, json.dumps(run, indent=1))
 
 
+def finish_invocation(work: Path, ran: list[str], took: float) -> None:
+    """Add to this invocation's record in WORKDIR/run.json the stages it ran and its wall time.
+
+    A run finished over several invocations (a resume after a crash, or a later one that
+    redoes the stages whose results were deleted) then says which invocation made what.
+    """
+    path = work / "run.json"
+    run = json.loads(path.read_text())
+    run["invocations"][-1].update(stages=ran, wall_s=round(took, 1))
+    atomic_write_text(path, json.dumps(run, indent=1))
+
+
 def run_pipeline(profile: str = "default", workdir: str | Path = "work", jobs: int | None = None,
                  workers: int | None = None, log=print) -> Path:
     """Run (or resume) the whole pipeline; returns the leaderboard folder.
@@ -329,6 +341,7 @@ def run_pipeline(profile: str = "default", workdir: str | Path = "work", jobs: i
     if plan:  # an invocation with nothing left to do keeps the total of the one that did the work
         stages.times.pop("total (last invocation)", None)
         stages.record("total (last invocation)", time.time() - t0, log)
+    finish_invocation(work, [job.name for job in plan], time.time() - t0)
     return board
 
 
@@ -371,6 +384,15 @@ def publish(workdir: str | Path, dest: str | Path, profile: str = "full", log=pr
     return dest / "board"
 
 
+def _invocation_row(invocation: dict) -> str:
+    wall = invocation.get("wall_s")
+    ran = invocation.get("stages")
+    if isinstance(ran, list):
+        ran = ", ".join(ran) or "none (all done)"
+    return (f"| {invocation.get('started', '?')} | {invocation.get('evalkit_commit') or 'not recorded'} | "
+            f"{f'{wall:.0f}' if isinstance(wall, (int, float)) else '?'} | {ran or 'not recorded'} |")
+
+
 def published_readme(dest: Path, profile: str, run: dict, n_files: int) -> str:
     """DEST/README.md: how the folder was made and is rebuilt, the table, and each stage's wall time."""
     stages = json.loads((dest / "stages.json").read_text())
@@ -383,7 +405,7 @@ def published_readme(dest: Path, profile: str, run: dict, n_files: int) -> str:
         "",
         "<!-- written by `evalkit run --publish`; edits here are overwritten -->",
         "",
-        f"One `evalkit run --profile {profile}` (evalkit commit {commits}; {machine}; started "
+        f"`evalkit run --profile {profile}` (evalkit commit {commits}; {machine}; started "
         f"{made[0].get('started', '?')}), published with",
         "",
         "```bash",
@@ -400,9 +422,24 @@ def published_readme(dest: Path, profile: str, run: dict, n_files: int) -> str:
         "",
         (dest / "board" / "leaderboard.md").read_text().strip(),
         "",
+    ]
+    if len(made) > 1:
+        lines += [
+            "## Invocations",
+            "",
+            "The work folder was filled by more than one invocation; each ran only the stages whose "
+            "results were missing (after a crash, or after a recipe change and the deletion of what it made).",
+            "",
+            "| started | evalkit commit | wall time (s) | stages run |",
+            "|---|---|---:|---|",
+            *(_invocation_row(i) for i in made),
+            "",
+        ]
+    lines += [
         "## Wall time of each stage",
         "",
-        "Pre-training and evaluation jobs run side by side (one thread each), so they add up to more than the total.",
+        "Pre-training and evaluation jobs run side by side (one thread each), so they add up to more than the total. "
+        "A stage's time is that of the invocation that last ran it.",
         "",
         "| stage | seconds | minutes |",
         "|---|---:|---:|",

@@ -108,5 +108,9 @@ def test_smoke_pipeline_runs_and_resumes_without_redoing_work(smoke_suite, tmp_p
     assert (pub / "stages.json").read_text() == (tmp_path / "smoke" / "stages.json").read_text()
     run = json.loads((pub / "run.json").read_text())
     assert run["profile"] == "smoke" and len(run["invocations"]) == 2 and run["cpus"] == os.cpu_count()
+    first, second = run["invocations"]  # which invocation made what, and how long it took
+    assert "pretrain hubert" in first["stages"] and "eval fbank" in first["stages"] and first["wall_s"] > 0
+    assert second["stages"] == [] and second["wall_s"] >= 0
     readme = (pub / "README.md").read_text()
+    assert "## Invocations" in readme and "none (all done)" in readme
     assert "--publish pub" in readme and "| pretrain hubert |" in readme and "| fbank |" in readme
