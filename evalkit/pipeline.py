@@ -272,10 +272,14 @@ def finish_invocation(work: Path, ran: list[str], took: float) -> None:
 
     A run finished over several invocations (a resume after a crash, or a later one that
     redoes the stages whose results were deleted) then says which invocation made what.
+    An invocation that found nothing to do made nothing: its record is dropped.
     """
     path = work / "run.json"
     run = json.loads(path.read_text())
-    run["invocations"][-1].update(stages=ran, wall_s=round(took, 1))
+    if ran:
+        run["invocations"][-1].update(stages=ran, wall_s=round(took, 1))
+    else:
+        run["invocations"].pop()
     atomic_write_text(path, json.dumps(run, indent=1))
 
 
