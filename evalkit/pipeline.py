@@ -109,6 +109,14 @@ def shared_twins(size: str) -> dict[str, list[str]]:
     return owners
 
 
+def _suite_done(suite: Path) -> bool:
+    """True when `suite` holds a finished synthesis: its stamp, every corpus's manifests, no pending parts."""
+    from evalkit.synth.suite import CORPORA
+
+    return (suite / "suite.json").is_file() and all(
+        any((suite / c).glob("*.jsonl")) and not (suite / c / ".parts").exists() for c in CORPORA)
+
+
 def _finished(folder: Path) -> bool:
     cfg = folder / "config.json"
     if not cfg.is_file():
@@ -146,16 +154,16 @@ class Stages:
         self.path = workdir / "stages.json"
         self.times = json.loads(self.path.read_text()) if self.path.exists() else {}
 
-    def record(self, name: str, took: float, log) -> None:
-        if took > 1 or name not in self.times:  # a skipped (resumed) stage keeps its first timing
+    def record(self, name: str, took: float, log, did_work: bool = True) -> None:
+        if did_work or name not in self.times:  # a stage found already done keeps the time of the run that did it
             self.times[name] = round(took, 1)
         atomic_write_text(self.path, json.dumps(self.times, indent=1))
         log(f"== {name}: {took:.0f} s")
 
-    def run(self, name: str, fn, log):
+    def run(self, name: str, fn, log, did_work: bool = True):
         t0 = time.time()
         result = fn()
-        self.record(name, time.time() - t0, log)
+        self.record(name, time.time() - t0, log, did_work)
         return result
 
 
@@ -303,7 +311,8 @@ def run_pipeline(profile: str = "default", workdir: str | Path = "work", jobs: i
 
     from evalkit.synth.suite import build_suite
 
-    stages.run("synth", lambda: build_suite(suite, p.suite, seed=0, jobs=jobs), log)
+    # build_suite always runs (it checks the folder's profile and version, and finishes a partial suite)
+    stages.run("synth", lambda: build_suite(suite, p.suite, seed=0, jobs=jobs), log, did_work=not _suite_done(suite))
 
     from evalkit.evaluate import EvalOptions
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -90,12 +91,19 @@ def test_smoke_pipeline_runs_and_resumes_without_redoing_work(smoke_suite, tmp_p
     stamps = {p: p.stat().st_mtime_ns for p in files}
     weights = tmp_path / "smoke" / "upstreams" / "hubert" / "model.safetensors"
     before = weights.stat().st_mtime_ns
-    total = json.loads((tmp_path / "smoke" / "stages.json").read_text())["total (last invocation)"]
+    first_times = json.loads((tmp_path / "smoke" / "stages.json").read_text())
+    total = first_times["total (last invocation)"]
     lines: list[str] = []
+    import evalkit.synth.suite as synth_suite
+
+    slow_check = synth_suite.build_suite  # checking a big finished suite takes seconds: it must not count
+    monkeypatch.setattr(synth_suite, "build_suite", lambda *a, **k: (time.sleep(1.2), slow_check(*a, **k))[1])
     pipeline.run_pipeline("smoke", tmp_path, workers=2, log=lines.append)
     assert not any(line.startswith("[plan]") for line in lines)  # nothing left to do: no job planned
     # and the total stays the one of the run that did the work
-    assert json.loads((tmp_path / "smoke" / "stages.json").read_text())["total (last invocation)"] == total
+    again = json.loads((tmp_path / "smoke" / "stages.json").read_text())
+    assert again["total (last invocation)"] == total
+    assert again["synth"] == first_times["synth"]  # checking a finished suite is not a synthesis time
     assert {p: p.stat().st_mtime_ns for p in files} == stamps
     assert weights.stat().st_mtime_ns == before
     assert any("hubert: done" in line for line in lines)
