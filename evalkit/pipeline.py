@@ -351,10 +351,11 @@ def run_pipeline(profile: str = "default", workdir: str | Path = "work", jobs: i
 
     board = work / "leaderboard"
     stages.run("leaderboard", lambda: build_leaderboard(results, board), log)
+    took = time.time() - t0
     if plan:  # an invocation with nothing left to do keeps the total of the one that did the work
         stages.times.pop("total (last invocation)", None)
-        stages.record("total (last invocation)", time.time() - t0, log)
-    finish_invocation(work, [job.name for job in plan], time.time() - t0)
+        stages.record("total (last invocation)", took, log)
+    finish_invocation(work, [job.name for job in plan], took)
     return board
 
 
@@ -399,9 +400,9 @@ def publish(workdir: str | Path, dest: str | Path, profile: str = "full", log=pr
 
 def _invocation_row(invocation: dict) -> str:
     wall = invocation.get("wall_s")
-    ran = invocation.get("stages")
+    ran = invocation.get("stages")  # a list; older records written by hand may hold a phrase
     if isinstance(ran, list):
-        ran = ", ".join(ran) or "none (all done)"
+        ran = ", ".join(ran)
     return (f"| {invocation.get('started', '?')} | {invocation.get('evalkit_commit') or 'not recorded'} | "
             f"{f'{wall:.0f}' if isinstance(wall, (int, float)) else '?'} | {ran or 'not recorded'} |")
 

@@ -3,9 +3,9 @@
 The targets need no training and no k-means. The log-mel fbank, normalised per
 utterance or with corpus statistics (`target_norm`), is stacked to the encoder's
 frame rate (4 × 10 ms frames for the 40 ms fbank front-end, 2 for the 20 ms
-CNN), projected by a frozen random matrix (Xavier
-init) and L2-normalised; a frame's target is the nearest vector of a frozen
-random codebook of L2-normalised vectors (the largest cosine). The encoder sees
+CNN), projected by a frozen random matrix (Xavier init) and L2-normalised; a
+frame's target is the nearest vector of a frozen random codebook of
+L2-normalised vectors (the largest cosine). The encoder sees
 span-masked frames replaced by N(0, 0.1²) noise, and a linear head predicts the
 codes of the masked frames (cross-entropy on those frames only).
 

@@ -4,12 +4,12 @@ The front-end features, unmasked, go through a Gumbel product quantizer (G
 groups of V learned code vectors; one code per group, concatenated and
 projected) to make the targets. The same features, span-masked and replaced by
 a learned vector, go through the context encoder; at each masked frame its
-output must pick the frame's own quantized target out of K distractors, the
-targets of other masked frames of the same utterance (the paper's choice) or
-of the whole batch (`masked_negatives: batch`, which keeps speaker information
-useful; the small recipes use it) (cosine similarity ÷ a temperature,
-cross-entropy with the positive first). A diversity loss keeps
-the codebooks in use, and an L2 penalty keeps the front-end features small.
+output must pick the frame's own quantized target out of K distractors
+(cosine similarity ÷ a temperature, cross-entropy with the positive first).
+The distractors are the targets of other masked frames of the same utterance
+(the paper's choice) or of the whole batch (`masked_negatives: batch`, which
+keeps speaker information useful; the small recipes use it). A diversity loss
+keeps the codebooks in use, and an L2 penalty keeps the front-end features small.
 
 With `encoder.kind: summarymixing` this is the SummaryMixing paper's model.
 Defaults are the paper's Base values; `configs/pretrain/wav2vec2-*.yaml` and
