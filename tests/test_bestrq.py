@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torchaudio.compliance import kaldi
 
 import upstreams.bestrq as bestrq
+from evalkit.errors import ConfigError
 from upstreams.bestrq import BestRQ, code_perplexity
 from upstreams.objective import Batch, PretrainData
 
@@ -110,6 +111,26 @@ def test_frozen_quantizer_gets_no_gradient_and_stats_are_sane():
     assert 0 <= output.stats["accuracy"] <= 1 and 1 <= output.stats["code_perplexity"] <= 32
     assert 0.1 < output.stats["masked_fraction"] < 0.8
     assert output.loss.item() == pytest.approx(math.log(32), rel=0.2)  # an untrained head is near chance
+
+
+def test_frontend_grad_scale_slows_the_front_end_only():
+    batch = batch_of([speechlike(32000, 5), speechlike(24000, 6)])
+    grads = []
+    for scale in (1.0, 0.1):
+        model = make(frontend_grad_scale=scale).train()
+        torch.manual_seed(1)  # the same mask both times
+        model(batch).loss.backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    full, slow = grads
+    frontend = [n for n in full if n.startswith("encoder.frontend.")]
+    rest = [n for n in full if not n.startswith("encoder.frontend.")]
+    assert frontend and rest and set(full) == set(slow)
+    for name in frontend:
+        torch.testing.assert_close(slow[name], 0.1 * full[name], rtol=1e-4, atol=1e-7)
+    for name in rest:
+        torch.testing.assert_close(slow[name], full[name])
+    with pytest.raises(ConfigError, match="frontend_grad_scale"):
+        make(frontend_grad_scale=0.0)
 
 
 def test_code_perplexity_by_hand():

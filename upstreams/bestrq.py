@@ -31,7 +31,7 @@ from evalkit.errors import ConfigError, EvalkitError
 from evalkit.manifest import atomic_write_text, audio_path
 from upstreams.base import padding_mask
 from upstreams.encoder import SSLEncoder
-from upstreams.modules import NoiseReplacement, compute_span_mask, kaldi_fbank
+from upstreams.modules import NoiseReplacement, compute_span_mask, kaldi_fbank, scale_gradient
 from upstreams.modules.config import SerialisableConfig, check_positive
 from upstreams.modules.frontends import KALDI_SCALE
 from upstreams.objective import Batch, Objective, Output, PretrainData
@@ -53,6 +53,7 @@ class BestRQConfig(SerialisableConfig):
     mask_span: int = 10  # frames: 400 ms at 40 ms
     mask_min_spans: int = 1  # per utterance, so that every utterance has a loss
     noise_std: float = 0.1
+    frontend_grad_scale: float = 1.0  # < 1: the front-end learns that much slower (wav2vec 2.0's feature_grad_mult)
     # How the target fbank is normalised: "utterance" (each utterance's own mean and variance, which
     # removes the speaker's and channel's average spectrum from the targets) or "global" (one mean
     # and variance per mel bin, estimated in `setup` on `norm_utterances` pre-training utterances,
@@ -75,6 +76,8 @@ class BestRQConfig(SerialisableConfig):
         if self.target_norm not in ("utterance", "global"):
             raise ConfigError(f"objective.target_norm must be 'utterance' or 'global'; got {self.target_norm!r}.")
         check_positive("objective", norm_utterances=self.norm_utterances)
+        if not 0.0 < self.frontend_grad_scale <= 1.0:
+            raise ConfigError(f"objective.frontend_grad_scale must lie in (0, 1]; got {self.frontend_grad_scale!r}.")
         if self.noise_std < 0 or self.mask_min_spans < 0 or self.quality_utterances < 0:
             raise ConfigError(
                 "objective.noise_std, objective.mask_min_spans and objective.quality_utterances must be >= 0; "
@@ -170,6 +173,7 @@ class BestRQ(Objective):
     def forward(self, batch: Batch) -> Output:
         c = self.settings
         features, lens = self.encoder.frontend(batch.wavs, batch.wav_lens)
+        features = scale_gradient(features, c.frontend_grad_scale)
         n_frames = features.shape[1]
         valid = padding_mask(lens, n_frames)
         codes, has_target = self.targets(batch.wavs, batch.wav_lens, n_frames)

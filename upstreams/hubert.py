@@ -50,10 +50,9 @@ from upstreams.kmeans_targets import (
     mfcc_source,
     target_quality,
 )
-from upstreams.modules import MaskEmbedding, compute_span_mask
+from upstreams.modules import MaskEmbedding, compute_span_mask, scale_gradient
 from upstreams.modules.config import SerialisableConfig, check_choice, check_positive
 from upstreams.objective import Batch, Objective, Output, PretrainData
-from upstreams.wav2vec2 import scale_gradient
 
 REPORT_FILE = "hubert_setup.json"
 WORK = "${work}"

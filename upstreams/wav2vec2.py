@@ -27,7 +27,7 @@ from torch import nn
 from evalkit.errors import ConfigError
 from upstreams.base import padding_mask
 from upstreams.encoder import SSLEncoder
-from upstreams.modules import MaskEmbedding, compute_span_mask
+from upstreams.modules import MaskEmbedding, compute_span_mask, scale_gradient
 from upstreams.modules.config import SerialisableConfig, check_positive, check_probability
 from upstreams.objective import Batch, Objective, Output
 
@@ -229,13 +229,6 @@ def contrastive_loss(
         accuracy = correct.sum() / max(frames, 1)
         kept = keep.sum() / usable.sum().clamp(min=1)
     return Contrastive(loss, accuracy.detach(), frames, kept)
-
-
-def scale_gradient(x: torch.Tensor, scale: float) -> torch.Tensor:
-    """x unchanged forward; its gradient multiplied by `scale` backward."""
-    if scale == 1.0:
-        return x
-    return x * scale + x.detach() * (1.0 - scale)
 
 
 class Wav2Vec2(Objective):

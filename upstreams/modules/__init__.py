@@ -29,6 +29,7 @@ from upstreams.modules.frontends import (
     build_frontend,
     fbank_lengths,
     kaldi_fbank,
+    scale_gradient,
 )
 from upstreams.modules.masking import MaskEmbedding, NoiseReplacement, compute_span_mask, replace_with_noise
 

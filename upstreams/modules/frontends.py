@@ -225,3 +225,13 @@ class FbankFrontend(nn.Module):
             x = x * (valid[:, None, :] if x.dim() == 3 else valid[:, None, :, None]).to(x.dtype)
         x = x.transpose(1, 2) if x.dim() == 3 else self.out(x.permute(0, 2, 1, 3).flatten(2))
         return x.masked_fill(~padding_mask(lens, x.shape[1])[..., None], 0.0), lens
+
+
+def scale_gradient(x: torch.Tensor, scale: float) -> torch.Tensor:
+    """x unchanged forward; its gradient multiplied by `scale` backward.
+
+    The front-end learning slower than the encoder: fairseq's `feature_grad_mult`.
+    """
+    if scale == 1.0:
+        return x
+    return x * scale + x.detach() * (1.0 - scale)
