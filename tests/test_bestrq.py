@@ -129,8 +129,18 @@ def test_frontend_grad_scale_slows_the_front_end_only():
         torch.testing.assert_close(slow[name], 0.1 * full[name], rtol=1e-4, atol=1e-7)
     for name in rest:
         torch.testing.assert_close(slow[name], full[name])
-    with pytest.raises(ConfigError, match="frontend_grad_scale"):
-        make(frontend_grad_scale=0.0)
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ConfigError, match="frontend_grad_scale"):
+            make(frontend_grad_scale=bad)
+
+
+def test_frontend_grad_scale_zero_keeps_the_random_front_end():
+    model = make(frontend_grad_scale=0.0).train()
+    model(batch_of([speechlike(32000, 5), speechlike(24000, 6)])).loss.backward()
+    frontend = {n: p for n, p in model.named_parameters() if n.startswith("encoder.frontend.")}
+    rest = {n: p for n, p in model.named_parameters() if not n.startswith("encoder.frontend.")}
+    assert frontend and all(not p.requires_grad and p.grad is None for p in frontend.values())
+    assert all(p.requires_grad for p in rest.values()) and any(p.grad is not None for p in rest.values())
 
 
 def test_code_perplexity_by_hand():

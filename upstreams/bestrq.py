@@ -53,7 +53,9 @@ class BestRQConfig(SerialisableConfig):
     mask_span: int = 10  # frames: 400 ms at 40 ms
     mask_min_spans: int = 1  # per utterance, so that every utterance has a loss
     noise_std: float = 0.1
-    frontend_grad_scale: float = 1.0  # < 1: the front-end learns that much slower (wav2vec 2.0's feature_grad_mult)
+    # < 1: the front-end learns that much slower (wav2vec 2.0's feature_grad_mult); 0: it keeps its
+    # random initialisation (frozen: no gradient, no weight decay), as the frozen target projection does.
+    frontend_grad_scale: float = 1.0
     # How the target fbank is normalised: "utterance" (each utterance's own mean and variance, which
     # removes the speaker's and channel's average spectrum from the targets) or "global" (one mean
     # and variance per mel bin, estimated in `setup` on `norm_utterances` pre-training utterances,
@@ -76,8 +78,8 @@ class BestRQConfig(SerialisableConfig):
         if self.target_norm not in ("utterance", "global"):
             raise ConfigError(f"objective.target_norm must be 'utterance' or 'global'; got {self.target_norm!r}.")
         check_positive("objective", norm_utterances=self.norm_utterances)
-        if not 0.0 < self.frontend_grad_scale <= 1.0:
-            raise ConfigError(f"objective.frontend_grad_scale must lie in (0, 1]; got {self.frontend_grad_scale!r}.")
+        if not 0.0 <= self.frontend_grad_scale <= 1.0:
+            raise ConfigError(f"objective.frontend_grad_scale must lie in [0, 1]; got {self.frontend_grad_scale!r}.")
         if self.noise_std < 0 or self.mask_min_spans < 0 or self.quality_utterances < 0:
             raise ConfigError(
                 "objective.noise_std, objective.mask_min_spans and objective.quality_utterances must be >= 0; "
@@ -146,6 +148,8 @@ class BestRQ(Objective):
         if c.target_norm == "global":  # filled by setup() / load_setup(); saved with the training state
             self.register_buffer("fbank_mean", torch.zeros(c.n_mels))
             self.register_buffer("fbank_std", torch.ones(c.n_mels))
+        if c.frontend_grad_scale == 0.0:
+            self.encoder.frontend.requires_grad_(False)
         self.masker = NoiseReplacement(c.noise_std)
         self.head = nn.Linear(self.encoder.hidden_size, c.codebooks * c.codebook_size)
 
