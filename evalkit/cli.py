@@ -148,7 +148,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from evalkit.pipeline import run_pipeline
 
     t0 = time.time()
-    board = run_pipeline(args.profile, args.workdir, jobs=args.jobs, workers=args.workers)
+    only = [n.strip() for n in args.only.split(",") if n.strip()] if args.only is not None else None
+    board = run_pipeline(args.profile, args.workdir, jobs=args.jobs, workers=args.workers, only=only,
+                         from_published=args.from_published)
     if args.publish:
         from evalkit.pipeline import publish
 
@@ -240,6 +242,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=None, help="synthesis worker processes")
     p.add_argument("--workers", type=int, default=None,
                    help="pre-training/evaluation jobs run side by side, one thread each (default: 2 on >= 2 cores)")
+    p.add_argument("--only", metavar="NAMES", default=None,
+                   help="comma-separated upstreams/baselines (e.g. bestrq): run their stages alone, with the "
+                        "pre-trainings they need; delete a changed recipe's old checkpoint and results first")
+    p.add_argument("--from-published", metavar="DIR", default=None,
+                   help="start an empty work folder from a published leaderboard (e.g. leaderboard), less the "
+                        "results of --only, to redo one upstream without re-running everything")
     p.add_argument("--publish", metavar="DIR", default=None,
                    help="then copy the result files and stage times to DIR/results and DIR/stages.json and build "
                         "DIR/board from them (how leaderboard/ in the repository is made)")

@@ -252,6 +252,58 @@ def _evaluated(spec: str, opts) -> bool:
     return all(result_path(opts.output, spec, t.name).exists() for t in resolve_tasks("all"))
 
 
+def _check_only(only: list[str] | None) -> set[str] | None:
+    if only is None:
+        return None
+    known = (*PUBLISHED, *BASELINES)
+    unknown = [n for n in only if n not in known]
+    if unknown or not only:
+        from evalkit.registry import suggest
+
+        hint = suggest(unknown[0], known) if unknown else ""
+        raise EvalkitError(f"--only {','.join(only)}: {'unknown upstream ' + repr(unknown[0]) if unknown else 'empty'}."
+                           f"{hint} Choose from {', '.join(known)}.")
+    return set(only)
+
+
+def _with_dependencies(names: set[str], upstream_dir: Path) -> set[str]:
+    """`names` and the unfinished pre-trainings they build on (HuBERT iteration 1 for iteration 2, ...)."""
+    wanted, todo = set(), [n for n in names if n in UPSTREAM_PLAN]
+    while todo:
+        name = todo.pop()
+        wanted.add(name)
+        todo += [d for d in UPSTREAM_PLAN[name][1].values() if d not in wanted and not _finished(upstream_dir / d)]
+    return wanted
+
+
+def seed_from_published(published: Path, work: Path, skip: set[str], log=print) -> None:
+    """Fill an empty work folder with a published leaderboard's results, stage times and run record.
+
+    The results of the upstreams in `skip` (those about to be redone) are left out.
+    A work folder that already has results is left alone, so the command that seeded
+    it can be re-run to resume.
+    """
+    import shutil
+
+    if (work / "results").is_dir():
+        log(f"[from-published] {work / 'results'} exists: not seeded again")
+        return
+    src = published / "results"
+    if not src.is_dir() or not (published / "run.json").is_file():
+        raise EvalkitError(f"{published}: not a published leaderboard (expected results/ and run.json, as written by "
+                           "`evalkit run --publish`).")
+    tmp = work / "results.seeding"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(src, tmp, ignore=lambda folder, names: [n for n in names if Path(folder) == src and n in skip])
+    for name in ("stages.json", "run.json"):
+        if (published / name).is_file() and not (work / name).exists():
+            record = json.loads((published / name).read_text())
+            record.pop("published", None)
+            atomic_write_text(work / name, json.dumps(record, indent=1))
+    tmp.rename(work / "results")  # last, so a crash before it leaves a folder that seeds again
+    log(f"[from-published] {work / 'results'} seeded from {src}" + (f", less {', '.join(sorted(skip))}" if skip else ""))
+
+
 def default_workers() -> int:
     """Two workers where there are two cores or more (the downstream jobs are single-threaded)."""
     return 2 if (os.cpu_count() or 1) >= 2 else 1
@@ -292,10 +344,15 @@ def finish_invocation(work: Path, ran: list[str], took: float) -> None:
 
 
 def run_pipeline(profile: str = "default", workdir: str | Path = "work", jobs: int | None = None,
-                 workers: int | None = None, log=print) -> Path:
+                 workers: int | None = None, only: list[str] | None = None, from_published: str | Path | None = None,
+                 log=print) -> Path:
     """Run (or resume) the whole pipeline; returns the leaderboard folder.
 
     `jobs`: synthesis processes; `workers`: pre-training/evaluation jobs run side by side.
+    `only`: run the stages of these upstreams (and baselines) alone, with the pre-trainings they
+    need; the rest of the work folder is left as it is. `from_published`: start an empty work
+    folder from a published leaderboard folder (`publish`), less the results of `only`, so
+    that one changed recipe is redone without re-running everything.
     """
     if profile not in PROFILES:
         from evalkit.registry import suggest
@@ -305,6 +362,9 @@ def run_pipeline(profile: str = "default", workdir: str | Path = "work", jobs: i
     p = PROFILES[profile]
     work = Path(workdir) / profile
     suite, upstream_dir, results = work / "suite", work / "upstreams", work / "results"
+    selected = _check_only(only)
+    if from_published is not None:
+        seed_from_published(Path(from_published), work, skip=selected or set(), log=log)
     stages = Stages(work)
     record_invocation(work, profile)
     t0 = time.time()
@@ -317,8 +377,11 @@ def run_pipeline(profile: str = "default", workdir: str | Path = "work", jobs: i
     from evalkit.evaluate import EvalOptions
 
     plan: list[Job] = []
+    wanted = _with_dependencies(selected, upstream_dir) if selected is not None else set(UPSTREAM_PLAN)
     for name, (_, needs) in UPSTREAM_PLAN.items():
         out = upstream_dir / name
+        if name not in wanted:
+            continue
         if _finished(out):
             log(f"[pretrain] {name}: done ({out})")
             continue
@@ -330,10 +393,12 @@ def run_pipeline(profile: str = "default", workdir: str | Path = "work", jobs: i
     opts = EvalOptions(data=suite, output=results, cache=work / "cache", steps=p.eval_steps, protocol=p.protocol,
                        progress=False)
     for spec in BASELINES:
-        if not _evaluated(spec, opts):
+        if (selected is None or spec in selected) and not _evaluated(spec, opts):
             plan.append(Job(f"eval {spec}", _eval_job, (spec, opts)))
     twins = shared_twins(p.size)
     for name in PUBLISHED:
+        if selected is not None and name not in selected:
+            continue
         trained = upstream_dir / name
         needs = tuple(n for n in [f"pretrain {name}"] if n in planned)
         if not _evaluated(str(trained), opts):
