@@ -27,7 +27,9 @@ import numpy as np
 from evalkit.errors import ConfigError, EvalkitError
 from evalkit.manifest import read_json_object
 
-# Public reference points of the SUPERB leaderboard (percent; QbE is MTWV x 100).
+# Public reference points of the SUPERB leaderboard (percent; QbE is MTWV x 100), as the site's scoring
+# code has them. The table printed in the site's challenge policy swaps the SOTA points of ASV (5.11)
+# and SD (5.62) and labels KS's pair as SID's; a paper that copied it scores HuBERT Base 944.3, not 941.0.
 SUPERB_FBANK = {
     "PR": 82.01, "KS": 41.38, "IC": 9.65, "SID": 20.06, "ER": 48.24, "ASR": 23.18,
     "QbE": 0.58, "SF-F1": 69.64, "SF-CER": 52.94, "ASV": 9.56, "SD": 10.05,

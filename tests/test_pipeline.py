@@ -66,6 +66,39 @@ def test_recipes_differing_only_in_training_settings_share_one_twin(tmp_path, mo
                                           "summarymixing": ["summarymixing"], "distilhubert": ["distilhubert"]}
 
 
+def test_only_names_known_upstreams_and_brings_unfinished_dependencies(tmp_path):
+    from evalkit.errors import EvalkitError
+
+    with pytest.raises(EvalkitError, match=r"unknown upstream 'bestrg'.*bestrq"):
+        pipeline._check_only(["bestrg"])
+    assert pipeline._with_dependencies({"distilhubert"}, tmp_path) == {"distilhubert", "hubert", "hubert-iter1"}
+    done = tmp_path / "hubert"
+    done.mkdir()
+    (done / "config.json").write_text(json.dumps({"pretraining": {"finished": True}}))
+    assert pipeline._with_dependencies({"distilhubert", "fbank"}, tmp_path) == {"distilhubert"}
+
+
+def test_seeding_from_a_published_folder_leaves_out_what_is_redone(tmp_path):
+    from evalkit.errors import EvalkitError
+
+    pub, work = tmp_path / "pub", tmp_path / "work" / "full"
+    for name in ("hubert", "bestrq"):
+        (pub / "results" / name).mkdir(parents=True)
+        (pub / "results" / name / "pr.json").write_text("{}")
+    (pub / "stages.json").write_text(json.dumps({"synth": 158}))
+    (pub / "run.json").write_text(json.dumps({"invocations": [{"evalkit_commit": "abc"}], "published": {}}))
+    with pytest.raises(EvalkitError, match="not a published leaderboard"):
+        pipeline.seed_from_published(tmp_path / "nowhere", work, skip=set(), log=lambda *_: None)
+    pipeline.seed_from_published(pub, work, skip={"bestrq"}, log=lambda *_: None)
+    assert sorted(p.relative_to(work).as_posix() for p in work.rglob("*.json")) == [
+        "results/hubert/pr.json", "run.json", "stages.json"]
+    assert json.loads((work / "run.json").read_text()) == {"invocations": [{"evalkit_commit": "abc"}]}
+    (work / "results" / "hubert" / "pr.json").write_text('{"redone": 1}')
+    pipeline.seed_from_published(pub, work, skip=set(), log=lambda *_: None)  # a resume: nothing is copied again
+    assert (work / "results" / "hubert" / "pr.json").read_text() == '{"redone": 1}'
+    assert not (work / "results" / "bestrq").exists()
+
+
 @pytest.mark.slow
 def test_smoke_pipeline_runs_and_resumes_without_redoing_work(smoke_suite, tmp_path, monkeypatch):
     """The whole pipeline on the smoke suite, shortened further; a second run redoes nothing."""
@@ -121,6 +154,17 @@ def test_smoke_pipeline_runs_and_resumes_without_redoing_work(smoke_suite, tmp_p
     assert "pretrain hubert" in made["stages"] and "eval fbank" in made["stages"] and made["wall_s"] > 0
     readme = (pub / "README.md").read_text()
     assert "--publish pub" in readme and "| pretrain hubert |" in readme and "| fbank |" in readme
+    # redo one upstream in a work folder started from the published one: only its stages run
+    redo = tmp_path / "redo"
+    shutil.copytree(smoke_suite, redo / "smoke" / "suite")
+    lines = []
+    pipeline.run_pipeline("smoke", redo, workers=2, only=["bestrq"], from_published=pub, log=lines.append)
+    assert [line for line in lines if line.startswith("[plan]")] == ["[plan] pretrain bestrq", "[plan] eval bestrq"]
+    assert sorted(p.relative_to(redo / "smoke" / "results") for p in (redo / "smoke" / "results").glob("*/*.json")) \
+        == sorted(p.relative_to(results) for p in files)
+    assert sorted(p.name for p in (redo / "smoke" / "upstreams").iterdir()) == ["bestrq"]
+    first, again = json.loads((redo / "smoke" / "run.json").read_text())["invocations"]
+    assert first == made and again["stages"] == ["pretrain bestrq", "eval bestrq"]
 
 
 def test_published_readme_lists_each_invocation_and_what_it_ran(tmp_path):

@@ -61,4 +61,5 @@ __all__ = [
     "fbank_lengths",
     "kaldi_fbank",
     "replace_with_noise",
+    "scale_gradient",
 ]
