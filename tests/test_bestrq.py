@@ -203,3 +203,27 @@ def test_global_target_norm_keeps_the_level_that_per_utterance_norm_removes(tmp_
 
     with pytest.raises(Exception, match="fbank_stats.json"):
         make(target_norm="global").load_setup(tmp_path / "elsewhere")
+
+
+def test_unmasked_weight_adds_the_cross_entropy_of_the_unmasked_frames():
+    batch = batch_of([speechlike(32000, 5), speechlike(24000, 6)])
+    model = make(unmasked_weight=0.0).eval()  # eval: no dropout, so the two passes see the same network
+    torch.manual_seed(1)
+    masked_only = model(batch).loss
+    model.settings.unmasked_weight = 0.5
+    torch.manual_seed(1)  # the same mask
+    both = model(batch).loss
+    # the unmasked frames' cross-entropy, computed here from the same encoder pass
+    torch.manual_seed(1)
+    features, lens = model.encoder.frontend(batch.wavs, batch.wav_lens)
+    valid = bestrq.padding_mask(lens, features.shape[1])
+    codes, has_target = model.targets(batch.wavs, batch.wav_lens, features.shape[1])
+    mask = bestrq.compute_span_mask(lens, model.settings.mask_prob, model.settings.mask_span,
+                                    min_masks=model.settings.mask_min_spans, max_len=features.shape[1])
+    hidden = model.encoder.encoder(features, valid, mask=mask, masker=model.masker)[-1]
+    unmasked = ~mask & has_target & valid
+    logits = model.head(hidden[unmasked]).float().view(-1, 1, model.settings.codebook_size)
+    expected = F.cross_entropy(logits.transpose(1, 2), codes[unmasked])
+    torch.testing.assert_close(both - masked_only, 0.5 * expected, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ConfigError, match="unmasked_weight"):
+        make(unmasked_weight=-1.0)

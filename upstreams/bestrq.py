@@ -56,6 +56,7 @@ class BestRQConfig(SerialisableConfig):
     # < 1: the front-end learns that much slower (wav2vec 2.0's feature_grad_mult); 0: it keeps its
     # random initialisation (frozen: no gradient, no weight decay), as the frozen target projection does.
     frontend_grad_scale: float = 1.0
+    unmasked_weight: float = 0.0  # loss = L_masked + w * L_unmasked, as HuBERT's objective.unmasked_weight
     # How the target fbank is normalised: "utterance" (each utterance's own mean and variance, which
     # removes the speaker's and channel's average spectrum from the targets) or "global" (one mean
     # and variance per mel bin, estimated in `setup` on `norm_utterances` pre-training utterances,
@@ -80,10 +81,11 @@ class BestRQConfig(SerialisableConfig):
         check_positive("objective", norm_utterances=self.norm_utterances)
         if not 0.0 <= self.frontend_grad_scale <= 1.0:
             raise ConfigError(f"objective.frontend_grad_scale must lie in [0, 1]; got {self.frontend_grad_scale!r}.")
-        if self.noise_std < 0 or self.mask_min_spans < 0 or self.quality_utterances < 0:
+        if self.noise_std < 0 or self.mask_min_spans < 0 or self.quality_utterances < 0 or self.unmasked_weight < 0:
             raise ConfigError(
-                "objective.noise_std, objective.mask_min_spans and objective.quality_utterances must be >= 0; "
-                f"got {self.noise_std!r}, {self.mask_min_spans!r}, {self.quality_utterances!r}."
+                "objective.noise_std, objective.mask_min_spans, objective.quality_utterances and "
+                f"objective.unmasked_weight must be >= 0; got {self.noise_std!r}, {self.mask_min_spans!r}, "
+                f"{self.quality_utterances!r}, {self.unmasked_weight!r}."
             )
 
 
@@ -193,6 +195,11 @@ class BestRQ(Objective):
         else:
             loss = F.cross_entropy(logits.transpose(1, 2), target)
             accuracy = float((logits.argmax(-1) == target).float().mean())
+        unmasked = ~mask & has_target & valid
+        if c.unmasked_weight > 0 and unmasked.any():
+            logits = self.head(hidden[unmasked]).float().view(-1, c.codebooks, c.codebook_size)
+            unmasked_loss = F.cross_entropy(logits.transpose(1, 2), codes[unmasked])
+            loss = loss + c.unmasked_weight * unmasked_loss
         stats = {
             "accuracy": accuracy,
             "code_perplexity": code_perplexity(codes[has_target & valid], c.codebook_size),
