@@ -416,6 +416,7 @@ def _train(cfg: PretrainConfig, data_dir: Path | None, out: Path, resume: bool, 
             report = json.loads(report_path.read_text())
     objective.to(procs.device).train()
     encoder_params = sum(p.numel() for p in objective.encoder.parameters())
+    encoder_trained = sum(p.numel() for p in objective.encoder.parameters() if p.requires_grad)
     trainable = sum(p.numel() for p in objective.parameters() if p.requires_grad)
 
     model: torch.nn.Module = objective
@@ -444,7 +445,8 @@ def _train(cfg: PretrainConfig, data_dir: Path | None, out: Path, resume: bool, 
         say(f"resuming {out} at step {step} (epoch {epoch}, batch {index})")
 
     o = cfg.optim
-    say(f"{cfg.method}: encoder {encoder_params / 1e6:.2f} M parameters ({trainable / 1e6:.2f} M trained); "
+    say(f"{cfg.method}: encoder {encoder_params / 1e6:.2f} M parameters ({encoder_trained / 1e6:.2f} M trained; "
+        f"{trainable / 1e6:.2f} M with the objective's heads); "
         f"{len(data.records)} utterances, {sum(float(r['duration']) for r in data.records) / 3600:.2f} h "
         f"from {data.manifest}; {procs.world} process(es) on {procs.device}; step {step} -> {o.max_steps}, "
         f"{procs.world * o.accumulate} × {cfg.data.batch_seconds:g} s of padded audio per step")
