@@ -12,7 +12,11 @@ codes of the masked frames (cross-entropy on those frames only).
 Only the encoder and the head learn. The projection and codebook are buffers:
 not trained, but saved with the training state, so a resumed run keeps its
 targets. Defaults are the paper's (one 8192 × 16 codebook, 400 ms spans);
-`configs/pretrain/bestrq-*.yaml` hold the recipes.
+`configs/pretrain/bestrq-*.yaml` hold the recipes. The small recipe departs
+from the paper in one way that matters here: its front-end stays at its random
+initialisation (`frontend_grad_scale: 0`). Learned, the front-end dropped the
+speaker information that the random one keeps, and the upstream scored below
+its own random-init twin (the trials are in the recipe's header).
 """
 
 from __future__ import annotations
