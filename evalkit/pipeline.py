@@ -441,6 +441,8 @@ def publish(workdir: str | Path, dest: str | Path, profile: str = "full", log=pr
     if not (work / "leaderboard" / "index.html").is_file():
         raise EvalkitError(f"{work}: no finished `evalkit run --profile {profile}` here (no leaderboard/index.html); "
                            f"run it to the end first.")
+    # before anything is copied: publishing into the checkout (leaderboard/) makes its tree dirty
+    commit = git_hash(dirty=True)
     dest.mkdir(parents=True, exist_ok=True)
     for sub in ("results", "board"):
         shutil.rmtree(dest / sub, ignore_errors=True)
@@ -451,7 +453,7 @@ def publish(workdir: str | Path, dest: str | Path, profile: str = "full", log=pr
         shutil.copyfile(src, target)
     shutil.copyfile(work / "stages.json", dest / "stages.json")
     run = json.loads((work / "run.json").read_text()) if (work / "run.json").is_file() else {}
-    run["published"] = {"date": time.strftime("%Y-%m-%d"), "evalkit_commit": git_hash(dirty=True)}
+    run["published"] = {"date": time.strftime("%Y-%m-%d"), "evalkit_commit": commit}
     atomic_write_text(dest / "run.json", json.dumps(run, indent=1))
     from evalkit.leaderboard.build import build_leaderboard
 

@@ -184,3 +184,21 @@ def test_published_readme_lists_each_invocation_and_what_it_ran(tmp_path):
     assert "| pretrain wav2vec2 | 400 | 6.7 |" in readme
     single = pipeline.published_readme(tmp_path, "full", {**run, "invocations": run["invocations"][1:]}, 200)
     assert "## Invocations" not in single
+
+
+def test_publish_records_the_commit_as_it_was_before_copying(tmp_path, monkeypatch):
+    """Publishing into the checkout dirties it; the recorded commit must be the one before that."""
+    import evalkit.results
+
+    work = tmp_path / "full"
+    (work / "leaderboard").mkdir(parents=True)
+    (work / "leaderboard" / "index.html").write_text("<html></html>")
+    published = Path(__file__).resolve().parents[1] / "leaderboard" / "results" / "fbank"
+    shutil.copytree(published, work / "results" / "fbank", ignore=lambda _, names: [
+        n for n in names if not n.startswith("pr.")])
+    (work / "stages.json").write_text("{}")
+    dest = tmp_path / "pub"
+    monkeypatch.setattr(evalkit.results, "git_hash",
+                        lambda dirty=False: "abc-dirty" if (dest / "results").exists() else "abc")
+    pipeline.publish(tmp_path, dest, "full", log=lambda *_: None)
+    assert json.loads((dest / "run.json").read_text())["published"]["evalkit_commit"] == "abc"
