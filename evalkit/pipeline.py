@@ -266,6 +266,14 @@ def _check_only(only: list[str] | None) -> set[str] | None:
     return set(only)
 
 
+def _has_work(name: str, upstream_dir: Path, twins: dict[str, list[str]], opts) -> bool:
+    """Whether an evaluation of `name`, or of the twin it owns, is missing (so its checkpoint is needed)."""
+    if not _evaluated(str(upstream_dir / name), opts):
+        return True
+    twin = upstream_dir / f"{name}-random"
+    return name in twins and not (twin / "model.safetensors").is_file() and not _evaluated(str(twin), opts)
+
+
 def _with_dependencies(names: set[str], upstream_dir: Path) -> set[str]:
     """`names` and the unfinished pre-trainings they build on (HuBERT iteration 1 for iteration 2, ...)."""
     wanted, todo = set(), [n for n in names if n in UPSTREAM_PLAN]
@@ -376,29 +384,32 @@ def run_pipeline(profile: str = "default", workdir: str | Path = "work", jobs: i
 
     from evalkit.evaluate import EvalOptions
 
+    opts = EvalOptions(data=suite, output=results, cache=work / "cache", steps=p.eval_steps, protocol=p.protocol,
+                       progress=False)
+    twins = shared_twins(p.size)
     plan: list[Job] = []
-    wanted = _with_dependencies(selected, upstream_dir) if selected is not None else set(UPSTREAM_PLAN)
+    # A checkpoint is made only for evaluations still missing (its own or its twin's) or for a later
+    # pre-training that builds on it: a folder seeded with results pre-trains nothing it does not use.
+    published = [n for n in PUBLISHED if selected is None or n in selected]
+    wanted = _with_dependencies({n for n in published if _has_work(n, upstream_dir, twins, opts)}, upstream_dir)
     for name, (_, needs) in UPSTREAM_PLAN.items():
         out = upstream_dir / name
-        if name not in wanted:
-            continue
         if _finished(out):
             log(f"[pretrain] {name}: done ({out})")
+            continue
+        if name not in wanted:
+            if selected is None:
+                log(f"[pretrain] {name}: not needed (the evaluations that would use it have results)")
             continue
         cfg = resolved_config(name, p.size, upstream_dir, work / "configs")
         deps = tuple(d for d in needs.values() if not _finished(upstream_dir / d))
         plan.append(Job(f"pretrain {name}", _pretrain_job, (cfg, suite, out, p.max_steps),
                         tuple(f"pretrain {d}" for d in deps)))
     planned = {j.name for j in plan}
-    opts = EvalOptions(data=suite, output=results, cache=work / "cache", steps=p.eval_steps, protocol=p.protocol,
-                       progress=False)
     for spec in BASELINES:
         if (selected is None or spec in selected) and not _evaluated(spec, opts):
             plan.append(Job(f"eval {spec}", _eval_job, (spec, opts)))
-    twins = shared_twins(p.size)
-    for name in PUBLISHED:
-        if selected is not None and name not in selected:
-            continue
+    for name in published:
         trained = upstream_dir / name
         needs = tuple(n for n in [f"pretrain {name}"] if n in planned)
         if not _evaluated(str(trained), opts):

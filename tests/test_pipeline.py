@@ -202,3 +202,28 @@ def test_publish_records_the_commit_as_it_was_before_copying(tmp_path, monkeypat
                         lambda dirty=False: "abc-dirty" if (dest / "results").exists() else "abc")
     pipeline.publish(tmp_path, dest, "full", log=lambda *_: None)
     assert json.loads((dest / "run.json").read_text())["published"]["evalkit_commit"] == "abc"
+
+
+def test_a_checkpoint_is_needed_only_while_an_evaluation_that_uses_it_is_missing(tmp_path):
+    """A work folder seeded with results (--from-published) must not pre-train what nothing will use."""
+    from types import SimpleNamespace
+
+    from evalkit.evaluate import resolve_tasks
+    from evalkit.results import result_path
+
+    upstreams, opts = tmp_path / "upstreams", SimpleNamespace(output=tmp_path / "results")
+    twins = {"hubert": ["hubert", "bestrq"]}
+    for spec in ("hubert", "hubert-random", "bestrq"):
+        for task in resolve_tasks("all"):
+            path = result_path(opts.output, str(upstreams / spec), task.name)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("{}")
+    assert not pipeline._has_work("hubert", upstreams, twins, opts)
+    assert not pipeline._has_work("bestrq", upstreams, twins, opts)
+    result_path(opts.output, str(upstreams / "hubert-random"), "pr").unlink()
+    assert pipeline._has_work("hubert", upstreams, twins, opts)  # its twin is made from its checkpoint
+    (upstreams / "hubert-random").mkdir(parents=True)
+    (upstreams / "hubert-random" / "model.safetensors").write_bytes(b"")
+    assert not pipeline._has_work("hubert", upstreams, twins, opts)  # the twin exists: evaluate it alone
+    result_path(opts.output, str(upstreams / "bestrq"), "asr").unlink()
+    assert pipeline._has_work("bestrq", upstreams, twins, opts)
