@@ -149,8 +149,10 @@ def test_contrastive_loss_falls_below_chance_on_smoke_data(smoke_suite, kind):
     optimizer = torch.optim.AdamW(objective.parameters(), lr=3e-3)
     losses, accuracies, diversities = [], [], []
     for _ in range(24):
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            out = objective(batch)
+        # fp32: on a CPU with native bf16 matrix units (AMX), 24 steps under bf16 autocast stay at
+        # chance (2.39 vs ln 11 = 2.40) where fp32, or bf16 with oneDNN limited to AVX512_CORE,
+        # reaches 1.7; this test is about the objective, not about one CPU's bf16 kernels.
+        out = objective(batch)
         optimizer.zero_grad()
         out.loss.backward()
         optimizer.step()
