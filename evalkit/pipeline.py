@@ -256,13 +256,13 @@ def _check_only(only: list[str] | None) -> set[str] | None:
     if only is None:
         return None
     known = (*PUBLISHED, *BASELINES)
-    unknown = [n for n in only if n not in known]
-    if unknown or not only:
-        from evalkit.registry import suggest
+    if not only:
+        raise EvalkitError(f"--only names no upstream. Choose from {', '.join(known)}.")
+    for name in only:
+        if name not in known:
+            from evalkit.registry import suggest
 
-        hint = suggest(unknown[0], known) if unknown else ""
-        raise EvalkitError(f"--only {','.join(only)}: {'unknown upstream ' + repr(unknown[0]) if unknown else 'empty'}."
-                           f"{hint} Choose from {', '.join(known)}.")
+            raise EvalkitError(f"--only: unknown upstream {name!r}.{suggest(name, known)} Choose from {', '.join(known)}.")
     return set(only)
 
 
@@ -390,8 +390,8 @@ def run_pipeline(profile: str = "default", workdir: str | Path = "work", jobs: i
     plan: list[Job] = []
     # A checkpoint is made only for evaluations still missing (its own or its twin's) or for a later
     # pre-training that builds on it: a folder seeded with results pre-trains nothing it does not use.
-    published = [n for n in PUBLISHED if selected is None or n in selected]
-    wanted = _with_dependencies({n for n in published if _has_work(n, upstream_dir, twins, opts)}, upstream_dir)
+    chosen = [n for n in PUBLISHED if selected is None or n in selected]
+    wanted = _with_dependencies({n for n in chosen if _has_work(n, upstream_dir, twins, opts)}, upstream_dir)
     for name, (_, needs) in UPSTREAM_PLAN.items():
         out = upstream_dir / name
         if _finished(out):
@@ -409,7 +409,7 @@ def run_pipeline(profile: str = "default", workdir: str | Path = "work", jobs: i
     for spec in BASELINES:
         if (selected is None or spec in selected) and not _evaluated(spec, opts):
             plan.append(Job(f"eval {spec}", _eval_job, (spec, opts)))
-    for name in published:
+    for name in chosen:
         trained = upstream_dir / name
         needs = tuple(n for n in [f"pretrain {name}"] if n in planned)
         if not _evaluated(str(trained), opts):
