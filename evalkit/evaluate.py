@@ -191,7 +191,9 @@ def _train_and_test(recipe, feats, opts: EvalOptions, grid, head_specs, steps: i
     heads: dict[str, Any] = {}
     samples: list[dict] = []
     for k, (name, run) in enumerate(chosen.items()):
-        dev_metrics, _ = recipe.score("dev", predict_split(recipe, feats["dev"], "dev", run, task.batch_seconds, opts.bf16))
+        dev_preds = predict_split(recipe, feats["dev"], "dev", run, task.batch_seconds, opts.bf16)
+        postprocess = recipe.tune(dev_preds)  # chosen on dev, before test is seen
+        dev_metrics, _ = recipe.score("dev", dev_preds)
         test_metrics, rows = recipe.score("test", predict_split(recipe, feats["test"], "test", run, task.batch_seconds,
                                                                 opts.bf16))
         dev, _ = _metric_block(dev_metrics, ci=False)
@@ -207,6 +209,7 @@ def _train_and_test(recipe, feats, opts: EvalOptions, grid, head_specs, steps: i
             "layer_weights": run.featurizer.layer_weights(),
             "head_parameters": sum(p.numel() for p in run.head.parameters()),
             "steps": steps,
+            **({"postprocess": postprocess} if postprocess else {}),
         }
         if k == 0:  # the first head is the task's reference (SUPERB) head
             samples = [{"head": name, **row} for row in rows]
@@ -221,6 +224,7 @@ def _train_and_test(recipe, feats, opts: EvalOptions, grid, head_specs, steps: i
         "lr": ref["lr"],
         "lr_grid": grid,
         "layer_weights": ref["layer_weights"],
+        **({"postprocess": ref["postprocess"]} if "postprocess" in ref else {}),
         "heads": heads,
     }, samples
 

@@ -62,6 +62,14 @@ class Recipe:
         """Per-utterance predictions (plain Python, JSON-able) from a head's output."""
         raise NotImplementedError
 
+    def tune(self, preds: dict[str, Any]) -> dict:
+        """Fit post-processing settings on dev predictions (SD's threshold and median filter).
+
+        Called once per selected run, before its dev and test scoring; returns what it chose
+        (recorded in the result), {} when the kind has nothing to tune.
+        """
+        return {}
+
     def score(self, split: str, preds: dict[str, Any]) -> tuple[dict, list[dict]]:
         """Metric objects (updated) and per-item sample rows for a split's predictions."""
         raise NotImplementedError

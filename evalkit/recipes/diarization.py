@@ -1,13 +1,31 @@
-"""Speaker diarization (SD): per-frame speaker activity with permutation-invariant BCE."""
+"""Speaker diarization (SD): per-frame speaker activity with permutation-invariant BCE.
+
+Frame probabilities become segments as in SUPERB's scoring (s3prl's
+downstream/diarization, from EEND): threshold, then a median filter over
+frames. s3prl sweeps thresholds 0.3-0.7 and filters of 1 and 11 frames
+(10 ms frames: 0.11 s) and reads the best DER off the test set; here the same
+grid is searched on dev (`tune`) and only the chosen setting sees test.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
+from scipy.signal import medfilt
 
 from evalkit.metrics import segments_from_activity
 from evalkit.recipes.base import Recipe
+
+THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)
+MEDIAN_SECONDS = (0.0, 0.11)  # 0: no filter
+
+
+def median_frames(seconds: float, frame_rate: float) -> int:
+    """An odd window of about `seconds` at `frame_rate` (1: no filtering)."""
+    k = max(1, round(seconds * frame_rate))
+    return k if k % 2 else k + 1
 
 
 class Diarization(Recipe):
@@ -18,6 +36,7 @@ class Diarization(Recipe):
     def __init__(self, task, data) -> None:
         super().__init__(task, data)
         self.num_speakers = int(task.labels.get("speakers", 2))
+        self.threshold, self.median_s = 0.5, 0.0  # until `tune` picks them on dev
 
     def head_args(self) -> dict[str, Any]:
         return {"n_speakers": self.num_speakers}
@@ -40,19 +59,41 @@ class Diarization(Recipe):
         return res[0] if isinstance(res, tuple) else res
 
     def predict(self, out, lens) -> list:
-        active = (torch.sigmoid(out.float()) > 0.5).numpy()
-        return [
-            [[round(s, 3), round(e, 3), int(k)] for s, e, k in segments_from_activity(a[:n], self.frame_rate)]
-            for a, n in zip(active, lens.tolist())
-        ]
+        """Per-frame speaker probabilities [frames, speakers] (float32 arrays); `score` makes segments."""
+        probs = torch.sigmoid(out.float()).numpy()
+        return [p[:n] for p, n in zip(probs, lens.tolist())]
+
+    def segments(self, probs: np.ndarray, threshold: float | None = None, median_s: float | None = None) -> list:
+        """[[start, end, speaker index], ...] from frame probabilities: threshold, then median filter."""
+        threshold = self.threshold if threshold is None else threshold
+        k = median_frames(self.median_s if median_s is None else median_s, self.frame_rate)
+        active = (probs > threshold).astype(np.float32)
+        if k > 1 and len(active):
+            active = medfilt(active, (k, 1))
+        return [[round(s, 3), round(e, 3), int(spk)] for s, e, spk in segments_from_activity(active > 0.5, self.frame_rate)]
+
+    def tune(self, preds: dict[str, Any]) -> dict:
+        """Pick threshold and median filter on dev predictions (lowest DER; ties: the earlier setting)."""
+        from evalkit.train import primary_value
+
+        by_setting = {}
+        for median_s in MEDIAN_SECONDS:
+            for threshold in THRESHOLDS:
+                self.threshold, self.median_s = threshold, median_s
+                by_setting[(threshold, median_s)] = primary_value(self, self.score("dev", preds)[0])[0]
+        self.threshold, self.median_s = min(by_setting, key=by_setting.get)
+        return {"threshold": self.threshold, "median_s": self.median_s,
+                "median_frames": median_frames(self.median_s, self.frame_rate),
+                "dev_by_setting": {f"threshold {t:g}, median {m:g} s": v for (t, m), v in by_setting.items()}}
 
     def score(self, split: str, preds: dict[str, Any]):
         metrics = self.metrics()
         rows = []
         for r in self.records(split):
             ref = [(s, e, spk) for s, e, spk in r["segments"]]
-            hyp = [(s, e, f"h{k}") for s, e, k in preds[r["id"]]]
-            row = {"id": r["id"], "ref": r["segments"], "pred": preds[r["id"]]}
+            pred = self.segments(preds[r["id"]])
+            hyp = [(s, e, f"h{k}") for s, e, k in pred]
+            row = {"id": r["id"], "ref": r["segments"], "pred": pred}
             for m in metrics:
                 row[m.name] = m.item_score(m.update([ref], [hyp])[0])
             rows.append(row)

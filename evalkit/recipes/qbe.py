@@ -31,7 +31,13 @@ class QbE(Recipe):
         queries, docs = self.split_roles(split)
         q_feats = [_layer(features, r["id"], layer) for r in queries]
         d_feats = [_layer(features, r["id"], layer) for r in docs]
-        scores = dtw_scores(q_feats, d_feats)
+        # As s3prl's quesst14_dtw (SUPERB): each dimension standardised over the split's queries
+        # and documents, and each query's scores z-normalised over the documents, so that
+        # MTWV's one threshold means the same for every query
+        frames = np.concatenate(q_feats + d_feats)
+        mean, std = frames.mean(0), np.maximum(frames.std(0), 1e-9)
+        scores = dtw_scores([(q - mean) / std for q in q_feats], [(d - mean) / std for d in d_feats])
+        scores = (scores - scores.mean(1, keepdims=True)) / np.maximum(scores.std(1, keepdims=True), 1e-9)
         return {(q["id"], d["id"]): float(scores[i, j]) for i, q in enumerate(queries) for j, d in enumerate(docs)}
 
     def score_pairs(self, split: str, scores: dict[tuple[str, str], float]):
