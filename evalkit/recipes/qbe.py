@@ -1,4 +1,12 @@
-"""Query by example (QbE): no training; subsequence DTW on one layer, the best layer chosen on dev."""
+"""Query by example (QbE): no training; subsequence DTW on one layer, the best layer chosen on dev.
+
+Scoring follows s3prl's quesst14_dtw (SUPERB): features standardised per
+dimension over the split, and each query's scores z-normalised over the
+documents before MTWV applies one threshold to all of them. The alignment
+itself is evalkit's (evalkit/dtw.py: cosine distance, steps (1,0), (0,1),
+(1,1), cost per path cell), not s3prl's asymmetric steps on min-max scaled
+exp-cosine distances.
+"""
 
 from __future__ import annotations
 
