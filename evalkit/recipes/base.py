@@ -59,7 +59,8 @@ class Recipe:
         raise NotImplementedError
 
     def predict(self, out: Any, lens: torch.Tensor) -> list:
-        """Per-utterance predictions (plain Python, JSON-able) from a head's output."""
+        """Per-utterance predictions from a head's output, as `score` takes them (labels, strings, SD's frame
+        probabilities); `score` turns them into the JSON-able sample rows."""
         raise NotImplementedError
 
     def tune(self, preds: dict[str, Any]) -> dict:
