@@ -283,3 +283,31 @@ def test_suite_versions_are_kept_apart():
     sid, label, ref, _ = suite_of(new)
     assert (sid, ref) == ("synthetic-default-v2-seed0-quick", "synthetic-default-v2-quick")
     assert label.startswith("synthetic suite v2, profile default, seed 0")
+
+
+def test_one_checkpoint_evaluated_from_two_folders_is_one_row(tmp_path):
+    # A re-run seeded from a published folder re-makes a deterministic random-init twin in its own work
+    # folder: its new results name another path, but the folder name and the weights are the same.
+    results = tmp_path / "results"
+    old, new = "/runs/a/upstreams/hubert-random", "/runs/b/upstreams/hubert-random"
+    write_task(results, old, "ks", ks_samples(20), folder="hubert-random", checkpoint=old, fingerprint="fp-twin")
+    write_task(results, new, "asv", asv_samples(1, 1.0), folder="hubert-random", checkpoint=new,
+               fingerprint="fp-twin")
+    # the same folder name with other weights stays a separate upstream, shown by its full path
+    other = "/runs/c/upstreams/hubert-random"
+    write_task(results, other, "ks", ks_samples(30), folder="c/hubert-random", checkpoint=other,
+               fingerprint="fp-other")
+    suites, warnings = collect(results)
+    (suite,) = suites.values()
+    assert warnings == []
+    assert len(suite.upstreams) == 2 and other in suite.upstreams
+    (merged,) = [u for u in suite.upstreams if u != other]
+    assert merged in (old, new)
+    assert {t for (u, t) in suite.entries if u == merged} == {"ks", "asv"}
+    out = tmp_path / "board"
+    build_leaderboard(results, out, n_boot=50, plots=False)
+    shown = sorted(r["cells"]["upstream"]["display"] for r in _table(out)["rows"])
+    assert shown == sorted([merged, other])  # the folder names clash: full paths
+    (results / "c").rename(tmp_path / "c")  # alone, the merged twin is shown by its folder name
+    build_leaderboard(results, out, n_boot=50, plots=False)
+    assert [r["cells"]["upstream"]["display"] for r in _table(out)["rows"]] == ["hubert-random"]

@@ -26,10 +26,11 @@ class Entry:
     path: Path
     data: dict
     name: str  # the path relative to the results folder: what tables and the page show
+    alias: str | None = None  # the spec this checkpoint was first seen under in the suite (see `collect`)
 
     @property
     def upstream(self) -> str:
-        return self.data["upstream"]
+        return self.alias or self.data["upstream"]
 
     @property
     def task(self) -> str:
@@ -176,6 +177,7 @@ def collect(results_dir: Path, exclude: Path | None = None) -> tuple[dict[str, S
     warnings: list[str] = []
     suites: dict[str, Suite] = {}
     candidates: dict[tuple[str, str, str], list[Entry]] = {}
+    first_spec: dict[tuple[str, str, str], str] = {}
     for path in result_files(results_dir, exclude):
         try:
             data = check_result(path)
@@ -185,7 +187,11 @@ def collect(results_dir: Path, exclude: Path | None = None) -> tuple[dict[str, S
         sid, label, ref, seed = suite_of(data)
         suites.setdefault(sid, Suite(sid, label, ref, seed))
         entry = Entry(path, data, path.relative_to(Path(results_dir)).as_posix())
-        candidates.setdefault((sid, data["upstream"], data["task"]), []).append(entry)
+        # One checkpoint evaluated from two folders (a work folder seeded from a published run, where a
+        # deterministic random-init twin is re-made elsewhere) is one upstream: same folder name, same weights
+        if (identity := _checkpoint_identity(data)) is not None:
+            entry.alias = first_spec.setdefault((sid, *identity), data["upstream"])
+        candidates.setdefault((sid, entry.upstream, data["task"]), []).append(entry)
     candidates = _same_upstream(candidates, warnings)
     columns: dict[tuple[str, str], Counter] = {}
     for (sid, _, task), entries in candidates.items():
@@ -243,3 +249,12 @@ def _same_upstream(candidates: dict, warnings: list[str]) -> dict:
 
 def _fingerprint(e: Entry) -> str | None:
     return (e.data.get("upstream_info") or {}).get("fingerprint")
+
+
+def _checkpoint_identity(data: dict) -> tuple[str, str] | None:
+    """(folder name, weights fingerprint) of a result whose upstream is a checkpoint folder, else None."""
+    info = data.get("upstream_info") or {}
+    checkpoint, fingerprint = info.get("checkpoint"), info.get("fingerprint")
+    if not checkpoint or not fingerprint or str(checkpoint) != data["upstream"]:
+        return None
+    return Path(str(checkpoint)).name, str(fingerprint)

@@ -173,7 +173,7 @@ def display_names(suite: Suite) -> dict[str, str]:
     for u in suite.upstreams:
         entry = next(e for (v, _), e in suite.entries.items() if v == u)
         checkpoint = (entry.data.get("upstream_info") or {}).get("checkpoint")
-        names[u] = Path(str(checkpoint)).name if checkpoint and str(checkpoint) == u else u
+        names[u] = Path(str(checkpoint)).name if checkpoint and u in (str(checkpoint), entry.alias) else u
     counts = Counter(names.values())
     return {u: n if counts[n] == 1 and n else u for u, n in names.items()}
 
