@@ -227,3 +227,18 @@ def test_unmasked_weight_adds_the_cross_entropy_of_the_unmasked_frames():
     torch.testing.assert_close(both - masked_only, 0.5 * expected, rtol=1e-4, atol=1e-5)
     with pytest.raises(ConfigError, match="unmasked_weight"):
         make(unmasked_weight=-1.0)
+
+
+def test_mix_prob_overlaps_what_the_encoder_hears_but_not_the_targets(monkeypatch):
+    model = make(mix_prob=1.0)
+    batch = batch_of([speechlike(16000, 0), speechlike(12000, 1), speechlike(14000, 2)])
+    heard, targeted = [], []
+    frontend, targets = model.encoder.frontend.forward, model.targets
+    monkeypatch.setattr(model.encoder.frontend, "forward", lambda w, n: heard.append(w) or frontend(w, n))
+    monkeypatch.setattr(model, "targets", lambda w, n, f: targeted.append(w) or targets(w, n, f))
+    model.train()(batch)
+    assert targeted[0] is batch.wavs and not torch.equal(heard[0], batch.wavs)
+    model.eval()(batch)  # mixing is a training augmentation only
+    assert heard[1] is batch.wavs
+    with pytest.raises(ConfigError, match="mix_prob"):
+        make(mix_prob=1.5)

@@ -367,3 +367,36 @@ def test_count_parameters():
     # HuBERT Base is ~94.7M parameters, ~0.3M of them in its prediction head.
     base = count_parameters(WaveformCNN()) + count_parameters(ContextEncoder(512, EncoderConfig()))
     assert 94.0e6 < base < 94.7e6
+
+
+def test_utterance_mixing_adds_a_scaled_crop_of_another_utterance_inside_the_valid_samples():
+    from upstreams.modules import mix_utterances
+
+    torch.manual_seed(0)
+    lens = torch.tensor([16000, 12000, 8000, 16000])
+    wavs = torch.zeros(4, 16000)
+    for i, n in enumerate(lens.tolist()):
+        wavs[i, :n] = torch.randn(n) * (i + 1)
+    assert mix_utterances(wavs, lens, 0.0) is wavs
+    torch.manual_seed(1)
+    mixed = mix_utterances(wavs, lens, 1.0)
+    assert not torch.equal(mixed, wavs) and torch.equal(wavs[1, 12000:], torch.zeros(4000))  # input untouched
+    for i, n in enumerate(lens.tolist()):
+        added = mixed[i] - wavs[i]
+        assert torch.all(added[n:] == 0)  # padding stays zero
+        changed = torch.nonzero(added).flatten()
+        assert 0 < len(changed) <= n // 2  # at most half the utterance is overlapped
+        span = added[changed.min() : changed.max() + 1]
+        ratio_db = 10 * torch.log10(wavs[i, :n].pow(2).mean() / span.pow(2).mean())
+        assert -5.01 <= float(ratio_db) <= 5.01  # WavLM's energy ratio range
+        # the added span is a (scaled) crop of one other utterance of the batch
+        assert any(_is_scaled_crop(span, wavs[j, : lens[j]]) for j in range(4) if j != i)
+    torch.manual_seed(1)
+    assert torch.equal(mix_utterances(wavs, lens, 1.0), mixed)  # drawn from torch's global generator
+
+
+def _is_scaled_crop(span: torch.Tensor, source: torch.Tensor) -> bool:
+    windows = source.unfold(0, len(span), 1)
+    scale = (windows @ span) / windows.pow(2).sum(1).clamp(min=1e-9)
+    best = int(torch.argmax(scale.abs()))
+    return torch.allclose(windows[best] * scale[best], span, atol=1e-4)

@@ -35,7 +35,7 @@ from evalkit.errors import ConfigError, EvalkitError
 from evalkit.manifest import atomic_write_text, audio_path
 from upstreams.base import padding_mask
 from upstreams.encoder import SSLEncoder
-from upstreams.modules import NoiseReplacement, compute_span_mask, kaldi_fbank, scale_gradient
+from upstreams.modules import NoiseReplacement, compute_span_mask, kaldi_fbank, mix_utterances, scale_gradient
 from upstreams.modules.config import SerialisableConfig, check_positive
 from upstreams.modules.frontends import KALDI_SCALE
 from upstreams.objective import Batch, Objective, Output, PretrainData
@@ -61,6 +61,9 @@ class BestRQConfig(SerialisableConfig):
     # random initialisation (frozen: no gradient, no weight decay), as the frozen target projection does.
     frontend_grad_scale: float = 1.0
     unmasked_weight: float = 0.0  # loss = L_masked + w * L_unmasked, as HuBERT's objective.unmasked_weight
+    # WavLM's utterance mixing (upstreams/modules/mixing.py): the share of utterances the encoder hears
+    # overlapped by another one of the batch; targets stay those of the clean utterance
+    mix_prob: float = 0.0
     # How the target fbank is normalised: "utterance" (each utterance's own mean and variance, which
     # removes the speaker's and channel's average spectrum from the targets) or "global" (one mean
     # and variance per mel bin, estimated in `setup` on `norm_utterances` pre-training utterances,
@@ -85,6 +88,8 @@ class BestRQConfig(SerialisableConfig):
         check_positive("objective", norm_utterances=self.norm_utterances)
         if not 0.0 <= self.frontend_grad_scale <= 1.0:
             raise ConfigError(f"objective.frontend_grad_scale must lie in [0, 1]; got {self.frontend_grad_scale!r}.")
+        if not 0.0 <= self.mix_prob <= 1.0:
+            raise ConfigError(f"objective.mix_prob must lie in [0, 1]; got {self.mix_prob!r}.")
         if self.noise_std < 0 or self.mask_min_spans < 0 or self.quality_utterances < 0 or self.unmasked_weight < 0:
             raise ConfigError(
                 "objective.noise_std, objective.mask_min_spans, objective.quality_utterances and "
@@ -182,11 +187,12 @@ class BestRQ(Objective):
 
     def forward(self, batch: Batch) -> Output:
         c = self.settings
-        features, lens = self.encoder.frontend(batch.wavs, batch.wav_lens)
+        heard = mix_utterances(batch.wavs, batch.wav_lens, c.mix_prob) if self.training else batch.wavs
+        features, lens = self.encoder.frontend(heard, batch.wav_lens)
         features = scale_gradient(features, c.frontend_grad_scale)
         n_frames = features.shape[1]
         valid = padding_mask(lens, n_frames)
-        codes, has_target = self.targets(batch.wavs, batch.wav_lens, n_frames)
+        codes, has_target = self.targets(batch.wavs, batch.wav_lens, n_frames)  # of the clean utterances
         mask = compute_span_mask(lens, c.mask_prob, c.mask_span, min_masks=c.mask_min_spans, max_len=n_frames)
         hidden = self.encoder.encoder(features, valid, mask=mask, masker=self.masker)[-1]
 

@@ -50,7 +50,7 @@ from upstreams.kmeans_targets import (
     mfcc_source,
     target_quality,
 )
-from upstreams.modules import MaskEmbedding, compute_span_mask, scale_gradient
+from upstreams.modules import MaskEmbedding, compute_span_mask, mix_utterances, scale_gradient
 from upstreams.modules.config import SerialisableConfig, check_choice, check_positive
 from upstreams.objective import Batch, Objective, Output, PretrainData
 
@@ -113,6 +113,7 @@ class HuBERTConfig(SerialisableConfig):
     supervise_layers: list[int] = field(default_factory=list)  # heads on these layers too (Fast-HuBERT's ILS)
     frontend_grad_scale: float = 1.0  # HuBERT's feature_grad_mult: 0.1 for the CNN front-end
     unmasked_weight: float = 0.0  # loss = L_masked + w * L_unmasked (the HuBERT paper's alpha = 1 / (1 + w))
+    mix_prob: float = 0.0  # WavLM's utterance mixing (upstreams/modules/mixing.py); targets stay the clean ones
 
     def __post_init__(self) -> None:
         if isinstance(self.targets, dict):
@@ -131,6 +132,8 @@ class HuBERTConfig(SerialisableConfig):
                 "objective.unmasked_weight >= 0; got "
                 f"{self.logit_temperature}, {self.frontend_grad_scale} and {self.unmasked_weight}."
             )
+        if not 0.0 <= self.mix_prob <= 1.0:
+            raise ConfigError(f"objective.mix_prob must lie in [0, 1]; got {self.mix_prob!r}.")
         self.supervise_layers = [int(x) for x in self.supervise_layers]
 
 
@@ -251,7 +254,8 @@ class HuBERT(Objective):
         if self.targets is None:
             raise EvalkitError("hubert: no targets; call setup() (or load_setup()) before training.")
         c = self.settings
-        features, lens = self.encoder.frontend(batch.wavs, batch.wav_lens)
+        heard = mix_utterances(batch.wavs, batch.wav_lens, c.mix_prob) if self.training else batch.wavs
+        features, lens = self.encoder.frontend(heard, batch.wav_lens)
         features = scale_gradient(features, c.frontend_grad_scale)
         n_frames = features.shape[1]
         valid = padding_mask(lens, n_frames)

@@ -3,6 +3,7 @@
 frontends  waveform CNN (20 ms) and Fast-HuBERT fbank + subsampling (40 ms)
 encoders   Transformer / Conformer / SummaryMixing layers and `ContextEncoder`
 masking    span masks, learned mask embedding, BEST-RQ noise replacement
+mixing     WavLM's utterance mixing (overlapped speech, clean targets)
 config     dataclass configs that round-trip through config.json
 """
 
@@ -32,6 +33,7 @@ from upstreams.modules.frontends import (
     scale_gradient,
 )
 from upstreams.modules.masking import MaskEmbedding, NoiseReplacement, compute_span_mask, replace_with_noise
+from upstreams.modules.mixing import mix_utterances
 
 
 def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
@@ -62,4 +64,5 @@ __all__ = [
     "kaldi_fbank",
     "replace_with_noise",
     "scale_gradient",
+    "mix_utterances",
 ]
