@@ -63,11 +63,10 @@ class Diarization(Recipe):
         probs = torch.sigmoid(out.float()).numpy()
         return [p[:n] for p, n in zip(probs, lens.tolist())]
 
-    def segments(self, probs: np.ndarray, threshold: float | None = None, median_s: float | None = None) -> list:
+    def segments(self, probs: np.ndarray) -> list:
         """[[start, end, speaker index], ...] from frame probabilities: threshold, then median filter."""
-        threshold = self.threshold if threshold is None else threshold
-        k = median_frames(self.median_s if median_s is None else median_s, self.frame_rate)
-        active = (probs > threshold).astype(np.float32)
+        k = median_frames(self.median_s, self.frame_rate)
+        active = (probs > self.threshold).astype(np.float32)
         if k > 1 and len(active):
             active = medfilt(active, (k, 1))
         return [[round(s, 3), round(e, 3), int(spk)] for s, e, spk in segments_from_activity(active > 0.5, self.frame_rate)]
