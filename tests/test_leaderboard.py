@@ -311,3 +311,39 @@ def test_one_checkpoint_evaluated_from_two_folders_is_one_row(tmp_path):
     (results / "c").rename(tmp_path / "c")  # alone, the merged twin is shown by its folder name
     build_leaderboard(results, out, n_boot=50, plots=False)
     assert [r["cells"]["upstream"]["display"] for r in _table(out)["rows"]] == ["hubert-random"]
+
+
+def test_pretrained_upstreams_are_compared_with_their_random_init_twins(tmp_path):
+    results = tmp_path / "results"
+    twin = {"method": "random-init", "twin_of": "hubert, w2v"}
+    up = "/runs/u/upstreams/"
+    write_task(results, up + "hubert", "ks", ks_samples(20), checkpoint=up + "hubert",
+               pretraining={"method": "hubert"})
+    write_task(results, up + "hubert", "asv", asv_samples(3, 0.3), checkpoint=up + "hubert",
+               pretraining={"method": "hubert"})
+    write_task(results, up + "hubert-random", "ks", ks_samples(60), checkpoint=up + "hubert-random",
+               pretraining=twin)
+    write_task(results, up + "hubert-random", "asv", asv_samples(2, 3.0), checkpoint=up + "hubert-random",
+               pretraining=twin)
+    # one item better and four worse than the twin's, five better: a difference of one item, not significant
+    write_task(results, up + "w2v", "ks", ks_samples(59, flip_first=5), checkpoint=up + "w2v",
+               pretraining={"method": "wav2vec2"})
+    write_task(results, "fbank", "ks", ks_samples(100))  # no twin: not in the comparison
+    out = tmp_path / "board"
+    build_leaderboard(results, out, n_boot=300, plots=False)
+    folder = out / "synthetic-smoke-seed0"
+    table = json.loads((folder / "twins.json").read_text())
+    assert [r["upstream"] for r in table["rows"]] == ["hubert vs hubert-random", "w2v vs hubert-random"]
+    hubert, w2v = table["rows"]
+    ks, asv = hubert["cells"]["ks"], hubert["cells"]["asv"]
+    assert ks["value"] == pytest.approx(20.0) and ks["display"] == "+20.00" and ks["mark"] == "better"
+    assert ks["detail"]["p_upstream_better"] >= 0.95
+    assert asv["value"] < 0 and asv["mark"] == "worse"  # EER: lower is better, so a higher EER is negative
+    assert (hubert["cells"]["better"]["value"], hubert["cells"]["worse"]["value"]) == (1, 1)
+    assert w2v["cells"]["ks"]["value"] == pytest.approx(0.5) and w2v["cells"]["ks"]["mark"] == ""
+    assert w2v["cells"]["asv"]["display"] == "–"
+    for name in ("twins.md", "twins.csv", "twins.tex"):
+        assert (folder / name).is_file(), name
+    assert "hubert vs hubert-random" in (out / "leaderboard.md").read_text()
+    page = (out / "index.html").read_text()
+    assert "Pre-training vs random-init twin" in page and 'class="worse"' in page

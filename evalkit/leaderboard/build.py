@@ -19,6 +19,7 @@ from evalkit.leaderboard.page import render_page
 from evalkit.leaderboard.plots import layer_weights_heatmap, score_bars
 from evalkit.leaderboard.significance import mark_column
 from evalkit.leaderboard.table import build_table, to_csv, to_json, to_latex, to_markdown
+from evalkit.leaderboard.twins import twin_table
 from evalkit.manifest import atomic_write_text
 from evalkit.results import upstream_tag
 from evalkit.score import Reference, load_reference, reference_from_fbank, stored_reference, superb_reference
@@ -67,8 +68,10 @@ def choose_reference(suite: Suite, references_dir: Path | None,
 
 def build_leaderboard(results: Path, out: Path, references_dir: Path | None = None, n_boot: int = 1000,
                       seed: int = 0, plots: bool = True) -> BuildReport:
-    """Build every suite found under `results` into `out`: `<suite>/leaderboard.{md,csv,tex,json}` and
-    `<suite>/plots/`, plus `index.html` (the page) and `leaderboard.md` (all suites) at the top."""
+    """Build every suite found under `results` into `out`: `<suite>/leaderboard.{md,csv,tex,json}`,
+    `<suite>/twins.{md,csv,tex,json}` (pre-trained upstreams against their random-init twins, where the
+    suite has any) and `<suite>/plots/`, plus `index.html` (the page) and `leaderboard.md` (all suites)
+    at the top."""
     results, out = Path(results), Path(out)
     if not results.is_dir():
         raise EvalkitError(f"--results {results}: no such folder (it holds <upstream>/<task>.json files).")
@@ -97,11 +100,14 @@ def build_leaderboard(results: Path, out: Path, references_dir: Path | None = No
                             f"not comparable with results on budget: {', '.join(sorted(off))}.")
         table.notes = notes
         folder = out / sid
-        for name, text in (("leaderboard.md", to_markdown(table)), ("leaderboard.csv", to_csv(table)),
-                           ("leaderboard.tex", to_latex(table)), ("leaderboard.json", to_json(table))):
-            atomic_write_text(folder / name, text)
-            report.files.append(folder / name)
-        section = {"table": table, "score_png": None, "layer_pngs": {}}
+        twins = twin_table(suite, n_boot=n_boot, seed=seed)
+        for stem, t in (("leaderboard", table), ("twins", twins)):
+            if t is None:
+                continue
+            for ext, render in (("md", to_markdown), ("csv", to_csv), ("tex", to_latex), ("json", to_json)):
+                atomic_write_text(folder / f"{stem}.{ext}", render(t))
+                report.files.append(folder / f"{stem}.{ext}")
+        section = {"table": table, "twins": twins, "score_png": None, "layer_pngs": {}}
         if plots:
             section["score_png"] = score_bars(table)
             for u in suite.upstreams:
@@ -119,7 +125,8 @@ def build_leaderboard(results: Path, out: Path, references_dir: Path | None = No
     page = out / "index.html"
     atomic_write_text(page, render_page(sections, warnings))
     summary = out / "leaderboard.md"  # every suite's table in one file, for a terminal or a README
-    atomic_write_text(summary, "\n".join(to_markdown(s["table"]) for s in sections))
+    atomic_write_text(summary, "\n".join(to_markdown(s["table"]) + (f"\n{to_markdown(s['twins'])}" if s["twins"] else "")
+                                         for s in sections))
     report.files += [page, summary]
     return report
 

@@ -25,6 +25,8 @@ table.lb th[aria-sort=descending]::after{content:" \\25BC"}
 table.lb td.name,table.lb th[data-col=upstream]{text-align:left;white-space:nowrap}
 td.best{background:#a5d6a7;font-weight:bold}
 td.tied{background:#dcedc8;font-weight:bold}
+td.better{background:#c8e6c9;font-weight:bold}
+td.worse{background:#ffcdd2;font-weight:bold}
 .cfg{font-size:12px;color:#444;text-align:left}
 .cfg table td{border:none;padding:0 .5em 0 0;text-align:left}
 .legend,.meta{color:#555;font-size:12px;max-width:60em}
@@ -112,14 +114,17 @@ def _cell_html(c: Column, cell: Cell, row_details: str) -> str:
     attrs = f' data-col="{esc(c.id)}" data-sort="{esc(sort)}"'
     if c.kind == "name":
         return f'<td class="name"{attrs}><details><summary>{esc(cell.display)}</summary>{row_details}</details></td>'
-    cls = f' class="{cell.mark}"' if cell.mark in ("best", "tied") else ""
+    cls = f' class="{cell.mark}"' if cell.mark in ("best", "tied", "better", "worse") else ""
     title = f' title="{esc(_detail_text(cell.detail))}"' if cell.detail else ""
     return f"<td{cls}{attrs}{title}>{esc(cell.display)}</td>"
 
 
+DETAIL_KEYS = ("metric", "test", "ci95", "task_version", "head", "lr", "steps", "best_step", "layer", "p_best_better")
+
+
 def _row_details(table: Table, row) -> str:
     """The expandable config behind every number of a row: one line per task."""
-    keys = ("metric", "test", "ci95", "task_version", "head", "lr", "steps", "best_step", "layer", "p_best_better")
+    keys = tuple(table.detail_keys or DETAIL_KEYS)
     head = "".join(f"<th>{esc(k)}</th>" for k in ("task",) + keys)
     lines = []
     for c in table.columns:
@@ -151,8 +156,16 @@ def _img(png: bytes, alt: str) -> str:
             "</figure>")
 
 
+def _notes_html(notes: list[str]) -> list[str]:
+    if not notes:
+        return []
+    return ['<details open><summary>Notes</summary><ul class="warn">'
+            + "".join(f"<li>{esc(n)}</li>" for n in notes) + "</ul></details>"]
+
+
 def render_page(sections: list[dict], warnings: list[str], title: str = "evalkit leaderboard") -> str:
-    """`sections`: one per suite, {"table": Table, "score_png": bytes|None, "layer_pngs": {upstream: bytes}}."""
+    """`sections`: one per suite, {"table": Table, "score_png": bytes|None, "layer_pngs": {upstream: bytes},
+    "twins": Table|None}."""
     digest = base64.b64encode(hashlib.sha256(SCRIPT.encode()).digest()).decode()
     csp = f"default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'sha256-{digest}'"
     parts = [
@@ -169,9 +182,13 @@ def render_page(sections: list[dict], warnings: list[str], title: str = "evalkit
                   '<p class="legend">Green: the best entry of a task, and (lighter) every entry not significantly '
                   "worse than it (paired bootstrap over the test items, 95%). A score in parentheses misses "
                   f"tasks. {esc(t.score_note)}</p>"]
-        if t.notes:
-            parts.append('<details open><summary>Notes</summary><ul class="warn">'
-                         + "".join(f"<li>{esc(n)}</li>" for n in t.notes) + "</ul></details>")
+        parts += _notes_html(t.notes)
+        if s.get("twins") is not None:
+            twins: Table = s["twins"]
+            parts += ["<h3>Pre-training vs random-init twin</h3>", table_html(twins),
+                      f'<p class="legend">Green: significantly better than the twin; red: significantly worse. '
+                      f"{esc(twins.legend or '')}</p>"]
+            parts += _notes_html(twins.notes)
         if s.get("score_png"):
             parts.append(_img(s["score_png"], f"scores, {t.suite_label}"))
         if s.get("layer_pngs"):

@@ -54,7 +54,7 @@ class Column:
 class Cell:
     value: float | str | None
     display: str
-    mark: str = ""  # "best" | "tied" | ""
+    mark: str = ""  # "best" | "tied" | "" (twin table: "better" | "worse" | "")
     detail: dict = field(default_factory=dict)
 
 
@@ -73,6 +73,8 @@ class Table:
     score_note: str
     reference: dict | None
     notes: list[str]
+    legend: str | None = None  # what the marks mean, when not the leaderboard's own (best / tied)
+    detail_keys: list[str] | None = None  # what an expanded row of the page shows, when not the leaderboard's
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -226,6 +228,8 @@ def _sort_key(row: Row, by_score: bool):
 
 
 def _legend(t: Table) -> str:
+    if t.legend:
+        return t.legend
     return ("Bold: the best entry of a task and every entry not significantly worse than it (paired "
             "bootstrap over test items, 95%). Score in parentheses: not every task of the suite is present. "
             + t.score_note)
