@@ -309,3 +309,28 @@ def test_tiny_recipe_trains_and_resumes_exactly_through_the_loop(name, smoke_sui
     upstream = load_upstream(str(straight))
     hidden, _ = upstream(torch.randn(1, 16000) * 0.1, torch.tensor([16000]))
     assert len(hidden) == raw["encoder"]["encoder"]["layers"] + 1
+
+
+def test_mix_prob_overlaps_what_the_encoder_hears_but_not_the_targets(monkeypatch, smoke_suite):
+    batch = make_batch(smoke_suite, n=3)
+    # unmasked_weight > 0: every valid frame is quantized, so the quantizer's input is known exactly
+    model = Wav2Vec2(tiny_encoder(), **TINY_OBJECTIVE, mask_span=1, mask_prob=0.2, mix_prob=1.0,
+                     unmasked_weight=1.0, quantizer_dropout=0.0)
+    heard, quantized = [], []
+    frontend, quantizer = model.encoder.frontend.forward, model.quantizer.forward
+    monkeypatch.setattr(model.encoder.frontend, "forward", lambda w, n: heard.append(w) or frontend(w, n))
+    monkeypatch.setattr(model.quantizer, "forward", lambda x, t: quantized.append(x) or quantizer(x, t))
+    model.train()(batch)
+    assert len(heard) == 2 and not torch.equal(heard[0], batch.wavs) and heard[1] is batch.wavs
+    with torch.no_grad():
+        clean, lens = frontend(batch.wavs, batch.wav_lens)
+        mixed, _ = frontend(heard[0], batch.wav_lens)
+        valid = padding_mask(lens, clean.shape[1])
+        norm = model.encoder.encoder.feature_norm
+        # the targets were quantized from the clean utterances' features, not from what the encoder heard
+        torch.testing.assert_close(quantized[0], norm(clean)[valid])
+        assert not torch.allclose(quantized[0], norm(mixed)[valid])
+    model.eval()(batch)  # mixing is a training augmentation only: one front-end pass, of the clean audio
+    assert len(heard) == 3 and heard[2] is batch.wavs
+    with pytest.raises(ConfigError, match="mix_prob"):
+        Wav2Vec2(tiny_encoder(), **TINY_OBJECTIVE, mix_prob=1.5)

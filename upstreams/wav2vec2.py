@@ -10,6 +10,9 @@ The distractors are the targets of other masked frames of the same utterance
 (the paper's choice) or of the whole batch (`masked_negatives: batch`, which
 keeps speaker information useful; the small recipes use it). A diversity loss
 keeps the codebooks in use, and an L2 penalty keeps the front-end features small.
+With `mix_prob` > 0 the context encoder hears some utterances overlapped by
+another one of the batch (WavLM's utterance mixing) while the targets stay
+the quantized features of the clean utterance.
 
 With `encoder.kind: summarymixing` this is the SummaryMixing paper's model.
 Defaults are the paper's Base values; `configs/pretrain/wav2vec2-*.yaml` and
@@ -27,7 +30,7 @@ from torch import nn
 from evalkit.errors import ConfigError
 from upstreams.base import padding_mask
 from upstreams.encoder import SSLEncoder
-from upstreams.modules import MaskEmbedding, compute_span_mask, scale_gradient
+from upstreams.modules import MaskEmbedding, compute_span_mask, mix_utterances, scale_gradient
 from upstreams.modules.config import SerialisableConfig, check_positive, check_probability
 from upstreams.objective import Batch, Objective, Output
 
@@ -59,6 +62,9 @@ class Wav2Vec2Config(SerialisableConfig):
     # "batch" (every utterance of the batch, so that what tells utterances apart, e.g. the speaker, is kept too)
     masked_negatives: str = "utterance"
     unmasked_negatives: str = "utterance"
+    # WavLM's utterance mixing (upstreams/modules/mixing.py): the share of utterances the context encoder
+    # hears overlapped by another one of the batch; the quantized targets stay those of the clean utterance
+    mix_prob: float = 0.0
 
     def __post_init__(self) -> None:
         check_positive(
@@ -99,6 +105,8 @@ class Wav2Vec2Config(SerialisableConfig):
                 f"{self.frontend_grad_scale}."
             )
         check_probability("objective", quantizer_dropout=self.quantizer_dropout)
+        if not 0.0 <= self.mix_prob <= 1.0:
+            raise ConfigError(f"objective.mix_prob must lie in [0, 1]; got {self.mix_prob!r}.")
         for key in ("masked_negatives", "unmasked_negatives"):
             if getattr(self, key) not in ("utterance", "batch"):
                 raise ConfigError(f"objective.{key} must be 'utterance' or 'batch'; got {getattr(self, key)!r}.")
@@ -265,8 +273,12 @@ class Wav2Vec2(Objective):
         temperature = self.temperature
         if self.training:
             self.step += 1
-        features, lens = self.encoder.frontend(batch.wavs, batch.wav_lens)
+        heard = mix_utterances(batch.wavs, batch.wav_lens, c.mix_prob) if self.training else batch.wavs
+        features, lens = self.encoder.frontend(heard, batch.wav_lens)
         features = scale_gradient(features, c.frontend_grad_scale)
+        # the targets' features: of the clean utterances (the same tensor when nothing was mixed)
+        clean = features if heard is batch.wavs else scale_gradient(
+            self.encoder.frontend(batch.wavs, batch.wav_lens)[0], c.frontend_grad_scale)
         valid = padding_mask(lens, features.shape[1])
         mask = compute_span_mask(lens, c.mask_prob, c.mask_span, min_masks=c.mask_min_spans,
                                  max_len=features.shape[1])
@@ -279,7 +291,7 @@ class Wav2Vec2(Objective):
         context = self.encoder.encoder
         x = self.masker(context.project(features), mask)
         hidden = context.contextualise(x, valid)[-1]
-        quantizer_input = self.quantizer_dropout(context.feature_norm(features))
+        quantizer_input = self.quantizer_dropout(context.feature_norm(clean))
         frames = valid if c.unmasked_weight > 0 else mask  # which frames need a target
         quantized = self.quantizer(quantizer_input[frames], temperature)
         targets = self.project_targets(quantized.vectors)
