@@ -86,16 +86,11 @@ def twin_table(suite: Suite, n_boot: int = 1000, seed: int = 0, level: float = 0
     columns += [Column(t, f"{task_label(t)} {METRIC_LABELS.get(first[t].primary, first[t].primary)}", "task", True,
                        first[t].primary) for t in tasks]
     columns += [Column("better", "Better", "info", True), Column("worse", "Worse", "info", False)]
-    stats: dict[str, ItemStats | str] = {}  # entry name -> its items, or why they could not be read
+    stats: dict[str, ItemStats] = {}  # a twin shared by several upstreams is read once
 
     def items(e: Entry) -> ItemStats:
         if e.name not in stats:
-            try:
-                stats[e.name] = load_item_stats(e)
-            except (EvalkitError, ConfigError) as err:
-                stats[e.name] = str(err)
-        if isinstance(stats[e.name], str):
-            raise EvalkitError(stats[e.name])
+            stats[e.name] = load_item_stats(e)
         return stats[e.name]
 
     rows, notes = [], []
