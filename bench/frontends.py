@@ -37,8 +37,11 @@ def step_seconds(objective: Wav2Vec2, optimizer: torch.optim.Optimizer, batch: B
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--encoder", default="configs/pretrain/wav2vec2-tiny.yaml",
-                        help="recipe whose encoder and objective are timed")
+    parser.add_argument(
+        "--encoder",
+        default="configs/pretrain/wav2vec2-tiny.yaml",
+        help="recipe whose encoder and objective are timed",
+    )
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=6.0)
     parser.add_argument("--cnn-channels", type=int, default=512, help="the paper's CNN has 512")
@@ -52,8 +55,12 @@ def main() -> None:
     cnn["frontend"] = {"kind": "cnn", "channels": args.cnn_channels}
     torch.manual_seed(0)
     samples = int(args.seconds * 16000)
-    batch = Batch(torch.randn(args.batch, samples) * 0.1, torch.full((args.batch,), samples),
-                  [str(i) for i in range(args.batch)], torch.zeros(args.batch, dtype=torch.long))
+    batch = Batch(
+        torch.randn(args.batch, samples) * 0.1,
+        torch.full((args.batch,), samples),
+        [str(i) for i in range(args.batch)],
+        torch.zeros(args.batch, dtype=torch.long),
+    )
     runs = {}
     for name, encoder in (("cnn", cnn), ("fbank", fbank)):
         objective = Wav2Vec2(encoder, **recipe.get("objective", {})).train()
@@ -67,8 +74,10 @@ def main() -> None:
 
     audio = args.batch * args.seconds
     load = os.getloadavg()[0]
-    print(f"{args.encoder}: batch {args.batch} x {args.seconds:g} s, {'fp32' if args.fp32 else 'bf16'}, "
-          f"{torch.get_num_threads()} threads, load average {load:.1f}, median of {args.reps} steps")
+    print(
+        f"{args.encoder}: batch {args.batch} x {args.seconds:g} s, {'fp32' if args.fp32 else 'bf16'}, "
+        f"{torch.get_num_threads()} threads, load average {load:.1f}, median of {args.reps} steps"
+    )
     for name, t in times.items():
         median = statistics.median(t)
         print(f"{name:>6}: {1000 * median:8.0f} ms/step  {audio / median:7.1f} audio s/s")

@@ -51,8 +51,10 @@ def main() -> None:
         ours(x, lens).sum().backward()
 
     t_packed, t_padded = median_time(packed), median_time(padded)
-    print(f"threads={args.threads} frames={args.frames}: packed nn.LSTM {t_packed:.3f} s, "
-          f"PaddedLSTM {t_padded:.3f} s, ratio {t_packed / t_padded:.1f}x")
+    print(
+        f"threads={args.threads} frames={args.frames}: packed nn.LSTM {t_packed:.3f} s, "
+        f"PaddedLSTM {t_padded:.3f} s, ratio {t_packed / t_padded:.1f}x"
+    )
 
 
 if __name__ == "__main__":

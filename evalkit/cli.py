@@ -35,8 +35,10 @@ def cmd_synth(args: argparse.Namespace) -> int:
     t0 = time.time()
     counts = build_suite(args.out, args.profile, args.seed, jobs=args.jobs, corpora=corpora)
     n = sum(sum(v.values()) for v in counts.values())
-    print(f"suite {args.profile!r} (seed {args.seed}) in {args.out}: {n} utterances, "
-          f"{len(counts)} corpora, {time.time() - t0:.1f} s")
+    print(
+        f"suite {args.profile!r} (seed {args.seed}) in {args.out}: {n} utterances, "
+        f"{len(counts)} corpora, {time.time() - t0:.1f} s"
+    )
     return 0
 
 
@@ -98,9 +100,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
     tasks = resolve_tasks(args.tasks, args.include_path)
     grid = [float(x) for x in args.lr_grid.split(",")] if args.lr_grid else None
     opts = EvalOptions(
-        data=Path(args.data), output=Path(args.output), cache=Path(args.cache) if args.cache else None,
-        no_cache=args.no_cache, lr_grid=grid, steps=args.steps, overwrite=args.overwrite, bf16=args.bf16,
-        protocol=args.protocol, train_threads=args.train_threads,
+        data=Path(args.data),
+        output=Path(args.output),
+        cache=Path(args.cache) if args.cache else None,
+        no_cache=args.no_cache,
+        lr_grid=grid,
+        steps=args.steps,
+        overwrite=args.overwrite,
+        bf16=args.bf16,
+        protocol=args.protocol,
+        train_threads=args.train_threads,
     )
     t0 = time.time()
     paths = run_eval(args.upstream, tasks, opts)
@@ -117,7 +126,9 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     for item in args.opt:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise EvalkitError(f"--opt {item!r}: expected KEY=VALUE (VALUE is read as YAML, e.g. dev_ratio=0.1).")
+            raise EvalkitError(
+                f"--opt {item!r}: expected KEY=VALUE (VALUE is read as YAML, e.g. dev_ratio=0.1)."
+            )
         options[key] = yaml.safe_load(value)
     try:
         paths = prepare(args.corpus, args.src, args.out, **options)
@@ -149,8 +160,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     t0 = time.time()
     only = [n.strip() for n in args.only.split(",") if n.strip()] if args.only is not None else None
-    board = run_pipeline(args.profile, args.workdir, jobs=args.jobs, workers=args.workers, only=only,
-                         from_published=args.from_published)
+    board = run_pipeline(
+        args.profile,
+        args.workdir,
+        jobs=args.jobs,
+        workers=args.workers,
+        only=only,
+        from_published=args.from_published,
+    )
     if args.publish:
         from evalkit.pipeline import publish
 
@@ -171,12 +188,15 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         print(f"reference points written to {path}")
         return 0
     refs = Path(args.references) if args.references else None
-    report = build_leaderboard(Path(args.results), Path(args.out), refs, n_boot=args.bootstrap,
-                               plots=not args.no_plots)
+    report = build_leaderboard(
+        Path(args.results), Path(args.out), refs, n_boot=args.bootstrap, plots=not args.no_plots
+    )
     for w in report.warnings:
         print(f"warning: {w}", file=sys.stderr)
-    print(f"{len(report.suites)} suite(s), {len(report.files)} file(s) under {args.out} "
-          f"(page: {Path(args.out) / 'index.html'}); {len(report.warnings)} warning(s)")
+    print(
+        f"{len(report.suites)} suite(s), {len(report.files)} file(s) under {args.out} "
+        f"(page: {Path(args.out) / 'index.html'}); {len(report.warnings)} warning(s)"
+    )
     return 0
 
 
@@ -196,19 +216,29 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="evaluate a frozen upstream on tasks")
     p.add_argument("--upstream", required=True, help="NAME | CHECKPOINT_DIR | hf:DIR | s3prl:NAME")
     p.add_argument("--tasks", default="all", help="all, or comma-separated task names")
-    p.add_argument("--data", required=True, help="suite or corpora folder (made by `evalkit synth` / `prepare`)")
+    p.add_argument(
+        "--data", required=True, help="suite or corpora folder (made by `evalkit synth` / `prepare`)"
+    )
     p.add_argument("--output", required=True, help="folder for result JSONs (re-run to resume)")
     p.add_argument("--lr-grid", default=None, help="comma-separated learning rates (overrides the task's)")
     p.add_argument("--steps", type=int, default=None, help="training steps (overrides the task's budget)")
-    p.add_argument("--protocol", default="sweep", choices=["sweep", "superb", "quick"],
-                   help="sweep: every head x every LR of the grid; superb: the reference head x every LR "
-                        "(s3prl's protocol); quick: the reference head at the grid's middle LR")
+    p.add_argument(
+        "--protocol",
+        default="sweep",
+        choices=["sweep", "superb", "quick"],
+        help="sweep: every head x every LR of the grid; superb: the reference head x every LR "
+        "(s3prl's protocol); quick: the reference head at the grid's middle LR",
+    )
     p.add_argument("--cache", default=None, help="feature cache folder (default: OUTPUT/.cache)")
     p.add_argument("--no-cache", action="store_true", help="recompute the upstream every step, as s3prl does")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast for the heads")
-    p.add_argument("--train-threads", type=int, default=1,
-                   help="torch threads while training heads (default 1: small heads train faster on one; "
-                        "0 = torch's default)")
+    p.add_argument(
+        "--train-threads",
+        type=int,
+        default=1,
+        help="torch threads while training heads (default 1: small heads train faster on one; "
+        "0 = torch's default)",
+    )
     p.add_argument("--overwrite", action="store_true", help="redo tasks that already have a result")
     p.add_argument("--include-path", action="append", default=[], help="extra task folders")
     p.set_defaults(func=cmd_eval)
@@ -221,17 +251,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_prepare)
 
     p = sub.add_parser("export", help="export an evalkit encoder checkpoint (to a transformers folder)")
-    p.add_argument("--format", default="hf", choices=["hf"], help="hf: a transformers HubertModel/Wav2Vec2Model")
-    p.add_argument("--model-type", default="auto", choices=["auto", "hubert", "wav2vec2"],
-                   help="transformers class (auto: Wav2Vec2Model for wav2vec2 pre-training, else HubertModel)")
+    p.add_argument(
+        "--format", default="hf", choices=["hf"], help="hf: a transformers HubertModel/Wav2Vec2Model"
+    )
+    p.add_argument(
+        "--model-type",
+        default="auto",
+        choices=["auto", "hubert", "wav2vec2"],
+        help="transformers class (auto: Wav2Vec2Model for wav2vec2 pre-training, else HubertModel)",
+    )
     p.add_argument("checkpoint", help="evalkit checkpoint folder (config.json + model.safetensors)")
     p.add_argument("out", help="folder for the exported model")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("pretrain", help="pre-train an encoder (also under `torchrun -m evalkit pretrain`)")
     p.add_argument("config", help="recipe YAML, e.g. configs/pretrain/bestrq-tiny.yaml")
-    p.add_argument("--data", default=None, help="suite folder or folder with train.jsonl (default on --resume: the run's)")
-    p.add_argument("--out", default=None, help="output folder (default: $EVALKIT_WORK or exp, then /<recipe name>)")
+    p.add_argument(
+        "--data",
+        default=None,
+        help="suite folder or folder with train.jsonl (default on --resume: the run's)",
+    )
+    p.add_argument(
+        "--out", default=None, help="output folder (default: $EVALKIT_WORK or exp, then /<recipe name>)"
+    )
     p.add_argument("--max-steps", type=int, default=None, help="overrides optim.max_steps")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.set_defaults(func=cmd_pretrain)
@@ -240,35 +282,61 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", default="default", help="smoke | default | full")
     p.add_argument("--workdir", default="work", help="where everything goes (re-run to resume)")
     p.add_argument("--jobs", type=int, default=None, help="synthesis worker processes")
-    p.add_argument("--workers", type=int, default=None,
-                   help="pre-training/evaluation jobs run side by side, one thread each (default: 2 on >= 2 cores)")
-    p.add_argument("--only", metavar="NAMES", default=None,
-                   help="comma-separated upstreams/baselines (e.g. bestrq): run their stages alone, with the "
-                        "pre-trainings they need; delete a changed recipe's old checkpoint and results first")
-    p.add_argument("--from-published", metavar="DIR", default=None,
-                   help="start an empty work folder from a published leaderboard (e.g. leaderboard), less the "
-                        "results of --only, to redo one upstream without re-running everything")
-    p.add_argument("--publish", metavar="DIR", default=None,
-                   help="then copy the result files and stage times to DIR/results and DIR/stages.json and build "
-                        "DIR/board from them (how leaderboard/ in the repository is made)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="pre-training/evaluation jobs run side by side, one thread each (default: 2 on >= 2 cores)",
+    )
+    p.add_argument(
+        "--only",
+        metavar="NAMES",
+        default=None,
+        help="comma-separated upstreams/baselines (e.g. bestrq): run their stages alone, with the "
+        "pre-trainings they need; delete a changed recipe's old checkpoint and results first",
+    )
+    p.add_argument(
+        "--from-published",
+        metavar="DIR",
+        default=None,
+        help="start an empty work folder from a published leaderboard (e.g. leaderboard), less the "
+        "results of --only, to redo one upstream without re-running everything",
+    )
+    p.add_argument(
+        "--publish",
+        metavar="DIR",
+        default=None,
+        help="then copy the result files and stage times to DIR/results and DIR/stages.json and build "
+        "DIR/board from them (how leaderboard/ in the repository is made)",
+    )
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("ls", help="list tasks, upstreams, methods, profiles or corpora")
-    p.add_argument("what", choices=["tasks", "upstreams", "methods", "heads", "metrics", "profiles", "corpora"])
+    p.add_argument(
+        "what", choices=["tasks", "upstreams", "methods", "heads", "metrics", "profiles", "corpora"]
+    )
     p.add_argument("--include-path", action="append", default=[], help="extra task folders")
     p.set_defaults(func=cmd_ls)
 
     p = sub.add_parser("leaderboard", help="tables, plots and a static page from result JSONs")
-    p.add_argument("action", choices=["build", "references"],
-                   help="build: the leaderboard; references: store a suite's FBANK reference points")
+    p.add_argument(
+        "action",
+        choices=["build", "references"],
+        help="build: the leaderboard; references: store a suite's FBANK reference points",
+    )
     p.add_argument("--results", required=True, help="folder of result JSONs (<upstream>/<task>.json)")
     p.add_argument("--out", required=True, help="build: output folder; references: the JSON file to write")
-    p.add_argument("--references", default=None, help="folder of <suite>.json reference files (default: built-in)")
+    p.add_argument(
+        "--references", default=None, help="folder of <suite>.json reference files (default: built-in)"
+    )
     p.add_argument("--suite", default=None, help="references: which suite, when the folder holds several")
     p.add_argument("--bootstrap", type=int, default=1000, help="paired-bootstrap resamples per comparison")
     p.add_argument("--no-plots", action="store_true", help="skip the matplotlib figures")
-    p.add_argument("--allow-off-budget", action="store_true",
-                   help="references: accept fbank results trained with a non-standard --steps")
+    p.add_argument(
+        "--allow-off-budget",
+        action="store_true",
+        help="references: accept fbank results trained with a non-standard --steps",
+    )
     p.set_defaults(func=cmd_leaderboard)
 
     p = sub.add_parser("validate", help="check suites, manifests, task YAMLs and result files")

@@ -121,8 +121,10 @@ def check_audio(manifest: Path, records: list[dict]) -> None:
 
     missing = [audio_path(manifest, r) for r in records if not audio_path(manifest, r).is_file()]
     if missing:
-        raise AudioError(f"{manifest}: {len(missing)} record(s) point at missing audio, first {missing[0]}. "
-                         "Re-run `evalkit synth`/`evalkit prepare` for this corpus or fix the paths.")
+        raise AudioError(
+            f"{manifest}: {len(missing)} record(s) point at missing audio, first {missing[0]}. "
+            "Re-run `evalkit synth`/`evalkit prepare` for this corpus or fix the paths."
+        )
 
 
 def upstream_info(upstream, spec: str) -> dict:
@@ -183,8 +185,17 @@ def _train_and_test(recipe, feats, opts: EvalOptions, grid, head_specs, steps: i
     from evalkit.train import predict_split, select, train
 
     task = recipe.task
-    runs = train(recipe, feats, grid, steps=steps, eval_every=every, bf16=opts.bf16, progress=opts.progress, log=log,
-                 heads=head_specs)
+    runs = train(
+        recipe,
+        feats,
+        grid,
+        steps=steps,
+        eval_every=every,
+        bf16=opts.bf16,
+        progress=opts.progress,
+        log=log,
+        heads=head_specs,
+    )
     primary = task.primary_metric
     higher = primary.build().higher_is_better
     chosen = select(runs, higher)
@@ -194,8 +205,9 @@ def _train_and_test(recipe, feats, opts: EvalOptions, grid, head_specs, steps: i
         dev_preds = predict_split(recipe, feats["dev"], "dev", run, task.batch_seconds, opts.bf16)
         postprocess = recipe.tune(dev_preds)  # chosen on dev, before test is seen
         dev_metrics, _ = recipe.score("dev", dev_preds)
-        test_metrics, rows = recipe.score("test", predict_split(recipe, feats["test"], "test", run, task.batch_seconds,
-                                                                opts.bf16))
+        test_metrics, rows = recipe.score(
+            "test", predict_split(recipe, feats["test"], "test", run, task.batch_seconds, opts.bf16)
+        )
         dev, _ = _metric_block(dev_metrics, ci=False)
         test, ci = _metric_block(test_metrics, ci=True)
         heads[name] = {
@@ -269,7 +281,9 @@ def run_eval(spec: str, tasks: list[TaskConfig], opts: EvalOptions, log=print) -
     todo = [t for t in tasks if opts.overwrite or not result_path(opts.output, spec, t.name).exists()]
     for t in tasks:
         if t not in todo:
-            log(f"[{t.name}] result exists: {result_path(opts.output, spec, t.name)} (use --overwrite to redo)")
+            log(
+                f"[{t.name}] result exists: {result_path(opts.output, spec, t.name)} (use --overwrite to redo)"
+            )
     if not todo:
         return [result_path(opts.output, spec, t.name) for t in tasks]
     if not Path(opts.data).is_dir():
@@ -278,6 +292,8 @@ def run_eval(spec: str, tasks: list[TaskConfig], opts: EvalOptions, log=print) -
     for t in todo:
         body = evaluate_task(upstream, spec, t, opts, log)
         pm = body["primary_metric"]
-        log(f"[{t.name}] test {pm} = {body['metrics']['test'][pm]:.4f} ({body['wall_time_s']:.0f} s) -> "
-            f"{result_path(opts.output, spec, t.name)}")
+        log(
+            f"[{t.name}] test {pm} = {body['metrics']['test'][pm]:.4f} ({body['wall_time_s']:.0f} s) -> "
+            f"{result_path(opts.output, spec, t.name)}"
+        )
     return [result_path(opts.output, spec, t.name) for t in tasks]

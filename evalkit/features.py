@@ -636,7 +636,9 @@ def _progress(seconds: float, enabled: bool, folder: Path) -> Iterator[tqdm]:
     """A tqdm bar in seconds of audio, and a log line with the throughput at the end."""
     start = time.perf_counter()
     # rounded up: a total below the summed durations makes tqdm warn about clamping
-    with tqdm(total=math.ceil(seconds * 100) / 100, unit="s audio", disable=not enabled, desc="features") as bar:
+    with tqdm(
+        total=math.ceil(seconds * 100) / 100, unit="s audio", disable=not enabled, desc="features"
+    ) as bar:
         yield bar
     if seconds > 0:
         wall = time.perf_counter() - start

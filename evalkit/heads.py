@@ -82,16 +82,29 @@ class PaddedLSTM(nn.Module):
     + backward against 2.2 s packed (bench/lstm.py). Outputs at padded frames are zero.
     """
 
-    def __init__(self, input_size: int, hidden: int, num_layers: int = 1, bidirectional: bool = True,
-                 dropout: float = 0.0) -> None:
+    def __init__(
+        self,
+        input_size: int,
+        hidden: int,
+        num_layers: int = 1,
+        bidirectional: bool = True,
+        dropout: float = 0.0,
+    ) -> None:
         super().__init__()
         self.num_layers, self.bidirectional = num_layers, bidirectional
         dirs = 2 if bidirectional else 1
         self.fwd = nn.ModuleList(
-            nn.LSTM(input_size if i == 0 else dirs * hidden, hidden, batch_first=True) for i in range(num_layers))
-        self.bwd = nn.ModuleList(
-            nn.LSTM(input_size if i == 0 else dirs * hidden, hidden, batch_first=True) for i in range(num_layers)
-        ) if bidirectional else None
+            nn.LSTM(input_size if i == 0 else dirs * hidden, hidden, batch_first=True)
+            for i in range(num_layers)
+        )
+        self.bwd = (
+            nn.ModuleList(
+                nn.LSTM(input_size if i == 0 else dirs * hidden, hidden, batch_first=True)
+                for i in range(num_layers)
+            )
+            if bidirectional
+            else None
+        )
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
@@ -192,7 +205,9 @@ class BiLSTMCTC(nn.Module):
         super().__init__()
         self.upsample = upsample
         self.proj = nn.Linear(input_dim, proj)
-        self.lstm = PaddedLSTM(proj, hidden, num_layers=num_layers, dropout=dropout if num_layers > 1 else 0.0)
+        self.lstm = PaddedLSTM(
+            proj, hidden, num_layers=num_layers, dropout=dropout if num_layers > 1 else 0.0
+        )
         self.dropout = nn.Dropout(dropout)
         self.out = nn.Linear(2 * hidden, vocab_size)
 

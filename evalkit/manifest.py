@@ -45,7 +45,9 @@ def read_manifest(path: str | os.PathLike) -> list[dict]:
     """Read and validate a JSONL manifest; errors name the file and line."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"{path}: manifest not found. Run `evalkit synth` or `evalkit prepare` to create it.")
+        raise ConfigError(
+            f"{path}: manifest not found. Run `evalkit synth` or `evalkit prepare` to create it."
+        )
     records, seen = [], set()
     with open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
@@ -54,14 +56,18 @@ def read_manifest(path: str | os.PathLike) -> list[dict]:
             try:
                 rec = json.loads(line)
             except json.JSONDecodeError as e:
-                raise ConfigError(f"{path}:{lineno}: not valid JSON ({e.msg}). Re-create the manifest.") from None
+                raise ConfigError(
+                    f"{path}:{lineno}: not valid JSON ({e.msg}). Re-create the manifest."
+                ) from None
             if not isinstance(rec, dict):
                 raise ConfigError(f"{path}:{lineno}: expected a JSON object, got {type(rec).__name__}.")
             missing = [k for k in REQUIRED_KEYS if k not in rec]
             if missing:
                 raise ConfigError(f"{path}:{lineno}: record lacks required key(s) {', '.join(missing)}.")
             if rec["id"] in seen:
-                raise ConfigError(f"{path}:{lineno}: duplicate id {rec['id']!r}; ids must be unique in a split.")
+                raise ConfigError(
+                    f"{path}:{lineno}: duplicate id {rec['id']!r}; ids must be unique in a split."
+                )
             seen.add(rec["id"])
             records.append(rec)
     return records

@@ -77,7 +77,9 @@ def resolved_config(name: str, size: str, upstream_dir: Path, out: Path) -> Path
         _set(cfg, key, str(upstream_dir / dep))
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{name}-{size}.yaml"
-    atomic_write_text(path, f"# resolved from {src.name} by evalkit run\n" + yaml.safe_dump(cfg, sort_keys=False))
+    atomic_write_text(
+        path, f"# resolved from {src.name} by evalkit run\n" + yaml.safe_dump(cfg, sort_keys=False)
+    )
     return path
 
 
@@ -86,8 +88,10 @@ TRAINING_ONLY = ("dropout", "attention_dropout", "activation_dropout", "input_dr
 
 
 def _eval_architecture(encoder: dict) -> dict:
-    return {part: ({k: v for k, v in spec.items() if k not in TRAINING_ONLY} if isinstance(spec, dict) else spec)
-            for part, spec in encoder.items()}
+    return {
+        part: ({k: v for k, v in spec.items() if k not in TRAINING_ONLY} if isinstance(spec, dict) else spec)
+        for part, spec in encoder.items()
+    }
 
 
 def shared_twins(size: str) -> dict[str, list[str]]:
@@ -114,7 +118,8 @@ def _suite_done(suite: Path) -> bool:
     from evalkit.synth.suite import CORPORA
 
     return (suite / "suite.json").is_file() and all(
-        any((suite / c).glob("*.jsonl")) and not (suite / c / ".parts").exists() for c in CORPORA)
+        any((suite / c).glob("*.jsonl")) and not (suite / c / ".parts").exists() for c in CORPORA
+    )
 
 
 def _finished(folder: Path) -> bool:
@@ -141,8 +146,11 @@ def make_random_twin(trained: Path, out: Path, seed: int = 0, twin_of: list[str]
     model = UPSTREAMS.get(cfg["upstream"])(**cfg.get("config", {}))
     out.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "model.safetensors"))
-    twin = {"upstream": cfg["upstream"], "config": cfg.get("config", {}),
-            "pretraining": {"method": "random-init", "twin_of": ", ".join(twin_of or [trained.name])}}
+    twin = {
+        "upstream": cfg["upstream"],
+        "config": cfg.get("config", {}),
+        "pretraining": {"method": "random-init", "twin_of": ", ".join(twin_of or [trained.name])},
+    }
     atomic_write_text(out / "config.json", json.dumps(twin, indent=1))
     return out
 
@@ -155,7 +163,9 @@ class Stages:
         self.times = json.loads(self.path.read_text()) if self.path.exists() else {}
 
     def record(self, name: str, took: float, log, did_work: bool = True) -> None:
-        if did_work or name not in self.times:  # a stage found already done keeps the time of the run that did it
+        if (
+            did_work or name not in self.times
+        ):  # a stage found already done keeps the time of the run that did it
             self.times[name] = round(took, 1)
         atomic_write_text(self.path, json.dumps(self.times, indent=1))
         log(f"== {name}: {took:.0f} s")
@@ -235,7 +245,9 @@ def run_jobs(jobs: list[Job], workers: int, stages: Stages, log=print) -> None:
 def _pretrain_job(cfg: Path, data: Path, out: Path, max_steps: int | None) -> None:
     from evalkit.pretrain import pretrain
 
-    pretrain(cfg, data=data, out=out, max_steps=max_steps, resume=(out / "train_state").exists(), progress=False)
+    pretrain(
+        cfg, data=data, out=out, max_steps=max_steps, resume=(out / "train_state").exists(), progress=False
+    )
 
 
 def _eval_job(spec: str, opts) -> None:
@@ -262,7 +274,9 @@ def _check_only(only: list[str] | None) -> set[str] | None:
         if name not in known:
             from evalkit.registry import suggest
 
-            raise EvalkitError(f"--only: unknown upstream {name!r}.{suggest(name, known)} Choose from {', '.join(known)}.")
+            raise EvalkitError(
+                f"--only: unknown upstream {name!r}.{suggest(name, known)} Choose from {', '.join(known)}."
+            )
     return set(only)
 
 
@@ -280,7 +294,9 @@ def _with_dependencies(names: set[str], upstream_dir: Path) -> set[str]:
     while todo:
         name = todo.pop()
         wanted.add(name)
-        todo += [d for d in UPSTREAM_PLAN[name][1].values() if d not in wanted and not _finished(upstream_dir / d)]
+        todo += [
+            d for d in UPSTREAM_PLAN[name][1].values() if d not in wanted and not _finished(upstream_dir / d)
+        ]
     return wanted
 
 
@@ -298,18 +314,25 @@ def seed_from_published(published: Path, work: Path, skip: set[str], log=print) 
         return
     src = published / "results"
     if not src.is_dir() or not (published / "run.json").is_file():
-        raise EvalkitError(f"{published}: not a published leaderboard (expected results/ and run.json, as written by "
-                           "`evalkit run --publish`).")
+        raise EvalkitError(
+            f"{published}: not a published leaderboard (expected results/ and run.json, as written by "
+            "`evalkit run --publish`)."
+        )
     tmp = work / "results.seeding"
     shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(src, tmp, ignore=lambda folder, names: [n for n in names if Path(folder) == src and n in skip])
+    shutil.copytree(
+        src, tmp, ignore=lambda folder, names: [n for n in names if Path(folder) == src and n in skip]
+    )
     for name in ("stages.json", "run.json"):
         if (published / name).is_file() and not (work / name).exists():
             record = json.loads((published / name).read_text())
             record.pop("published", None)
             atomic_write_text(work / name, json.dumps(record, indent=1))
     tmp.rename(work / "results")  # last, so a crash before it leaves a folder that seeds again
-    log(f"[from-published] {work / 'results'} seeded from {src}" + (f", less {', '.join(sorted(skip))}" if skip else ""))
+    log(
+        f"[from-published] {work / 'results'} seeded from {src}"
+        + (f", less {', '.join(sorted(skip))}" if skip else "")
+    )
 
 
 def default_workers() -> int:
@@ -327,10 +350,17 @@ def record_invocation(work: Path, profile: str) -> None:
 
     path = work / "run.json"
     run = json.loads(path.read_text()) if path.is_file() else {}
-    run.update(profile=profile, settings=asdict(PROFILES[profile]), cpus=os.cpu_count(), machine=platform.machine(),
-               python=platform.python_version(), torch=torch.__version__)
-    run.setdefault("invocations", []).append({"evalkit_commit": git_hash(dirty=True),
-                                              "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    run.update(
+        profile=profile,
+        settings=asdict(PROFILES[profile]),
+        cpus=os.cpu_count(),
+        machine=platform.machine(),
+        python=platform.python_version(),
+        torch=torch.__version__,
+    )
+    run.setdefault("invocations", []).append(
+        {"evalkit_commit": git_hash(dirty=True), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    )
     work.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(run, indent=1))
 
@@ -351,9 +381,15 @@ def finish_invocation(work: Path, ran: list[str], took: float) -> None:
     atomic_write_text(path, json.dumps(run, indent=1))
 
 
-def run_pipeline(profile: str = "default", workdir: str | Path = "work", jobs: int | None = None,
-                 workers: int | None = None, only: list[str] | None = None, from_published: str | Path | None = None,
-                 log=print) -> Path:
+def run_pipeline(
+    profile: str = "default",
+    workdir: str | Path = "work",
+    jobs: int | None = None,
+    workers: int | None = None,
+    only: list[str] | None = None,
+    from_published: str | Path | None = None,
+    log=print,
+) -> Path:
     """Run (or resume) the whole pipeline; returns the leaderboard folder.
 
     `jobs`: synthesis processes; `workers`: pre-training/evaluation jobs run side by side.
@@ -365,8 +401,9 @@ def run_pipeline(profile: str = "default", workdir: str | Path = "work", jobs: i
     if profile not in PROFILES:
         from evalkit.registry import suggest
 
-        raise EvalkitError(f"Unknown run profile {profile!r}.{suggest(profile, PROFILES)} Choose from "
-                           f"{', '.join(PROFILES)}.")
+        raise EvalkitError(
+            f"Unknown run profile {profile!r}.{suggest(profile, PROFILES)} Choose from {', '.join(PROFILES)}."
+        )
     p = PROFILES[profile]
     work = Path(workdir) / profile
     suite, upstream_dir, results = work / "suite", work / "upstreams", work / "results"
@@ -380,12 +417,20 @@ def run_pipeline(profile: str = "default", workdir: str | Path = "work", jobs: i
     from evalkit.synth.suite import build_suite
 
     # build_suite always runs (it checks the folder's profile and version, and finishes a partial suite)
-    stages.run("synth", lambda: build_suite(suite, p.suite, seed=0, jobs=jobs), log, did_work=not _suite_done(suite))
+    stages.run(
+        "synth", lambda: build_suite(suite, p.suite, seed=0, jobs=jobs), log, did_work=not _suite_done(suite)
+    )
 
     from evalkit.evaluate import EvalOptions
 
-    opts = EvalOptions(data=suite, output=results, cache=work / "cache", steps=p.eval_steps, protocol=p.protocol,
-                       progress=False)
+    opts = EvalOptions(
+        data=suite,
+        output=results,
+        cache=work / "cache",
+        steps=p.eval_steps,
+        protocol=p.protocol,
+        progress=False,
+    )
     twins = shared_twins(p.size)
     plan: list[Job] = []
     # A checkpoint is made only for evaluations still missing (its own or its twin's) or for a later
@@ -403,8 +448,14 @@ def run_pipeline(profile: str = "default", workdir: str | Path = "work", jobs: i
             continue
         cfg = resolved_config(name, p.size, upstream_dir, work / "configs")
         deps = tuple(d for d in needs.values() if not _finished(upstream_dir / d))
-        plan.append(Job(f"pretrain {name}", _pretrain_job, (cfg, suite, out, p.max_steps),
-                        tuple(f"pretrain {d}" for d in deps)))
+        plan.append(
+            Job(
+                f"pretrain {name}",
+                _pretrain_job,
+                (cfg, suite, out, p.max_steps),
+                tuple(f"pretrain {d}" for d in deps),
+            )
+        )
     planned = {j.name for j in plan}
     for spec in BASELINES:
         if (selected is None or spec in selected) and not _evaluated(spec, opts):
@@ -450,8 +501,10 @@ def publish(workdir: str | Path, dest: str | Path, profile: str = "full", log=pr
     work, dest = Path(workdir) / profile, Path(dest)
     results = work / "results"
     if not (work / "leaderboard" / "index.html").is_file():
-        raise EvalkitError(f"{work}: no finished `evalkit run --profile {profile}` here (no leaderboard/index.html); "
-                           f"run it to the end first.")
+        raise EvalkitError(
+            f"{work}: no finished `evalkit run --profile {profile}` here (no leaderboard/index.html); "
+            f"run it to the end first."
+        )
     # before anything is copied: publishing into the checkout (leaderboard/) makes its tree dirty
     commit = git_hash(dirty=True)
     dest.mkdir(parents=True, exist_ok=True)
@@ -481,8 +534,10 @@ def _invocation_row(invocation: dict) -> str:
     ran = invocation.get("stages")  # a list; older records written by hand may hold a phrase
     if isinstance(ran, list):
         ran = ", ".join(ran)
-    return (f"| {invocation.get('started', '?')} | {invocation.get('evalkit_commit') or 'not recorded'} | "
-            f"{f'{wall:.0f}' if isinstance(wall, (int, float)) else '?'} | {ran or 'not recorded'} |")
+    return (
+        f"| {invocation.get('started', '?')} | {invocation.get('evalkit_commit') or 'not recorded'} | "
+        f"{f'{wall:.0f}' if isinstance(wall, (int, float)) else '?'} | {ran or 'not recorded'} |"
+    )
 
 
 def published_readme(dest: Path, profile: str, run: dict, n_files: int) -> str:
@@ -490,8 +545,11 @@ def published_readme(dest: Path, profile: str, run: dict, n_files: int) -> str:
     stages = json.loads((dest / "stages.json").read_text())
     made = run.get("invocations") or [{}]
     commits = ", ".join(dict.fromkeys(str(i.get("evalkit_commit") or "not recorded") for i in made))
-    machine = (f"{run['cpus']} CPU cores ({run['machine']}), Python {run['python']}, torch {run['torch']}"
-               if "cpus" in run else "machine not recorded")
+    machine = (
+        f"{run['cpus']} CPU cores ({run['machine']}), Python {run['python']}, torch {run['torch']}"
+        if "cpus" in run
+        else "machine not recorded"
+    )
     lines = [
         "# Published leaderboard",
         "",

@@ -76,7 +76,16 @@ class TrainConfig(SerialisableConfig):
 
 SECTIONS = {"data": DataConfig, "optim": OptimConfig, "train": TrainConfig}
 TOP_KEYS = ("method", "encoder", "objective", *SECTIONS)
-ZERO_ALLOWED = ("min_seconds", "workers", "warmup_steps", "min_lr_ratio", "weight_decay", "clip_grad", "eps", "seed")
+ZERO_ALLOWED = (
+    "min_seconds",
+    "workers",
+    "warmup_steps",
+    "min_lr_ratio",
+    "weight_decay",
+    "clip_grad",
+    "eps",
+    "seed",
+)
 
 
 @dataclass
@@ -92,16 +101,22 @@ class PretrainConfig:
     source: str = "<dict>"
 
     def to_dict(self) -> dict:
-        return {"method": self.method, "encoder": self.encoder, "objective": self.objective,
-                **{name: getattr(self, name).to_dict() for name in SECTIONS}}
+        return {
+            "method": self.method,
+            "encoder": self.encoder,
+            "objective": self.objective,
+            **{name: getattr(self, name).to_dict() for name in SECTIONS},
+        }
 
 
 def load_config(path: str | os.PathLike) -> PretrainConfig:
     """Reads and validates a recipe; errors name the file and the key, with a "did you mean"."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"{path}: config not found. The recipes live in configs/pretrain/ "
-                          "(`evalkit ls methods` lists the methods).")
+        raise ConfigError(
+            f"{path}: config not found. The recipes live in configs/pretrain/ "
+            "(`evalkit ls methods` lists the methods)."
+        )
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
@@ -116,23 +131,33 @@ def config_from_dict(raw: dict, source: str = "<dict>") -> PretrainConfig:
 
     for key in raw:
         if key not in TOP_KEYS:
-            raise ConfigError(f"{source}: unknown key {key!r}.{suggest(str(key), TOP_KEYS)} "
-                              f"Known keys: {', '.join(TOP_KEYS)}.")
+            raise ConfigError(
+                f"{source}: unknown key {key!r}.{suggest(str(key), TOP_KEYS)} "
+                f"Known keys: {', '.join(TOP_KEYS)}."
+            )
     method = raw.get("method")
     if method not in METHODS:
-        raise ConfigError(f"{source}: method {method!r} is not one of {', '.join(METHODS.names())}."
-                          f"{suggest(str(method), METHODS.names())}")
+        raise ConfigError(
+            f"{source}: method {method!r} is not one of {', '.join(METHODS.names())}."
+            f"{suggest(str(method), METHODS.names())}"
+        )
     encoder = raw.get("encoder") or {}
     if not isinstance(encoder, dict):
         raise ConfigError(f"{source}: encoder must be a mapping with keys frontend and encoder.")
     for key in encoder:
         if key not in ("frontend", "encoder"):
-            raise ConfigError(f"{source}: unknown key encoder.{key}.{suggest(str(key), ('frontend', 'encoder'))} "
-                              "Known keys: frontend, encoder.")
+            raise ConfigError(
+                f"{source}: unknown key encoder.{key}.{suggest(str(key), ('frontend', 'encoder'))} "
+                "Known keys: frontend, encoder."
+            )
     with _in_file(source):
-        encoder = {"frontend": FrontendConfig.from_dict(encoder.get("frontend") or {}, "encoder.frontend").to_dict(),
-                   "encoder": EncoderConfig.from_dict(encoder.get("encoder") or {}, "encoder.encoder").to_dict()}
-        sections = {name: _typed(cls.from_dict(raw.get(name) or {}, name), name) for name, cls in SECTIONS.items()}
+        encoder = {
+            "frontend": FrontendConfig.from_dict(encoder.get("frontend") or {}, "encoder.frontend").to_dict(),
+            "encoder": EncoderConfig.from_dict(encoder.get("encoder") or {}, "encoder.encoder").to_dict(),
+        }
+        sections = {
+            name: _typed(cls.from_dict(raw.get(name) or {}, name), name) for name, cls in SECTIONS.items()
+        }
     objective = raw.get("objective") or {}
     if not isinstance(objective, dict):
         raise ConfigError(f"{source}: objective must be a mapping of {method}'s settings.")
@@ -163,12 +188,18 @@ def _typed(section: SerialisableConfig, name: str) -> SerialisableConfig:
             "str": isinstance(value, str),
         }.get(kind, isinstance(value, list) and all(isinstance(v, int | float) for v in value))
         if not ok:
-            hint = " (YAML reads 5e-4 as text; write 5.0e-4)" if isinstance(value, str) and kind == "float" else ""
+            hint = (
+                " (YAML reads 5e-4 as text; write 5.0e-4)"
+                if isinstance(value, str) and kind == "float"
+                else ""
+            )
             raise ConfigError(f"{name}.{f.name} must be {kind}; got {value!r}{hint}.")
         if kind == "float":
             setattr(section, f.name, float(value))
         if kind in ("int", "float") and (value < 0 or (value == 0 and f.name not in ZERO_ALLOWED)):
-            raise ConfigError(f"{name}.{f.name} must be {'>= 0' if f.name in ZERO_ALLOWED else '> 0'}; got {value!r}.")
+            raise ConfigError(
+                f"{name}.{f.name} must be {'>= 0' if f.name in ZERO_ALLOWED else '> 0'}; got {value!r}."
+            )
     return section
 
 
@@ -243,17 +274,22 @@ def lr_factor(step: int, cfg: OptimConfig) -> float:
 
 def build_optimizer(objective: Objective, cfg: OptimConfig) -> torch.optim.AdamW:
     trainable = [p for p in objective.parameters() if p.requires_grad]
-    groups = [{"params": [p for p in trainable if p.ndim >= 2], "weight_decay": cfg.weight_decay},
-              {"params": [p for p in trainable if p.ndim < 2], "weight_decay": 0.0}]
+    groups = [
+        {"params": [p for p in trainable if p.ndim >= 2], "weight_decay": cfg.weight_decay},
+        {"params": [p for p in trainable if p.ndim < 2], "weight_decay": 0.0},
+    ]
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps)
 
 
 def rng_state() -> dict:
     """Every RNG the step touches, as tensors and plain values (loadable with weights_only=True)."""
     np_state = np.random.get_state(legacy=False)
-    state = {"python": random.getstate(), "torch": torch.get_rng_state(),
-             "numpy_key": torch.from_numpy(np_state["state"]["key"].astype(np.int64)),
-             "numpy_rest": [np_state["state"]["pos"], np_state["has_gauss"], np_state["gauss"]]}
+    state = {
+        "python": random.getstate(),
+        "torch": torch.get_rng_state(),
+        "numpy_key": torch.from_numpy(np_state["state"]["key"].astype(np.int64)),
+        "numpy_rest": [np_state["state"]["pos"], np_state["has_gauss"], np_state["gauss"]],
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state()
     return state
@@ -263,8 +299,14 @@ def set_rng_state(state: dict) -> None:
     random.setstate(state["python"])
     torch.set_rng_state(state["torch"])
     pos, has_gauss, gauss = state["numpy_rest"]
-    np.random.set_state({"bit_generator": "MT19937", "has_gauss": has_gauss, "gauss": gauss,
-                         "state": {"key": state["numpy_key"].numpy().astype(np.uint32), "pos": pos}})
+    np.random.set_state(
+        {
+            "bit_generator": "MT19937",
+            "has_gauss": has_gauss,
+            "gauss": gauss,
+            "state": {"key": state["numpy_key"].numpy().astype(np.uint32), "pos": pos},
+        }
+    )
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state(state["cuda"])
 
@@ -354,9 +396,14 @@ class TrainLog:
 # ---- the loop ----------------------------------------------------------------------------------
 
 
-def pretrain(config: str | os.PathLike | PretrainConfig, data: str | os.PathLike | None = None,
-             out: str | os.PathLike | None = None, max_steps: int | None = None, resume: bool = False,
-             progress: bool = True) -> Path:
+def pretrain(
+    config: str | os.PathLike | PretrainConfig,
+    data: str | os.PathLike | None = None,
+    out: str | os.PathLike | None = None,
+    max_steps: int | None = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> Path:
     """Pre-trains the recipe's encoder into `out`; returns `out`.
 
     The default `out` is <work>/<recipe name>, <work> being $EVALKIT_WORK or `exp`: where
@@ -367,18 +414,22 @@ def pretrain(config: str | os.PathLike | PretrainConfig, data: str | os.PathLike
         if max_steps <= 0:
             raise EvalkitError(f"--max-steps must be a positive number of steps; got {max_steps}.")
         cfg.optim.max_steps = max_steps
-    out = Path(out) if out is not None else Path(os.environ.get("EVALKIT_WORK", "exp")) / Path(cfg.source).stem
+    out = (
+        Path(out) if out is not None else Path(os.environ.get("EVALKIT_WORK", "exp")) / Path(cfg.source).stem
+    )
     with distributed() as procs:
         return _train(cfg, Path(data) if data is not None else None, out, resume, progress, procs)
 
 
-def _train(cfg: PretrainConfig, data_dir: Path | None, out: Path, resume: bool, progress: bool,
-           procs: Processes) -> Path:
+def _train(
+    cfg: PretrainConfig, data_dir: Path | None, out: Path, resume: bool, progress: bool, procs: Processes
+) -> Path:
     say = tqdm.write if procs.main else (lambda *_: None)
     state_dir = find_train_state(out)
     if state_dir is not None and not resume:
-        raise EvalkitError(f"{out} already holds a pre-training run; pass --resume to continue it, "
-                           "or choose another --out.")
+        raise EvalkitError(
+            f"{out} already holds a pre-training run; pass --resume to continue it, or choose another --out."
+        )
     saved = torch.load(state_dir / "state.pt", weights_only=True) if state_dir and resume else None
     if resume and saved is None:
         say(f"--resume: no checkpoint in {out} yet; starting afresh")
@@ -386,12 +437,16 @@ def _train(cfg: PretrainConfig, data_dir: Path | None, out: Path, resume: bool, 
         was = saved["config"]
         for key in ("method", "encoder", "objective"):
             if was[key] != cfg.to_dict()[key]:
-                raise EvalkitError(f"{out}: --resume with a different {key!r} than the run there "
-                                   f"({was[key]!r} then, {cfg.to_dict()[key]!r} now); use another --out.")
+                raise EvalkitError(
+                    f"{out}: --resume with a different {key!r} than the run there "
+                    f"({was[key]!r} then, {cfg.to_dict()[key]!r} now); use another --out."
+                )
         data_dir = data_dir or Path(saved["data"])
     if data_dir is None:
-        raise EvalkitError("evalkit pretrain needs --data DIR: a suite made by `evalkit synth`, "
-                           "or a folder holding a train.jsonl manifest.")
+        raise EvalkitError(
+            "evalkit pretrain needs --data DIR: a suite made by `evalkit synth`, "
+            "or a folder holding a train.jsonl manifest."
+        )
     data = read_data(data_dir, cfg.data.min_seconds)
     if procs.main:
         out.mkdir(parents=True, exist_ok=True)
@@ -421,10 +476,14 @@ def _train(cfg: PretrainConfig, data_dir: Path | None, out: Path, resume: bool, 
 
     model: torch.nn.Module = objective
     if procs.world > 1:
-        unused = cfg.encoder["encoder"]["layerdrop"] > 0 or getattr(objective, "find_unused_parameters", False)
+        unused = cfg.encoder["encoder"]["layerdrop"] > 0 or getattr(
+            objective, "find_unused_parameters", False
+        )
         model = torch.nn.parallel.DistributedDataParallel(
-            objective, device_ids=[procs.device.index] if procs.device.type == "cuda" else None,
-            find_unused_parameters=unused)
+            objective,
+            device_ids=[procs.device.index] if procs.device.type == "cuda" else None,
+            find_unused_parameters=unused,
+        )
     optimizer = build_optimizer(objective, cfg.optim)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg.optim))
     step, epoch, index, audio_before, wall_before = 0, 0, 0, 0.0, 0.0
@@ -445,14 +504,21 @@ def _train(cfg: PretrainConfig, data_dir: Path | None, out: Path, resume: bool, 
         say(f"resuming {out} at step {step} (epoch {epoch}, batch {index})")
 
     o = cfg.optim
-    say(f"{cfg.method}: encoder {encoder_params / 1e6:.2f} M parameters ({encoder_trained / 1e6:.2f} M trained; "
+    say(
+        f"{cfg.method}: encoder {encoder_params / 1e6:.2f} M parameters ({encoder_trained / 1e6:.2f} M trained; "
         f"{trainable / 1e6:.2f} M with the objective's heads); "
         f"{len(data.records)} utterances, {sum(float(r['duration']) for r in data.records) / 3600:.2f} h "
         f"from {data.manifest}; {procs.world} process(es) on {procs.device}; step {step} -> {o.max_steps}, "
-        f"{procs.world * o.accumulate} × {cfg.data.batch_seconds:g} s of padded audio per step")
+        f"{procs.world * o.accumulate} × {cfg.data.batch_seconds:g} s of padded audio per step"
+    )
     log = TrainLog(out, step) if procs.main else None
-    bar = tqdm(total=o.max_steps, initial=step, unit="step", disable=not (progress and procs.main),
-               dynamic_ncols=True)
+    bar = tqdm(
+        total=o.max_steps,
+        initial=step,
+        unit="step",
+        disable=not (progress and procs.main),
+        dynamic_ncols=True,
+    )
     stream = batch_stream(data, cfg.data, cfg.train.seed, procs.rank, procs.world, epoch, index)
     autocast = torch.autocast(procs.device.type, dtype=torch.bfloat16, enabled=cfg.train.bf16)
     window: dict[str, float] = {}
@@ -460,16 +526,31 @@ def _train(cfg: PretrainConfig, data_dir: Path | None, out: Path, resume: bool, 
 
     def summary(seen: float) -> dict:
         """config.json: the encoder checkpoint, and how it was pre-trained."""
-        return {"upstream": "encoder", "config": objective.encoder.config, "pretraining": {
-            "method": cfg.method, "objective": objective.config(), "config": cfg.to_dict(), "data": str(data.manifest),
-            "steps": step, "max_steps": o.max_steps, "finished": step >= o.max_steps, "processes": procs.world, "wall_time_s": round(wall_before + time.time() - started, 1),
-            "audio_seconds": round(audio_before + seen, 1), "encoder_parameters": encoder_params,
-            "setup_report": report}}
+        return {
+            "upstream": "encoder",
+            "config": objective.encoder.config,
+            "pretraining": {
+                "method": cfg.method,
+                "objective": objective.config(),
+                "config": cfg.to_dict(),
+                "data": str(data.manifest),
+                "steps": step,
+                "max_steps": o.max_steps,
+                "finished": step >= o.max_steps,
+                "processes": procs.world,
+                "wall_time_s": round(wall_before + time.time() - started, 1),
+                "audio_seconds": round(audio_before + seen, 1),
+                "encoder_parameters": encoder_params,
+                "setup_report": report,
+            },
+        }
 
     while step < o.max_steps:
         for micro in range(o.accumulate):
             epoch, index, batch = next(stream)
-            batch = dataclasses.replace(batch, wavs=batch.wavs.to(procs.device), wav_lens=batch.wav_lens.to(procs.device))
+            batch = dataclasses.replace(
+                batch, wavs=batch.wavs.to(procs.device), wav_lens=batch.wav_lens.to(procs.device)
+            )
             last = micro == o.accumulate - 1
             with contextlib.nullcontext() if last or procs.world == 1 else model.no_sync():
                 with autocast:
@@ -477,11 +558,18 @@ def _train(cfg: PretrainConfig, data_dir: Path | None, out: Path, resume: bool, 
                 (output.loss / o.accumulate).backward()
             seconds = float(batch.wav_lens.sum()) / SAMPLE_RATE
             audio_here += seconds
-            for key, value in {"loss": float(output.loss.detach()), **output.stats, "audio": seconds, "n": 1}.items():
+            for key, value in {
+                "loss": float(output.loss.detach()),
+                **output.stats,
+                "audio": seconds,
+                "n": 1,
+            }.items():
                 window[key] = window.get(key, 0.0) + float(value)
         lr = optimizer.param_groups[0]["lr"]
         params = [p for p in objective.parameters() if p.requires_grad]
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, o.clip_grad if o.clip_grad > 0 else math.inf))
+        grad_norm = float(
+            torch.nn.utils.clip_grad_norm_(params, o.clip_grad if o.clip_grad > 0 else math.inf)
+        )
         if math.isfinite(grad_norm):
             optimizer.step()
             bad_steps = 0
@@ -489,7 +577,9 @@ def _train(cfg: PretrainConfig, data_dir: Path | None, out: Path, resume: bool, 
             bad_steps += 1
             say(f"step {step + 1}: gradient norm {grad_norm}; step skipped")
             if bad_steps >= 10:
-                raise RuntimeError("10 steps in a row with non-finite gradients; lower optim.lr or turn off bf16")
+                raise RuntimeError(
+                    "10 steps in a row with non-finite gradients; lower optim.lr or turn off bf16"
+                )
         optimizer.zero_grad(set_to_none=True)
         scheduler.step()
         step += 1
@@ -499,21 +589,38 @@ def _train(cfg: PretrainConfig, data_dir: Path | None, out: Path, resume: bool, 
             total = sum_over_processes(procs, window)
             now = time.time()
             n = total.pop("n")
-            row = {"step": step, "epoch": epoch, "loss": total.pop("loss") / n,
-                   **{k: v / n for k, v in sorted(total.items()) if k != "audio"},
-                   "lr": lr, "grad_norm": grad_norm, "audio_per_second": total["audio"] / max(now - window_start, 1e-9)}
+            row = {
+                "step": step,
+                "epoch": epoch,
+                "loss": total.pop("loss") / n,
+                **{k: v / n for k, v in sorted(total.items()) if k != "audio"},
+                "lr": lr,
+                "grad_norm": grad_norm,
+                "audio_per_second": total["audio"] / max(now - window_start, 1e-9),
+            }
             window, window_start = {}, now
             if log is not None:
                 log.write(row)
                 bar.set_postfix({k: f"{v:.3g}" for k, v in row.items() if k not in ("step", "epoch", "lr")})
                 if not progress and procs.main:  # no bar (e.g. a pipeline worker): a line per log step
-                    print(f"[pretrain {out.name}] step {step}/{o.max_steps} loss {row['loss']:.3f} "
-                          f"{row['audio_per_second']:.0f} audio-s/s", flush=True)
+                    print(
+                        f"[pretrain {out.name}] step {step}/{o.max_steps} loss {row['loss']:.3f} "
+                        f"{row['audio_per_second']:.0f} audio-s/s",
+                        flush=True,
+                    )
         if step % cfg.train.checkpoint_every == 0 or step == o.max_steps:
             seen = sum_over_processes(procs, {"audio": audio_here})["audio"]
-            state = {"step": step, "epoch": epoch, "batch": index, "audio_seconds": audio_before + seen,
-                     "wall_time_s": wall_before + time.time() - started, "data": str(data_dir.resolve()),
-                     "config": cfg.to_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
+            state = {
+                "step": step,
+                "epoch": epoch,
+                "batch": index,
+                "audio_seconds": audio_before + seen,
+                "wall_time_s": wall_before + time.time() - started,
+                "data": str(data_dir.resolve()),
+                "config": cfg.to_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+            }
             save_checkpoint(out, procs, objective, summary(seen), state)
     bar.close()
     if log is not None:
@@ -523,6 +630,8 @@ def _train(cfg: PretrainConfig, data_dir: Path | None, out: Path, resume: bool, 
         return out
     seen = sum_over_processes(procs, {"audio": audio_here})["audio"]
     wall = time.time() - started
-    say(f"pre-trained {cfg.method} to step {step} in {out}: {wall:.0f} s this run, {seen:.0f} s of audio "
-        f"({seen / max(wall, 1e-9):.1f} audio s/s)")
+    say(
+        f"pre-trained {cfg.method} to step {step} in {out}: {wall:.0f} s this run, {seen:.0f} s of audio "
+        f"({seen / max(wall, 1e-9):.1f} audio s/s)"
+    )
     return out

@@ -37,10 +37,14 @@ def read_data(folder: Path, min_seconds: float) -> PretrainData:
         if manifest.is_file():
             records = [r for r in read_manifest(manifest) if float(r["duration"]) >= min_seconds]
             if not records:
-                raise EvalkitError(f"{manifest}: no utterance is at least data.min_seconds = {min_seconds} s long.")
+                raise EvalkitError(
+                    f"{manifest}: no utterance is at least data.min_seconds = {min_seconds} s long."
+                )
             return PretrainData(manifest, records)
-    raise EvalkitError(f"{folder}: no pretrain/train.jsonl or train.jsonl there. Pass --data a suite made by "
-                       "`evalkit synth` or a folder holding a train.jsonl manifest.")
+    raise EvalkitError(
+        f"{folder}: no pretrain/train.jsonl or train.jsonl there. Pass --data a suite made by "
+        "`evalkit synth` or a folder holding a train.jsonl manifest."
+    )
 
 
 @dataclass(frozen=True)
@@ -103,8 +107,9 @@ class EpochBatches(torch.utils.data.Dataset):
         return load_batch(self.data, self.batches[i])
 
 
-def batch_stream(data: PretrainData, cfg: DataConfig, seed: int, rank: int, world: int,
-                 epoch: int, index: int) -> Iterator[tuple[int, int, Batch]]:
+def batch_stream(
+    data: PretrainData, cfg: DataConfig, seed: int, rank: int, world: int, epoch: int, index: int
+) -> Iterator[tuple[int, int, Batch]]:
     """This process's batches from position (epoch, index) on, forever: (epoch, next index, batch).
 
     Each process takes every world-th batch of the epoch (a disjoint shard);
@@ -114,12 +119,15 @@ def batch_stream(data: PretrainData, cfg: DataConfig, seed: int, rank: int, worl
         batches = plan_epoch(data, cfg, seed, epoch)
         mine = batches[rank : len(batches) // world * world : world]
         if not mine:
-            raise EvalkitError(f"{data.manifest}: {len(batches)} batch(es) per epoch cannot feed {world} processes; "
-                               "lower data.batch_seconds or use fewer processes.")
+            raise EvalkitError(
+                f"{data.manifest}: {len(batches)} batch(es) per epoch cannot feed {world} processes; "
+                "lower data.batch_seconds or use fewer processes."
+            )
         dataset = EpochBatches(data, mine[index:])
         loader = (
             torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=cfg.workers)
-            if cfg.workers else (dataset[i] for i in range(len(dataset)))
+            if cfg.workers
+            else (dataset[i] for i in range(len(dataset)))
         )
         for batch in loader:
             index += 1

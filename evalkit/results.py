@@ -19,7 +19,15 @@ from evalkit.errors import ConfigError
 from evalkit.manifest import atomic_write_text, read_json_object
 
 SCHEMA_VERSION = 1
-REQUIRED = ("task", "upstream", "metrics", "primary_metric", "higher_is_better", "task_version", "task_config")
+REQUIRED = (
+    "task",
+    "upstream",
+    "metrics",
+    "primary_metric",
+    "higher_is_better",
+    "task_version",
+    "task_config",
+)
 
 
 def upstream_tag(spec: str) -> str:
@@ -54,7 +62,9 @@ def package_versions() -> dict[str, str]:
 
 def _git(*args: str) -> str | None:
     try:
-        out = subprocess.run(["git", *args], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5)
+        out = subprocess.run(
+            ["git", *args], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() if out.returncode == 0 else None
@@ -72,7 +82,9 @@ def git_hash(dirty: bool = False) -> str | None:
 def write_result(path: Path, result: dict[str, Any], samples: list[dict]) -> None:
     """Samples first, then the result: a result file never points at missing samples."""
     atomic_write_text(samples_path(path), "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in samples))
-    atomic_write_text(path, json.dumps({"schema_version": SCHEMA_VERSION, **result}, indent=1, ensure_ascii=False) + "\n")
+    atomic_write_text(
+        path, json.dumps({"schema_version": SCHEMA_VERSION, **result}, indent=1, ensure_ascii=False) + "\n"
+    )
 
 
 def read_result(path: Path) -> dict:

@@ -31,18 +31,43 @@ from evalkit.manifest import read_json_object
 # code has them. The table printed in the site's challenge policy swaps the SOTA points of ASV (5.11)
 # and SD (5.62) and labels KS's pair as SID's; a paper that copied it scores HuBERT Base 944.3, not 941.0.
 SUPERB_FBANK = {
-    "PR": 82.01, "KS": 41.38, "IC": 9.65, "SID": 20.06, "ER": 48.24, "ASR": 23.18,
-    "QbE": 0.58, "SF-F1": 69.64, "SF-CER": 52.94, "ASV": 9.56, "SD": 10.05,
+    "PR": 82.01,
+    "KS": 41.38,
+    "IC": 9.65,
+    "SID": 20.06,
+    "ER": 48.24,
+    "ASR": 23.18,
+    "QbE": 0.58,
+    "SF-F1": 69.64,
+    "SF-CER": 52.94,
+    "ASV": 9.56,
+    "SD": 10.05,
 }
 SUPERB_SOTA = {
-    "PR": 3.53, "KS": 96.66, "IC": 98.76, "SID": 90.3, "ER": 67.62, "ASR": 3.62,
-    "QbE": 7.36, "SF-F1": 89.81, "SF-CER": 21.76, "ASV": 5.11, "SD": 5.62,
+    "PR": 3.53,
+    "KS": 96.66,
+    "IC": 98.76,
+    "SID": 90.3,
+    "ER": 67.62,
+    "ASR": 3.62,
+    "QbE": 7.36,
+    "SF-F1": 89.81,
+    "SF-CER": 21.76,
+    "ASV": 5.11,
+    "SD": 5.62,
 }
 # Which SUPERB key is which evalkit task and metric; the task part groups keys (SF-F1 + SF-CER -> SF).
 SUPERB_KEYS = {
-    "PR": ("pr", "per"), "KS": ("ks", "accuracy"), "IC": ("ic", "accuracy"), "SID": ("sid", "accuracy"),
-    "ER": ("er", "accuracy"), "ASR": ("asr", "wer"), "QbE": ("qbe", "mtwv"),
-    "SF-F1": ("sf", "slot_type_f1"), "SF-CER": ("sf", "slot_value_cer"), "ASV": ("asv", "eer"),
+    "PR": ("pr", "per"),
+    "KS": ("ks", "accuracy"),
+    "IC": ("ic", "accuracy"),
+    "SID": ("sid", "accuracy"),
+    "ER": ("er", "accuracy"),
+    "ASR": ("asr", "wer"),
+    "QbE": ("qbe", "mtwv"),
+    "SF-F1": ("sf", "slot_type_f1"),
+    "SF-CER": ("sf", "slot_value_cer"),
+    "ASV": ("asv", "eer"),
     "SD": ("sd", "der"),
 }
 SUPERB_TASKS = ("PR", "KS", "IC", "SID", "ER", "ASR", "QbE", "SF", "ASV", "SD")
@@ -141,8 +166,10 @@ class Reference:
         """Per-task points for {entry: value} (fractions, as in result files)."""
         missing = [e for e in self.fbank if e not in values]
         if missing and not partial:
-            raise EvalkitError(f"suite {self.suite!r}: missing {', '.join(missing)} for the suite score; "
-                               "pass partial=True to score the tasks present.")
+            raise EvalkitError(
+                f"suite {self.suite!r}: missing {', '.join(missing)} for the suite score; "
+                "pass partial=True to score the tasks present."
+            )
         by_task: dict[str, list[float]] = {}
         for e in self.fbank:
             if e in values:
@@ -158,7 +185,10 @@ class Reference:
 
     def to_json(self) -> str:
         data = asdict(self)
-        ordered = {k: data[k] for k in ("suite", "version", "fbank", "best", "metric", "task_version", "seed", "note")}
+        ordered = {
+            k: data[k]
+            for k in ("suite", "version", "fbank", "best", "metric", "task_version", "seed", "note")
+        }
         return json.dumps(ordered, indent=1, sort_keys=False) + "\n"
 
 
@@ -200,7 +230,9 @@ def stored_reference(suite: str, folder: Path | None = None) -> Reference | None
     return load_reference(path) if path.is_file() else None
 
 
-def reference_from_fbank(suite: str, fbank_results: Mapping[str, Mapping], seed: int | None = None) -> Reference:
+def reference_from_fbank(
+    suite: str, fbank_results: Mapping[str, Mapping], seed: int | None = None
+) -> Reference:
     """Reference points from the `fbank` upstream's result dicts ({task: result}) on one suite.
 
     Every metric of the task's result is an entry (the primary as `task`), so
@@ -209,22 +241,32 @@ def reference_from_fbank(suite: str, fbank_results: Mapping[str, Mapping], seed:
     fbank, best, metric, versions = {}, {}, {}, {}
     for task, res in sorted(fbank_results.items()):
         primary = res["primary_metric"]
-        scored = [primary] + (["slot_value_cer"] if task == "sf" and "slot_value_cer" in res["metrics"]["test"]
-                              else [])
+        scored = [primary] + (
+            ["slot_value_cer"] if task == "sf" and "slot_value_cer" in res["metrics"]["test"] else []
+        )
         for m in scored:
             e = entry_name(task, m, primary)
             fbank[e], best[e], metric[e] = float(res["metrics"]["test"][m]), perfect_value(m), m
         versions[task] = res["task_version"]
     if not fbank:
         raise EvalkitError(f"suite {suite!r}: no FBANK results to take reference points from.")
-    return Reference(suite, fbank, best, metric, task_version=versions, seed=seed,
-                     note="fbank measured on this suite; best = the metric's perfect value")
+    return Reference(
+        suite,
+        fbank,
+        best,
+        metric,
+        task_version=versions,
+        seed=seed,
+        note="fbank measured on this suite; best = the metric's perfect value",
+    )
 
 
 # --- rank score ---------------------------------------------------------------------------------
 
 
-def rank_score(table: Mapping[str, Mapping[str, float]], higher_is_better: Mapping[str, bool]) -> dict[str, float]:
+def rank_score(
+    table: Mapping[str, Mapping[str, float]], higher_is_better: Mapping[str, bool]
+) -> dict[str, float]:
     """Mean rank per upstream (1 = best), ties sharing the average rank, as SUPERB challenges rank.
 
     `table` is {upstream: {task: value}}; each task ranks the upstreams that

@@ -106,22 +106,33 @@ def load_task_file(path: str | Path) -> TaskConfig:
     unknown = [k for k in data if k not in _FIELDS]
     if unknown:
         k = unknown[0]
-        raise ConfigError(f"{path}: unknown key {k!r}.{suggest(k, _FIELDS)} Allowed keys: {', '.join(sorted(_FIELDS))}.")
+        raise ConfigError(
+            f"{path}: unknown key {k!r}.{suggest(k, _FIELDS)} Allowed keys: {', '.join(sorted(_FIELDS))}."
+        )
     missing = [k for k in _REQUIRED if k not in data]
     if missing:
         raise ConfigError(f"{path}: missing required key(s) {', '.join(missing)}.")
     if data["kind"] not in KINDS:
-        raise ConfigError(f"{path}: kind {data['kind']!r} is not one of {', '.join(KINDS)}.{suggest(data['kind'], KINDS)}")
+        raise ConfigError(
+            f"{path}: kind {data['kind']!r} is not one of {', '.join(KINDS)}.{suggest(data['kind'], KINDS)}"
+        )
     try:
         heads = [HeadConfig(**h) for h in data["heads"]]
         metrics = [
-            MetricConfig(m["name"], bool(m.get("primary", False)), {k: v for k, v in m.items() if k not in ("name", "primary")})
-            if isinstance(m, dict) and "name" in m else MetricConfig(**m)
+            MetricConfig(
+                m["name"],
+                bool(m.get("primary", False)),
+                {k: v for k, v in m.items() if k not in ("name", "primary")},
+            )
+            if isinstance(m, dict) and "name" in m
+            else MetricConfig(**m)
             for m in data["metrics"]
         ]
     except TypeError as e:
-        raise ConfigError(f"{path}: bad head or metric entry ({e}); each head has name, type, args; "
-                          "each metric has name and optional primary.") from None
+        raise ConfigError(
+            f"{path}: bad head or metric entry ({e}); each head has name, type, args; "
+            "each metric has name and optional primary."
+        ) from None
     if sum(m.primary for m in metrics) != 1:
         raise ConfigError(f"{path}: exactly one metric must have `primary: true`.")
     if not heads and data["kind"] != "qbe":
@@ -129,10 +140,15 @@ def load_task_file(path: str | Path) -> TaskConfig:
     if not isinstance(data["version"], int):
         raise ConfigError(f"{path}: key 'version' must be an integer, got {data['version']!r}.")
     steps = data.get("steps", 1)
-    if not (isinstance(steps, int) or (isinstance(steps, dict) and all(isinstance(v, int) for v in steps.values()))):
+    if not (
+        isinstance(steps, int)
+        or (isinstance(steps, dict) and all(isinstance(v, int) for v in steps.values()))
+    ):
         raise ConfigError(f"{path}: key 'steps' must be an integer or a mapping of suite profile to integer.")
     for key in ("lr_grid",):
-        if key in data and (not isinstance(data[key], list) or not all(isinstance(x, int | float) for x in data[key])):
+        if key in data and (
+            not isinstance(data[key], list) or not all(isinstance(x, int | float) for x in data[key])
+        ):
             raise ConfigError(f"{path}: key {key!r} must be a list of numbers.")
     cfg = TaskConfig(**{**data, "heads": heads, "metrics": metrics}, source=str(path))
     _check_registered(cfg, path)
@@ -145,8 +161,10 @@ def _check_registered(cfg: TaskConfig, path: Path) -> None:
 
     for h in cfg.heads:
         if h.type not in HEADS:
-            raise ConfigError(f"{path}: head type {h.type!r} is unknown.{suggest(h.type, HEADS.names())} "
-                              f"Known: {', '.join(HEADS.names())}.")
+            raise ConfigError(
+                f"{path}: head type {h.type!r} is unknown.{suggest(h.type, HEADS.names())} "
+                f"Known: {', '.join(HEADS.names())}."
+            )
     for m in cfg.metrics:
         if m.name not in METRICS:
             raise ConfigError(f"{path}: metric {m.name!r} is unknown.{suggest(m.name, METRICS.names())}")

@@ -44,7 +44,9 @@ class Run:
         return self.head(self.featurizer(hidden), lens)
 
 
-def make_batches(ids: list[str], durations: dict[str, float], batch_seconds: float, rng: random.Random) -> list[list[str]]:
+def make_batches(
+    ids: list[str], durations: dict[str, float], batch_seconds: float, rng: random.Random
+) -> list[list[str]]:
     """Batches of similar-length utterances whose padded length sums to at most `batch_seconds`."""
     order = sorted(ids, key=lambda i: durations[i])
     batches, cur, longest = [], [], 0.0
@@ -64,7 +66,9 @@ def make_batches(ids: list[str], durations: dict[str, float], batch_seconds: flo
     return batches
 
 
-def build_runs(recipe: Recipe, num_layers: int, hidden_size: int, lr_grid: list[float], heads=None) -> list[Run]:
+def build_runs(
+    recipe: Recipe, num_layers: int, hidden_size: int, lr_grid: list[float], heads=None
+) -> list[Run]:
     """A run per (head, learning rate); `heads` defaults to all the task's heads."""
     from evalkit.heads import HEADS
 
@@ -73,15 +77,20 @@ def build_runs(recipe: Recipe, num_layers: int, hidden_size: int, lr_grid: list[
     for h in task.heads if heads is None else heads:
         for lr in lr_grid:
             torch.manual_seed(task.seed)  # every LR starts from the same initial head
-            feat = WeightedLayerSum(num_layers, layer=task.featurizer.get("layer"),
-                                    layer_norm=bool(task.featurizer.get("layer_norm", False)))
+            feat = WeightedLayerSum(
+                num_layers,
+                layer=task.featurizer.get("layer"),
+                layer_norm=bool(task.featurizer.get("layer_norm", False)),
+            )
             head = HEADS.get(h.type)(hidden_size, **{**recipe.head_args(), **h.args})
             runs.append(Run(h.name, lr, feat, head, recipe.criterion(head)))
     return runs
 
 
 @torch.no_grad()
-def predict_split(recipe: Recipe, features, split: str, run: Run, batch_seconds: float, bf16: bool = False) -> dict:
+def predict_split(
+    recipe: Recipe, features, split: str, run: Run, batch_seconds: float, bf16: bool = False
+) -> dict:
     recs = recipe.records(split)
     durations = {r["id"]: r["duration"] for r in recs}
     run.modules().eval()
@@ -100,8 +109,18 @@ def primary_value(recipe: Recipe, metrics) -> tuple[float, bool]:
     return m.compute(), m.higher_is_better
 
 
-def train(recipe: Recipe, features: dict, lr_grid: list[float], *, steps: int, eval_every: int,
-          bf16: bool = False, progress: bool = True, log=print, heads=None) -> list[Run]:
+def train(
+    recipe: Recipe,
+    features: dict,
+    lr_grid: list[float],
+    *,
+    steps: int,
+    eval_every: int,
+    bf16: bool = False,
+    progress: bool = True,
+    log=print,
+    heads=None,
+) -> list[Run]:
     """Train every (head, lr) run on `features["train"]`, keeping each run's best dev state.
 
     `heads` (default: all of the task's) limits which head specs train.
@@ -114,7 +133,8 @@ def train(recipe: Recipe, features: dict, lr_grid: list[float], *, steps: int, e
     opt = torch.optim.AdamW(groups, weight_decay=wd)
     warmup = max(1, steps // 20)
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / max(steps, 1)))
+        opt,
+        lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / max(steps, 1))),
     )
     recs = {r["id"]: r for r in recipe.records("train")}
     targets = {i: recipe.target(r) for i, r in recs.items()}
@@ -143,14 +163,20 @@ def train(recipe: Recipe, features: dict, lr_grid: list[float], *, steps: int, e
         bar.set_postfix(loss=f"{total:.3f}")
         if (step + 1) % eval_every == 0 or step + 1 == steps:
             for r in runs:
-                value, higher = primary_value(recipe, recipe.score("dev", predict_split(
-                    recipe, features["dev"], "dev", r, task.batch_seconds, bf16))[0])
+                value, higher = primary_value(
+                    recipe,
+                    recipe.score(
+                        "dev", predict_split(recipe, features["dev"], "dev", r, task.batch_seconds, bf16)
+                    )[0],
+                )
                 r.dev_curve.append((step + 1, value))
                 if r.best_dev is None or (value > r.best_dev if higher else value < r.best_dev):
                     r.best_dev, r.best_step = value, step + 1
                     r.best_state = copy.deepcopy(r.modules().state_dict())
             best = ", ".join(f"{r.head_name}@{r.lr:g}={r.dev_curve[-1][1]:.4f}" for r in runs)
-            log(f"[{task.name}] step {step + 1}/{steps} loss {total:.3f} dev {best} ({time.time() - t0:.0f} s)")
+            log(
+                f"[{task.name}] step {step + 1}/{steps} loss {total:.3f} dev {best} ({time.time() - t0:.0f} s)"
+            )
     for r in runs:
         if r.best_state is not None:
             r.modules().load_state_dict(r.best_state)

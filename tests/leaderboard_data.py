@@ -16,9 +16,15 @@ SUITE = {"profile": "smoke", "seed": 0, "corpora": ["ks", "asr", "asv"]}
 def task_config(task: str) -> dict:
     metric = {"ks": "accuracy", "asr": "wer", "asv": "eer"}[task]
     kind = {"ks": "classification", "asr": "ctc", "asv": "verification"}[task]
-    return {"name": task, "version": 1, "kind": kind, "corpus": task, "labels": {"unit": "chars"} if task == "asr"
-            else {}, "heads": [{"name": "linear", "type": "mean_pool_linear", "args": {}}],
-            "metrics": [{"name": metric, "primary": True, "options": {}}]}
+    return {
+        "name": task,
+        "version": 1,
+        "kind": kind,
+        "corpus": task,
+        "labels": {"unit": "chars"} if task == "asr" else {},
+        "heads": [{"name": "linear", "type": "mean_pool_linear", "args": {}}],
+        "metrics": [{"name": metric, "primary": True, "options": {}}],
+    }
 
 
 def ks_samples(n_wrong: int, n: int = 200, flip_first: int = 0) -> list[dict]:
@@ -27,8 +33,14 @@ def ks_samples(n_wrong: int, n: int = 200, flip_first: int = 0) -> list[dict]:
     for i in range(n):
         ref = KS_LABELS[i % 4]
         wrong = flip_first <= i < flip_first + n_wrong
-        rows.append({"head": "linear", "id": f"ks-test-{i:05d}", "ref": ref,
-                     "pred": KS_LABELS[(i + 1) % 4] if wrong else ref})
+        rows.append(
+            {
+                "head": "linear",
+                "id": f"ks-test-{i:05d}",
+                "ref": ref,
+                "pred": KS_LABELS[(i + 1) % 4] if wrong else ref,
+            }
+        )
     return rows
 
 
@@ -48,15 +60,35 @@ def asv_samples(seed: int, separation: float, n: int = 120) -> list[dict]:
     rows = []
     for i in range(n):
         label = i % 2
-        rows.append({"head": "linear", "enroll": f"spk{i % 7}-a", "test": f"spk{i}-b", "label": label,
-                     "score": round(rng.gauss(separation * label, 1.0), 6)})
+        rows.append(
+            {
+                "head": "linear",
+                "enroll": f"spk{i % 7}-a",
+                "test": f"spk{i}-b",
+                "label": label,
+                "score": round(rng.gauss(separation * label, 1.0), 6),
+            }
+        )
     return rows
 
 
-def write_task(root: Path, upstream: str, task: str, samples: list[dict], *, folder: str | None = None,
-               version: int = 1, params: int = 1_000_000, pretraining=None, fingerprint: str | None = None,
-               layer_weights: list[float] | None = None, name: str | None = None,
-               suite: dict | None = None, protocol: str = "sweep", checkpoint: str | None = None) -> Path:
+def write_task(
+    root: Path,
+    upstream: str,
+    task: str,
+    samples: list[dict],
+    *,
+    folder: str | None = None,
+    version: int = 1,
+    params: int = 1_000_000,
+    pretraining=None,
+    fingerprint: str | None = None,
+    layer_weights: list[float] | None = None,
+    name: str | None = None,
+    suite: dict | None = None,
+    protocol: str = "sweep",
+    checkpoint: str | None = None,
+) -> Path:
     """One result + samples file; `name` renames the task (e.g. a real-corpus variant), keeping its metric."""
     if task == "ks":
         value = accuracy([r["ref"] for r in samples], [r["pred"] for r in samples])
@@ -74,17 +106,41 @@ def write_task(root: Path, upstream: str, task: str, samples: list[dict], *, fol
     result = {
         "metrics": {"dev": {metric: value}, "test": {metric: value}},
         "ci95": {"test": {metric: [value * 0.9, value * 1.1]}},
-        "primary_metric": metric, "higher_is_better": metric == "accuracy", "head": "linear", "lr": 1e-3,
-        "lr_grid": [1e-4, 1e-3], "protocol": protocol,
+        "primary_metric": metric,
+        "higher_is_better": metric == "accuracy",
+        "head": "linear",
+        "lr": 1e-3,
+        "lr_grid": [1e-4, 1e-3],
+        "protocol": protocol,
         "layer_weights": weights,
-        "heads": {"linear": {"type": "mean_pool_linear", "lr": 1e-3, "best_step": 20, "steps": 40,
-                             "layer_weights": weights}},
-        "task": name or task, "upstream": upstream, "task_version": version, "task_config": cfg, "seed": 0,
+        "heads": {
+            "linear": {
+                "type": "mean_pool_linear",
+                "lr": 1e-3,
+                "best_step": 20,
+                "steps": 40,
+                "layer_weights": weights,
+            }
+        },
+        "task": name or task,
+        "upstream": upstream,
+        "task_version": version,
+        "task_config": cfg,
+        "seed": 0,
         "suite": suite or SUITE,
-        "upstream_info": {"name": upstream, "class": "X", "fingerprint": fingerprint or f"fp-{upstream}",
-                          "num_layers": len(weights) - 1, "hidden_size": 8, "frame_rate": 50.0,
-                          "parameters": params, "checkpoint": checkpoint, "pretraining": pretraining},
-        "wall_time_s": 1.0, "samples": {"train": 10, "dev": 10, "test": len(samples)},
+        "upstream_info": {
+            "name": upstream,
+            "class": "X",
+            "fingerprint": fingerprint or f"fp-{upstream}",
+            "num_layers": len(weights) - 1,
+            "hidden_size": 8,
+            "frame_rate": 50.0,
+            "parameters": params,
+            "checkpoint": checkpoint,
+            "pretraining": pretraining,
+        },
+        "wall_time_s": 1.0,
+        "samples": {"train": 10, "dev": 10, "test": len(samples)},
     }
     folder = folder or upstream.replace("/", "_").replace("<", "_").replace(">", "_")
     path = Path(root) / folder / f"{name or task}.json"

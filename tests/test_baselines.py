@@ -15,7 +15,9 @@ from upstreams.baselines import FbankUpstream
 
 def _tone(freq: float, seconds: float, amp: float = 0.3) -> torch.Tensor:
     t = torch.arange(int(16000 * seconds)) / 16000
-    return amp * torch.sin(2 * math.pi * freq * t) + 0.01 * torch.randn(len(t), generator=torch.Generator().manual_seed(0))
+    return amp * torch.sin(2 * math.pi * freq * t) + 0.01 * torch.randn(
+        len(t), generator=torch.Generator().manual_seed(0)
+    )
 
 
 def _batch(*wavs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -33,7 +35,7 @@ def test_fbank_is_kaldi_fbank_per_utterance_and_ignores_padding():
         ref = kaldi.fbank(w[None] * 32768, num_mel_bins=80, sample_frequency=16000, dither=0.0)
         assert int(lens[i]) == len(ref)
         torch.testing.assert_close(hidden[i, : len(ref)], ref, atol=1e-4, rtol=1e-4)
-        assert hidden[i, len(ref):].abs().max() == 0 if len(ref) < hidden.shape[1] else True
+        assert hidden[i, len(ref) :].abs().max() == 0 if len(ref) < hidden.shape[1] else True
 
 
 def test_fbank_context_stacks_neighbours():

@@ -14,9 +14,19 @@ from evalkit.errors import ConfigError
 from upstreams.bestrq import BestRQ, code_perplexity
 from upstreams.objective import Batch, PretrainData
 
-ENCODER = {"kind": "transformer", "dim": 32, "layers": 2, "heads": 2, "ffn_dim": 64, "dropout": 0.0,
-           "attention_dropout": 0.0, "input_dropout": 0.0, "layerdrop": 0.0, "pos_conv_kernel": 8,
-           "pos_conv_groups": 4}
+ENCODER = {
+    "kind": "transformer",
+    "dim": 32,
+    "layers": 2,
+    "heads": 2,
+    "ffn_dim": 64,
+    "dropout": 0.0,
+    "attention_dropout": 0.0,
+    "input_dropout": 0.0,
+    "layerdrop": 0.0,
+    "pos_conv_kernel": 8,
+    "pos_conv_groups": 4,
+}
 
 
 def make(kind: str = "fbank", **objective) -> BestRQ:
@@ -29,7 +39,9 @@ def speechlike(n: int, seed: int) -> torch.Tensor:
     """Noise through a slowly varying gain and a few tones: fbank frames that differ over time."""
     g = torch.Generator().manual_seed(seed)
     t = torch.arange(n) / 16000
-    tones = sum(torch.sin(2 * math.pi * f * t * (1 + 0.3 * torch.sin(2 * math.pi * 3 * t))) for f in (220, 700, 1900))
+    tones = sum(
+        torch.sin(2 * math.pi * f * t * (1 + 0.3 * torch.sin(2 * math.pi * 3 * t))) for f in (220, 700, 1900)
+    )
     gain = 0.5 + 0.5 * torch.sin(2 * math.pi * 2.5 * t + seed)
     return 0.05 * gain * (tones + torch.randn(n, generator=g))
 
@@ -78,7 +90,9 @@ def test_loss_reads_the_targets_of_masked_frames_only(monkeypatch):
     batch = batch_of([speechlike(32000, 3), speechlike(20000, 4)])
     masks = []
     span_mask = bestrq.compute_span_mask
-    monkeypatch.setattr(bestrq, "compute_span_mask", lambda *a, **k: masks.append(span_mask(*a, **k)) or masks[-1])
+    monkeypatch.setattr(
+        bestrq, "compute_span_mask", lambda *a, **k: masks.append(span_mask(*a, **k)) or masks[-1]
+    )
     true_targets = model.targets
 
     def loss_with(change) -> float:
@@ -158,8 +172,15 @@ def test_setup_scores_targets_against_alignments_once(tmp_path, monkeypatch):
     model = make()
     wav = speechlike(16000, 8)
     save_wav(tmp_path / "a.wav", wav.numpy())
-    records = [{"id": "a", "path": "a.wav", "duration": 1.0, "speaker": "",
-                "alignment": [[0.0, 0.5, "a"], [0.5, 1.0, "b"]]}]
+    records = [
+        {
+            "id": "a",
+            "path": "a.wav",
+            "duration": 1.0,
+            "speaker": "",
+            "alignment": [[0.0, 0.5, "a"], [0.5, 1.0, "b"]],
+        }
+    ]
     report = model.setup(PretrainData(tmp_path / "train.jsonl", records), tmp_path / "setup")
     assert report["utterances"] == 1 and 0 <= report["pnmi"] <= 1 and report["phones"] == 2
     monkeypatch.setattr(BestRQ, "target_quality", lambda *_: pytest.fail("recomputed"))
@@ -180,8 +201,16 @@ def test_global_target_norm_keeps_the_level_that_per_utterance_norm_removes(tmp_
     data = PretrainData(tmp_path / "train.jsonl", records)
     model = make(target_norm="global")
     model.setup(data, tmp_path / "setup")
-    frames = torch.cat([kaldi.fbank(torch.from_numpy(load_audio(tmp_path / f"{i}.wav"))[None] * 32768.0,
-                                    num_mel_bins=80, dither=0.0).double() for i in range(2)])
+    frames = torch.cat(
+        [
+            kaldi.fbank(
+                torch.from_numpy(load_audio(tmp_path / f"{i}.wav"))[None] * 32768.0,
+                num_mel_bins=80,
+                dither=0.0,
+            ).double()
+            for i in range(2)
+        ]
+    )
     torch.testing.assert_close(model.fbank_mean.double(), frames.mean(0), rtol=1e-5, atol=1e-4)
     torch.testing.assert_close(model.fbank_std.double(), frames.std(0, unbiased=False), rtol=1e-4, atol=1e-4)
 
@@ -218,8 +247,13 @@ def test_unmasked_weight_adds_the_cross_entropy_of_the_unmasked_frames():
     features, lens = model.encoder.frontend(batch.wavs, batch.wav_lens)
     valid = bestrq.padding_mask(lens, features.shape[1])
     codes, has_target = model.targets(batch.wavs, batch.wav_lens, features.shape[1])
-    mask = bestrq.compute_span_mask(lens, model.settings.mask_prob, model.settings.mask_span,
-                                    min_masks=model.settings.mask_min_spans, max_len=features.shape[1])
+    mask = bestrq.compute_span_mask(
+        lens,
+        model.settings.mask_prob,
+        model.settings.mask_span,
+        min_masks=model.settings.mask_min_spans,
+        max_len=features.shape[1],
+    )
     hidden = model.encoder.encoder(features, valid, mask=mask, masker=model.masker)[-1]
     unmasked = ~mask & has_target & valid
     logits = model.head(hidden[unmasked]).float().view(-1, 1, model.settings.codebook_size)

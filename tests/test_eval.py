@@ -21,8 +21,24 @@ TASKS = ("pr", "asr", "ks", "qbe", "ic", "sf", "sid", "asv", "sd", "er")
 @pytest.fixture(scope="module")
 def fbank_results(smoke_suite, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("results")
-    assert main(["eval", "--upstream", "fbank", "--tasks", "all", "--data", str(smoke_suite), "--output", str(out),
-                 "--steps", "6"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--upstream",
+                "fbank",
+                "--tasks",
+                "all",
+                "--data",
+                str(smoke_suite),
+                "--output",
+                str(out),
+                "--steps",
+                "6",
+            ]
+        )
+        == 0
+    )
     return out
 
 
@@ -47,16 +63,50 @@ def test_fbank_on_all_ten_tasks(fbank_results):
 @pytest.mark.slow
 def test_rerun_skips_finished_tasks(fbank_results, smoke_suite, capsys):
     before = (fbank_results / "fbank" / "ks.json").stat().st_mtime_ns
-    assert main(["eval", "--upstream", "fbank", "--tasks", "ks", "--data", str(smoke_suite), "--output",
-                 str(fbank_results), "--steps", "6"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--upstream",
+                "fbank",
+                "--tasks",
+                "ks",
+                "--data",
+                str(smoke_suite),
+                "--output",
+                str(fbank_results),
+                "--steps",
+                "6",
+            ]
+        )
+        == 0
+    )
     assert (fbank_results / "fbank" / "ks.json").stat().st_mtime_ns == before
     assert "result exists" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("protocol", ["superb", "quick"])
 def test_protocols_train_the_reference_head(smoke_suite, tmp_path, protocol):
-    assert main(["eval", "--upstream", "fbank", "--tasks", "ks", "--data", str(smoke_suite), "--output",
-                 str(tmp_path), "--steps", "2", "--protocol", protocol]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--upstream",
+                "fbank",
+                "--tasks",
+                "ks",
+                "--data",
+                str(smoke_suite),
+                "--output",
+                str(tmp_path),
+                "--steps",
+                "2",
+                "--protocol",
+                protocol,
+            ]
+        )
+        == 0
+    )
     res = json.loads((tmp_path / "fbank" / "ks.json").read_text())
     grid = load_task("ks").lr_grid
     assert list(res["heads"]) == [load_task("ks").heads[0].name] and res["protocol"] == protocol
@@ -90,9 +140,19 @@ def test_featurizer_weights_move_to_the_informative_layer(tmp_path):
 
     classes = ["a", "b", "c", "d"]
     for split, n in (("train", 64), ("dev", 16), ("test", 16)):
-        write_manifest(tmp_path / "toy" / f"{split}.jsonl",
-                       [{"id": f"{split}{i}", "path": "x.wav", "duration": 1.0, "speaker": "s",
-                         "label": classes[i % 4]} for i in range(n)])
+        write_manifest(
+            tmp_path / "toy" / f"{split}.jsonl",
+            [
+                {
+                    "id": f"{split}{i}",
+                    "path": "x.wav",
+                    "duration": 1.0,
+                    "speaker": "s",
+                    "label": classes[i % 4],
+                }
+                for i in range(n)
+            ],
+        )
     task = load_task_file(ROOT / "tasks" / "ks" / "task.yaml")
     task.corpus, task.heads = "toy", task.heads[:1]
     recipe = RECIPES["classification"](task, tmp_path)
@@ -111,8 +171,26 @@ def test_readme_task_example_runs(smoke_suite, tmp_path):
     (folder / "task.yaml").write_text(block)
     assert main(["validate", str(folder / "task.yaml")]) == 0
     out = tmp_path / "res"
-    assert main(["eval", "--upstream", "fbank", "--tasks", "accent", "--include-path", str(tmp_path / "mytasks"),
-                 "--data", str(smoke_suite), "--output", str(out), "--steps", "4"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--upstream",
+                "fbank",
+                "--tasks",
+                "accent",
+                "--include-path",
+                str(tmp_path / "mytasks"),
+                "--data",
+                str(smoke_suite),
+                "--output",
+                str(out),
+                "--steps",
+                "4",
+            ]
+        )
+        == 0
+    )
     res = json.loads((out / "fbank" / "accent.json").read_text())
     assert res["task"] == "accent" and 0 <= res["metrics"]["test"]["accuracy"] <= 1
 
@@ -152,12 +230,41 @@ def test_missing_audio_exits_2_and_keeps_results(smoke_suite, tmp_path, capsys):
     shutil.copytree(smoke_suite / "ks", data / "ks")
     shutil.copytree(smoke_suite / "er", data / "er")
     out = tmp_path / "out"
-    assert main(["eval", "--upstream", "fbank", "--tasks", "ks", "--data", str(data), "--output", str(out),
-                 "--steps", "2"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--upstream",
+                "fbank",
+                "--tasks",
+                "ks",
+                "--data",
+                str(data),
+                "--output",
+                str(out),
+                "--steps",
+                "2",
+            ]
+        )
+        == 0
+    )
     recs = read_manifest(data / "er" / "test.jsonl")
     (data / "er" / recs[0]["path"]).unlink()
-    code = main(["eval", "--upstream", "fbank", "--tasks", "ks,er", "--data", str(data), "--output", str(out),
-                 "--steps", "2"])
+    code = main(
+        [
+            "eval",
+            "--upstream",
+            "fbank",
+            "--tasks",
+            "ks,er",
+            "--data",
+            str(data),
+            "--output",
+            str(out),
+            "--steps",
+            "2",
+        ]
+    )
     assert code == 2
     err = capsys.readouterr().err
     assert recs[0]["path"].split("/")[-1] in err and "missing" in err

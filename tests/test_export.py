@@ -19,14 +19,24 @@ from upstreams import load_checkpoint, load_upstream
 from upstreams.encoder import SSLEncoder
 
 TOL = 1e-4
-SMALL_ENCODER = {"kind": "transformer", "dim": 32, "layers": 2, "heads": 4, "ffn_dim": 64,
-                 "pos_conv_kernel": 16, "pos_conv_groups": 4}
+SMALL_ENCODER = {
+    "kind": "transformer",
+    "dim": 32,
+    "layers": 2,
+    "heads": 4,
+    "ffn_dim": 64,
+    "pos_conv_kernel": 16,
+    "pos_conv_groups": 4,
+}
 
 # id -> (front-end overrides, encoder overrides)
 VARIANTS = {
     "base-post-ln-groupnorm": ({"norm": "group_norm"}, {}),
     "large-pre-ln-layernorm-bias": ({"norm": "layer_norm", "conv_bias": True}, {"norm_first": True}),
-    "odd-kernel-no-weight-norm": ({"norm": "layer_norm"}, {"pos_conv_kernel": 15, "pos_conv_weight_norm": False}),
+    "odd-kernel-no-weight-norm": (
+        {"norm": "layer_norm"},
+        {"pos_conv_kernel": 15, "pos_conv_weight_norm": False},
+    ),
     "no-positional-conv": ({"norm": "group_norm"}, {"pos_conv_kernel": 0}),
 }
 
@@ -38,7 +48,10 @@ def save_checkpoint(folder, frontend: dict, encoder: dict, seed: int = 0) -> SSL
     with the 0.02-std init a q/k mix-up would hardly change the output.
     """
     torch.manual_seed(seed)
-    config = {"frontend": {"kind": "cnn", "channels": 16, **frontend}, "encoder": {**SMALL_ENCODER, **encoder}}
+    config = {
+        "frontend": {"kind": "cnn", "channels": 16, **frontend},
+        "encoder": {**SMALL_ENCODER, **encoder},
+    }
     model = SSLEncoder(**config).eval()
     with torch.no_grad():
         for name, p in model.named_parameters():
@@ -74,8 +87,20 @@ def max_diff(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
 def test_export_reproduces_every_hidden_state(tmp_path, variant, model_type):
     frontend, encoder = VARIANTS[variant]
     ours = save_checkpoint(tmp_path / "ckpt", frontend, encoder)
-    assert main(["export", "--format", "hf", "--model-type", model_type,
-                 str(tmp_path / "ckpt"), str(tmp_path / "hf")]) == 0
+    assert (
+        main(
+            [
+                "export",
+                "--format",
+                "hf",
+                "--model-type",
+                model_type,
+                str(tmp_path / "ckpt"),
+                str(tmp_path / "hf"),
+            ]
+        )
+        == 0
+    )
     for name in ("config.json", "model.safetensors", "preprocessor_config.json"):
         assert (tmp_path / "hf" / name).is_file()
 
@@ -155,8 +180,10 @@ def test_not_an_encoder_checkpoint_exits_2(tmp_path, capsys):
     assert "overwrite" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize(("method", "architecture"), [("wav2vec2", "Wav2Vec2Model"), ("bestrq", "HubertModel"),
-                                                    (None, "HubertModel")])
+@pytest.mark.parametrize(
+    ("method", "architecture"),
+    [("wav2vec2", "Wav2Vec2Model"), ("bestrq", "HubertModel"), (None, "HubertModel")],
+)
 def test_auto_model_type_follows_the_pretraining_method(tmp_path, capsys, method, architecture):
     save_checkpoint(tmp_path / "ckpt", {}, {})
     if method:

@@ -329,11 +329,14 @@ def test_padded_lstm_matches_torch_packed_sequence(bidirectional, num_layers):
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("name,kwargs", [
-    ("linear_ctc", dict(vocab_size=7)),
-    ("bilstm_ctc", dict(vocab_size=7, proj=16, hidden=8)),
-    ("conv_ctc", dict(vocab_size=7, channels=16)),
-])
+@pytest.mark.parametrize(
+    "name,kwargs",
+    [
+        ("linear_ctc", dict(vocab_size=7)),
+        ("bilstm_ctc", dict(vocab_size=7, proj=16, hidden=8)),
+        ("conv_ctc", dict(vocab_size=7, channels=16)),
+    ],
+)
 def test_ctc_heads_repeat_frames_for_slow_upstreams(name, kwargs):
     plain, doubled = _build(name, kwargs).eval(), _build(name, {**kwargs, "upsample": 2}).eval()
     x, lens = _batch([10, 6])

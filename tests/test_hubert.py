@@ -33,9 +33,19 @@ K = 50  # clusters in the smoke tests: few enough that 19k frames estimate PNMI 
 def tiny(frontend: str = "fbank", layers: int = 2, dim: int = 64) -> dict:
     return {
         "frontend": {"kind": frontend, "channels": dim},
-        "encoder": {"kind": "transformer", "dim": dim, "layers": layers, "heads": 4, "ffn_dim": 2 * dim,
-                    "dropout": 0.0, "attention_dropout": 0.0, "input_dropout": 0.0, "layerdrop": 0.0,
-                    "pos_conv_kernel": 16, "pos_conv_groups": 4},
+        "encoder": {
+            "kind": "transformer",
+            "dim": dim,
+            "layers": layers,
+            "heads": 4,
+            "ffn_dim": 2 * dim,
+            "dropout": 0.0,
+            "attention_dropout": 0.0,
+            "input_dropout": 0.0,
+            "layerdrop": 0.0,
+            "pos_conv_kernel": 16,
+            "pos_conv_groups": 4,
+        },
     }
 
 
@@ -133,12 +143,18 @@ def test_mfcc_targets_carry_phone_information(smoke_pretrain, mfcc_setup):
 
     targets = ClusterTargets.load(folder)
     labels = np.concatenate([np.asarray(targets.utterance(r["id"])) for r in smoke_pretrain.records])
-    phones = [p for r in smoke_pretrain.records
-              for p in aligned_phones(r["alignment"], len(targets.utterance(r["id"])), targets.hop)]
+    phones = [
+        p
+        for r in smoke_pretrain.records
+        for p in aligned_phones(r["alignment"], len(targets.utterance(r["id"])), targets.hop)
+    ]
     assert cluster_quality(phones, np.random.default_rng(0).permutation(labels)).pnmi < 0.05
     # Phones read at the wrong frame rate (50 Hz instead of 100) lose most of the information.
-    wrong = [p for r in smoke_pretrain.records
-             for p in aligned_phones(r["alignment"], len(targets.utterance(r["id"])), 2 * targets.hop)]
+    wrong = [
+        p
+        for r in smoke_pretrain.records
+        for p in aligned_phones(r["alignment"], len(targets.utterance(r["id"])), 2 * targets.hop)
+    ]
     assert cluster_quality(wrong, labels).pnmi < 0.5 * q["pnmi"]
 
 
@@ -171,8 +187,15 @@ def test_label_frames_match_encoder_frames(frontend):
         n_enc = int(encoder.frames_for(torch.tensor([samples]))[0])
         assert n_enc >= 1 and step * (n_enc - 1) <= n_mfcc - 1  # every encoder frame has its own MFCC label
         assert n_enc >= math.ceil(n_mfcc / step) - (1 if frontend == "cnn" else 0)
-        targets = ClusterTargets(np.arange(n_mfcc, dtype=np.int16), ["u"], np.array([0]), np.array([n_mfcc]),
-                                 MFCC_HOP, n_mfcc, "test")
+        targets = ClusterTargets(
+            np.arange(n_mfcc, dtype=np.int16),
+            ["u"],
+            np.array([0]),
+            np.array([n_mfcc]),
+            MFCC_HOP,
+            n_mfcc,
+            "test",
+        )
         assert targets.frames("u", 0, n_enc, hop).tolist() == list(range(0, step * n_enc, step))
         # A crop starting 0.5 s in reads the utterance's labels from frame 50 on.
         assert targets.frames("u", 8000, 2, hop).tolist() == [min(50, n_mfcc - 1), min(50 + step, n_mfcc - 1)]
@@ -218,7 +241,9 @@ def test_hubert_loss_falls(smoke_pretrain, mfcc_setup):
 
 def test_original_hubert_cosine_recipe_runs(smoke_pretrain, mfcc_setup):
     torch.manual_seed(0)
-    objective = HuBERT(tiny("cnn", dim=32), n_clusters=K, head="cosine", final_dim=16, frontend_grad_scale=0.1)
+    objective = HuBERT(
+        tiny("cnn", dim=32), n_clusters=K, head="cosine", final_dim=16, frontend_grad_scale=0.1
+    )
     objective.load_setup(mfcc_setup[0])
     history = train(objective, smoke_pretrain, steps=6)
     assert all(math.isfinite(h["loss"]) for h in history)
@@ -239,7 +264,9 @@ def test_unmasked_weight_adds_the_unmasked_frames_loss(smoke_pretrain, mfcc_setu
         outs.append(objective(batch))
     plain, weighted = outs
     assert "ce_unmasked" not in plain.stats
-    assert float(weighted.loss.detach()) == pytest.approx(weighted.stats["ce"] + 0.5 * weighted.stats["ce_unmasked"], rel=1e-5)
+    assert float(weighted.loss.detach()) == pytest.approx(
+        weighted.stats["ce"] + 0.5 * weighted.stats["ce_unmasked"], rel=1e-5
+    )
     assert weighted.stats["ce"] == pytest.approx(plain.stats["ce"], rel=1e-5)
     with pytest.raises(ConfigError, match="unmasked_weight"):
         HuBERT(tiny(), unmasked_weight=-1)
@@ -329,7 +356,9 @@ def test_recipes_run_through_the_loop(smoke_pretrain, tmp_path, monkeypatch):
 
     suite = smoke_pretrain.manifest.parent.parent
     monkeypatch.setenv("EVALKIT_WORK", str(tmp_path))
-    out = pretrain(recipe("hubert-tiny"), data=suite, out=tmp_path / "hubert-tiny", max_steps=2, progress=False)
+    out = pretrain(
+        recipe("hubert-tiny"), data=suite, out=tmp_path / "hubert-tiny", max_steps=2, progress=False
+    )
     summary = json.loads((out / "config.json").read_text())
     assert summary["pretraining"]["setup_report"]["quality"]["pnmi"] > 0.2
     pretrain(recipe("hubert-tiny"), data=suite, out=out, max_steps=3, resume=True, progress=False)
@@ -338,7 +367,9 @@ def test_recipes_run_through_the_loop(smoke_pretrain, tmp_path, monkeypatch):
     hidden, lens = upstream(torch.zeros(1, 16000), torch.tensor([16000]))
     assert len(hidden) == 5 and int(lens[0]) == 25
 
-    distil = pretrain(recipe("distilhubert-tiny"), data=suite, out=tmp_path / "distil", max_steps=2, progress=False)
+    distil = pretrain(
+        recipe("distilhubert-tiny"), data=suite, out=tmp_path / "distil", max_steps=2, progress=False
+    )
     report = json.loads((distil / "config.json").read_text())["pretraining"]["setup_report"]
     assert report["student_init"].startswith("copied") and report["target_layers"] == [2, 3, 4]
 
@@ -347,7 +378,9 @@ def test_recipes_run_through_the_loop(smoke_pretrain, tmp_path, monkeypatch):
     iter2.objective["targets"]["path"] = "${work}/hubert-tiny"
     out2 = pretrain(iter2, data=suite, out=tmp_path / "iter2", max_steps=2, progress=False)
     report = json.loads((out2 / "config.json").read_text())["pretraining"]["setup_report"]
-    assert report["source"] == f"{tmp_path / 'hubert-tiny'} layer 3" and report["quality"]["clusters_used"] == K
+    assert (
+        report["source"] == f"{tmp_path / 'hubert-tiny'} layer 3" and report["quality"]["clusters_used"] == K
+    )
 
 
 def test_distilhubert_reads_a_faster_teacher_at_the_students_frames(smoke_pretrain, tmp_path):

@@ -39,14 +39,28 @@ def test_build_writes_every_format_and_the_table_holds_the_numbers(results, tmp_
     report = build_leaderboard(results, out, n_boot=300, plots=True)
     assert report.warnings == []
     folder = out / "synthetic-smoke-seed0"
-    for name in ("leaderboard.md", "leaderboard.csv", "leaderboard.tex", "leaderboard.json", "plots/scores.png"):
+    for name in (
+        "leaderboard.md",
+        "leaderboard.csv",
+        "leaderboard.tex",
+        "leaderboard.json",
+        "plots/scores.png",
+    ):
         assert (folder / name).is_file(), name
     assert (out / "index.html").is_file()
     assert (out / "leaderboard.md").read_text() == (folder / "leaderboard.md").read_text()
     assert len(list((folder / "plots").glob("layer_weights_*.png"))) == 5
     table = _table(out)
-    assert [c["id"] for c in table["columns"]] == ["upstream", "ks", "asr", "asv", "score", "rank", "params",
-                                                   "pretraining"]
+    assert [c["id"] for c in table["columns"]] == [
+        "upstream",
+        "ks",
+        "asr",
+        "asv",
+        "score",
+        "rank",
+        "params",
+        "pretraining",
+    ]
     assert {r["upstream"] for r in table["rows"]} == {"fbank", "best", "close", "weak", EVIL}
     best = _row(table, "best")
     assert best["cells"]["ks"]["value"] == pytest.approx(0.95)
@@ -128,8 +142,14 @@ def test_malformed_and_inconsistent_files_are_named_and_skipped(results, tmp_pat
     data["higher_is_better"] = "yes"
     wrong_type.write_text(json.dumps(data))
     other_version = write_task(results, "best", "ks", ks_samples(0), folder="rerun/best", version=2)
-    other_model = write_task(results, "close", "asv", asv_samples(9, 1.0), folder="elsewhere/close",
-                             fingerprint="another-checkpoint")
+    other_model = write_task(
+        results,
+        "close",
+        "asv",
+        asv_samples(9, 1.0),
+        folder="elsewhere/close",
+        fingerprint="another-checkpoint",
+    )
     out = tmp_path / "board"
     report = build_leaderboard(results, out, n_boot=100, plots=False)
     text = "\n".join(report.warnings)
@@ -176,7 +196,9 @@ def test_stored_references_keep_the_score_fixed_when_entries_change(results, tmp
     assert ref.version == 1
     write_references(results, ref_file)  # same points: same version
     assert load_reference(ref_file).version == 1
-    assert ref.suite == "synthetic-smoke" and ref.seed == 0 and ref.task_version == {"asr": 1, "asv": 1, "ks": 1}
+    assert (
+        ref.suite == "synthetic-smoke" and ref.seed == 0 and ref.task_version == {"asr": 1, "asv": 1, "ks": 1}
+    )
     assert ref.fbank["ks"] == pytest.approx(0.25) and ref.best == {"asr": 0.0, "asv": 0.0, "ks": 1.0}
     build_leaderboard(results, tmp_path / "b1", references_dir=ref_file.parent, n_boot=50, plots=False)
     before = _row(_table(tmp_path / "b1"), "best")["cells"]["score"]["value"]
@@ -213,7 +235,9 @@ def test_quick_protocol_results_are_a_suite_of_their_own_scored_on_their_own_fba
 
 def test_checkpoint_folders_are_shown_by_their_name_when_unique(results, tmp_path):
     for spec in ("/runs/a/upstreams/hubert", "/runs/a/upstreams/bestrq", "/runs/b/upstreams/bestrq"):
-        write_task(results, spec, "ks", ks_samples(5), folder=spec.strip("/").replace("/", "_"), checkpoint=spec)
+        write_task(
+            results, spec, "ks", ks_samples(5), folder=spec.strip("/").replace("/", "_"), checkpoint=spec
+        )
     build_leaderboard(results, tmp_path / "b", n_boot=20, plots=False)
     shown = {r["upstream"]: r["cells"]["upstream"]["display"] for r in _table(tmp_path / "b")["rows"]}
     assert shown["/runs/a/upstreams/hubert"] == "hubert"
@@ -223,14 +247,31 @@ def test_checkpoint_folders_are_shown_by_their_name_when_unique(results, tmp_pat
 
 def test_cli_build_prints_warnings_and_fails_cleanly(results, tmp_path, capsys):
     (results / "junk.json").write_text("[]")
-    assert main(["leaderboard", "build", "--results", str(results), "--out", str(tmp_path / "o"),
-                 "--bootstrap", "50", "--no-plots"]) == 0
+    assert (
+        main(
+            [
+                "leaderboard",
+                "build",
+                "--results",
+                str(results),
+                "--out",
+                str(tmp_path / "o"),
+                "--bootstrap",
+                "50",
+                "--no-plots",
+            ]
+        )
+        == 0
+    )
     err = capsys.readouterr().err
     assert "junk.json" in err
     ref = tmp_path / "refs" / "synthetic-smoke.json"
     assert main(["leaderboard", "references", "--results", str(results), "--out", str(ref)]) == 0
     assert load_reference(ref).fbank["ks"] == pytest.approx(0.25)
-    assert main(["leaderboard", "build", "--results", str(tmp_path / "missing"), "--out", str(tmp_path / "o")]) == 2
+    assert (
+        main(["leaderboard", "build", "--results", str(tmp_path / "missing"), "--out", str(tmp_path / "o")])
+        == 2
+    )
     assert "no such folder" in capsys.readouterr().err
     with pytest.raises(EvalkitError, match="no usable result"):
         build_leaderboard(tmp_path / "o" / "synthetic-smoke-seed0", tmp_path / "o2")
@@ -250,8 +291,10 @@ def test_real_corpus_suites_get_the_official_superb_score(tmp_path):
     cell = table["rows"][0]["cells"]["score"]
     ks_points = 1000 * (96.66 - 41.38) / (96.66 - 41.38)
     er_points = 1000 * (65.0 - 48.24) / (67.62 - 48.24)
-    assert cell["detail"]["points"] == {"ks": pytest.approx(ks_points, abs=0.05), "er": pytest.approx(er_points,
-                                                                                                      abs=0.05)}
+    assert cell["detail"]["points"] == {
+        "ks": pytest.approx(ks_points, abs=0.05),
+        "er": pytest.approx(er_points, abs=0.05),
+    }
     assert cell["detail"]["tasks"] == "2/10" and cell["display"].startswith("(")
     assert "official SUPERB score" in table["score_note"]
 
@@ -268,7 +311,9 @@ def test_results_off_the_profile_budget_are_flagged_and_refused_as_references(re
     build_leaderboard(results, tmp_path / "board", n_boot=20, plots=False)
     table = _table(tmp_path / "board")
     assert "3 result(s) trained off the profile's step budget" in table["notes"][0]
-    assert _row(table, "fbank")["cells"]["ks"]["detail"]["off_budget"] == "6 steps; the profile's budget is 40"
+    assert (
+        _row(table, "fbank")["cells"]["ks"]["detail"]["off_budget"] == "6 steps; the profile's budget is 40"
+    )
     assert "off_budget" not in _row(table, "best")["cells"]["ks"]["detail"]
 
 
@@ -276,9 +321,14 @@ def test_suite_versions_are_kept_apart():
     from evalkit.leaderboard.collect import suite_of
 
     old = {"suite": {"profile": "default", "seed": 0}}  # stamped before suites had versions
-    assert suite_of(old)[:3] == ("synthetic-default-seed0", "synthetic suite, profile default, seed 0",
-                                 "synthetic-default")
-    assert suite_of({"suite": {"profile": "default", "seed": 0, "version": 1}})[0] == "synthetic-default-seed0"
+    assert suite_of(old)[:3] == (
+        "synthetic-default-seed0",
+        "synthetic suite, profile default, seed 0",
+        "synthetic-default",
+    )
+    assert (
+        suite_of({"suite": {"profile": "default", "seed": 0, "version": 1}})[0] == "synthetic-default-seed0"
+    )
     new = {"suite": {"profile": "default", "seed": 0, "version": 2}, "protocol": "quick"}
     sid, label, ref, _ = suite_of(new)
     assert (sid, ref) == ("synthetic-default-v2-seed0-quick", "synthetic-default-v2-quick")
@@ -290,13 +340,29 @@ def test_one_checkpoint_evaluated_from_two_folders_is_one_row(tmp_path):
     # folder: its new results name another path, but the folder name and the weights are the same.
     results = tmp_path / "results"
     old, new = "/runs/a/upstreams/hubert-random", "/runs/b/upstreams/hubert-random"
-    write_task(results, old, "ks", ks_samples(20), folder="hubert-random", checkpoint=old, fingerprint="fp-twin")
-    write_task(results, new, "asv", asv_samples(1, 1.0), folder="hubert-random", checkpoint=new,
-               fingerprint="fp-twin")
+    write_task(
+        results, old, "ks", ks_samples(20), folder="hubert-random", checkpoint=old, fingerprint="fp-twin"
+    )
+    write_task(
+        results,
+        new,
+        "asv",
+        asv_samples(1, 1.0),
+        folder="hubert-random",
+        checkpoint=new,
+        fingerprint="fp-twin",
+    )
     # the same folder name with other weights stays a separate upstream, shown by its full path
     other = "/runs/c/upstreams/hubert-random"
-    write_task(results, other, "ks", ks_samples(30), folder="c/hubert-random", checkpoint=other,
-               fingerprint="fp-other")
+    write_task(
+        results,
+        other,
+        "ks",
+        ks_samples(30),
+        folder="c/hubert-random",
+        checkpoint=other,
+        fingerprint="fp-other",
+    )
     suites, warnings = collect(results)
     (suite,) = suites.values()
     assert warnings == []
@@ -317,17 +383,42 @@ def test_pretrained_upstreams_are_compared_with_their_random_init_twins(tmp_path
     results = tmp_path / "results"
     twin = {"method": "random-init", "twin_of": "hubert, w2v"}
     up = "/runs/u/upstreams/"
-    write_task(results, up + "hubert", "ks", ks_samples(20), checkpoint=up + "hubert",
-               pretraining={"method": "hubert"})
-    write_task(results, up + "hubert", "asv", asv_samples(3, 0.3), checkpoint=up + "hubert",
-               pretraining={"method": "hubert"})
-    write_task(results, up + "hubert-random", "ks", ks_samples(60), checkpoint=up + "hubert-random",
-               pretraining=twin)
-    write_task(results, up + "hubert-random", "asv", asv_samples(2, 3.0), checkpoint=up + "hubert-random",
-               pretraining=twin)
+    write_task(
+        results,
+        up + "hubert",
+        "ks",
+        ks_samples(20),
+        checkpoint=up + "hubert",
+        pretraining={"method": "hubert"},
+    )
+    write_task(
+        results,
+        up + "hubert",
+        "asv",
+        asv_samples(3, 0.3),
+        checkpoint=up + "hubert",
+        pretraining={"method": "hubert"},
+    )
+    write_task(
+        results, up + "hubert-random", "ks", ks_samples(60), checkpoint=up + "hubert-random", pretraining=twin
+    )
+    write_task(
+        results,
+        up + "hubert-random",
+        "asv",
+        asv_samples(2, 3.0),
+        checkpoint=up + "hubert-random",
+        pretraining=twin,
+    )
     # one item better and four worse than the twin's, five better: a difference of one item, not significant
-    write_task(results, up + "w2v", "ks", ks_samples(59, flip_first=5), checkpoint=up + "w2v",
-               pretraining={"method": "wav2vec2"})
+    write_task(
+        results,
+        up + "w2v",
+        "ks",
+        ks_samples(59, flip_first=5),
+        checkpoint=up + "w2v",
+        pretraining={"method": "wav2vec2"},
+    )
     write_task(results, "fbank", "ks", ks_samples(100))  # no twin: not in the comparison
     out = tmp_path / "board"
     build_leaderboard(results, out, n_boot=300, plots=False)

@@ -31,10 +31,22 @@ def chromium() -> str:
 
 
 def dump_dom(url: str, tmp_path) -> str:
-    cmd = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync",
-           "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'chromium-profile'}",
-           "--virtual-time-budget=5000", "--dump-dom", url]
+    cmd = [
+        chromium(),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+        "--virtual-time-budget=5000",
+        "--dump-dom",
+        url,
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "<html" in out.stdout, out.stderr[-2000:]
@@ -60,12 +72,15 @@ def test_page_shows_every_row_and_runs_its_script(page, tmp_path):
     assert "<title>evalkit leaderboard</title>" in dom
 
 
-@pytest.mark.parametrize(("fragment", "expected"), [
-    ("#sort=ks", ["best", "close", "weak", EVIL, "fbank"]),  # accuracy: highest first
-    ("#sort=ks:asc", ["fbank", EVIL, "weak", "close", "best"]),
-    ("#sort=upstream", ["<", "best", "close", "fbank", "weak"]),
-    ("#sort=params", ["fbank", EVIL, "weak", "close", "best"]),
-])
+@pytest.mark.parametrize(
+    ("fragment", "expected"),
+    [
+        ("#sort=ks", ["best", "close", "weak", EVIL, "fbank"]),  # accuracy: highest first
+        ("#sort=ks:asc", ["fbank", EVIL, "weak", "close", "best"]),
+        ("#sort=upstream", ["<", "best", "close", "fbank", "weak"]),
+        ("#sort=params", ["fbank", EVIL, "weak", "close", "best"]),
+    ],
+)
 def test_sorting_through_the_url_fragment(page, tmp_path, fragment, expected):
     dom = dump_dom(page.as_uri() + fragment, tmp_path)
     order = row_order(dom)

@@ -55,15 +55,21 @@ def test_unknown_dependency_is_named(tmp_path):
 def test_recipes_differing_only_in_training_settings_share_one_twin(tmp_path, monkeypatch):
     def recipe(name: str, **encoder) -> None:
         spec = {"kind": "transformer", "dim": 8, "layers": 2, **encoder}
-        (tmp_path / f"{name}-x.yaml").write_text(json.dumps({"encoder": {"frontend": {"kind": "fbank"}, "encoder": spec}}))
+        (tmp_path / f"{name}-x.yaml").write_text(
+            json.dumps({"encoder": {"frontend": {"kind": "fbank"}, "encoder": spec}})
+        )
 
     recipe("hubert-iter2", dropout=0.0)  # the published HuBERT is iteration 2
     recipe("wav2vec2", dropout=0.05, layerdrop=0.1, attention_dropout=0.1)  # same model once in eval mode
     recipe("bestrq", dropout=0.0, layers=3)  # a different model
     recipe("summarymixing", kind="summarymixing")
     monkeypatch.setattr(pipeline, "CONFIGS", tmp_path)
-    assert pipeline.shared_twins("x") == {"hubert": ["hubert", "wav2vec2"], "bestrq": ["bestrq"],
-                                          "summarymixing": ["summarymixing"], "distilhubert": ["distilhubert"]}
+    assert pipeline.shared_twins("x") == {
+        "hubert": ["hubert", "wav2vec2"],
+        "bestrq": ["bestrq"],
+        "summarymixing": ["summarymixing"],
+        "distilhubert": ["distilhubert"],
+    }
 
 
 def test_only_names_known_upstreams_and_brings_unfinished_dependencies(tmp_path):
@@ -71,7 +77,11 @@ def test_only_names_known_upstreams_and_brings_unfinished_dependencies(tmp_path)
 
     with pytest.raises(EvalkitError, match=r"unknown upstream 'bestrg'.*bestrq"):
         pipeline._check_only(["bestrg"])
-    assert pipeline._with_dependencies({"distilhubert"}, tmp_path) == {"distilhubert", "hubert", "hubert-iter1"}
+    assert pipeline._with_dependencies({"distilhubert"}, tmp_path) == {
+        "distilhubert",
+        "hubert",
+        "hubert-iter1",
+    }
     done = tmp_path / "hubert"
     done.mkdir()
     (done / "config.json").write_text(json.dumps({"pretraining": {"finished": True}}))
@@ -91,10 +101,15 @@ def test_seeding_from_a_published_folder_leaves_out_what_is_redone(tmp_path):
         pipeline.seed_from_published(tmp_path / "nowhere", work, skip=set(), log=lambda *_: None)
     pipeline.seed_from_published(pub, work, skip={"bestrq"}, log=lambda *_: None)
     assert sorted(p.relative_to(work).as_posix() for p in work.rglob("*.json")) == [
-        "results/hubert/pr.json", "run.json", "stages.json"]
+        "results/hubert/pr.json",
+        "run.json",
+        "stages.json",
+    ]
     assert json.loads((work / "run.json").read_text()) == {"invocations": [{"evalkit_commit": "abc"}]}
     (work / "results" / "hubert" / "pr.json").write_text('{"redone": 1}')
-    pipeline.seed_from_published(pub, work, skip=set(), log=lambda *_: None)  # a resume: nothing is copied again
+    pipeline.seed_from_published(
+        pub, work, skip=set(), log=lambda *_: None
+    )  # a resume: nothing is copied again
     assert (work / "results" / "hubert" / "pr.json").read_text() == '{"redone": 1}'
     assert not (work / "results" / "bestrq").exists()
 
@@ -102,8 +117,11 @@ def test_seeding_from_a_published_folder_leaves_out_what_is_redone(tmp_path):
 @pytest.mark.slow
 def test_smoke_pipeline_runs_and_resumes_without_redoing_work(smoke_suite, tmp_path, monkeypatch):
     """The whole pipeline on the smoke suite, shortened further; a second run redoes nothing."""
-    monkeypatch.setitem(pipeline.PROFILES, "smoke",
-                        pipeline.RunProfile("smoke", "tiny", max_steps=2, eval_steps=2, protocol="quick"))
+    monkeypatch.setitem(
+        pipeline.PROFILES,
+        "smoke",
+        pipeline.RunProfile("smoke", "tiny", max_steps=2, eval_steps=2, protocol="quick"),
+    )
     shutil.copytree(smoke_suite, tmp_path / "smoke" / "suite")
     board = pipeline.run_pipeline("smoke", tmp_path, workers=2, log=lambda *_: None)
     assert (board / "index.html").is_file() and (board / "leaderboard.md").is_file()
@@ -111,8 +129,11 @@ def test_smoke_pipeline_runs_and_resumes_without_redoing_work(smoke_suite, tmp_p
     files = sorted(results.glob("*/*.json"))
     twins = pipeline.shared_twins("tiny")
     # HuBERT, wav2vec 2.0 and BEST-RQ share the tiny Transformer, hence one twin
-    assert twins == {"hubert": ["hubert", "wav2vec2", "bestrq"], "summarymixing": ["summarymixing"],
-                     "distilhubert": ["distilhubert"]}
+    assert twins == {
+        "hubert": ["hubert", "wav2vec2", "bestrq"],
+        "summarymixing": ["summarymixing"],
+        "distilhubert": ["distilhubert"],
+    }
     assert len(files) == 10 * 10  # fbank, fbank_context, five upstreams and three random twins
     for owner, names in twins.items():
         twin = json.loads((results / f"{owner}-random" / "ks.json").read_text())
@@ -144,7 +165,9 @@ def test_smoke_pipeline_runs_and_resumes_without_redoing_work(smoke_suite, tmp_p
     pub = tmp_path / "pub"
     board = pipeline.publish(tmp_path, pub, "smoke", log=lines.append)
     copied = sorted(p.relative_to(pub / "results") for p in (pub / "results").rglob("*") if p.is_file())
-    assert copied == sorted(p.relative_to(results) for p in results.rglob("*.json*") if ".cache" not in p.parts)
+    assert copied == sorted(
+        p.relative_to(results) for p in results.rglob("*.json*") if ".cache" not in p.parts
+    )
     assert len(copied) == 2 * len(files) and (board / "index.html").is_file()
     assert (pub / "stages.json").read_text() == (tmp_path / "smoke" / "stages.json").read_text()
     run = json.loads((pub / "run.json").read_text())
@@ -159,9 +182,13 @@ def test_smoke_pipeline_runs_and_resumes_without_redoing_work(smoke_suite, tmp_p
     shutil.copytree(smoke_suite, redo / "smoke" / "suite")
     lines = []
     pipeline.run_pipeline("smoke", redo, workers=2, only=["bestrq"], from_published=pub, log=lines.append)
-    assert [line for line in lines if line.startswith("[plan]")] == ["[plan] pretrain bestrq", "[plan] eval bestrq"]
-    assert sorted(p.relative_to(redo / "smoke" / "results") for p in (redo / "smoke" / "results").glob("*/*.json")) \
-        == sorted(p.relative_to(results) for p in files)
+    assert [line for line in lines if line.startswith("[plan]")] == [
+        "[plan] pretrain bestrq",
+        "[plan] eval bestrq",
+    ]
+    assert sorted(
+        p.relative_to(redo / "smoke" / "results") for p in (redo / "smoke" / "results").glob("*/*.json")
+    ) == sorted(p.relative_to(results) for p in files)
     assert sorted(p.name for p in (redo / "smoke" / "upstreams").iterdir()) == ["bestrq"]
     first, again = json.loads((redo / "smoke" / "run.json").read_text())["invocations"]
     assert first == made and again["stages"] == ["pretrain bestrq", "eval bestrq"]
@@ -171,12 +198,22 @@ def test_published_readme_lists_each_invocation_and_what_it_ran(tmp_path):
     """A leaderboard finished by a second invocation (a recipe changed, its stages redone) says which commit
     made what; records written before stages were kept show '?' rather than a guess."""
     (tmp_path / "board").mkdir()
-    (tmp_path / "board" / "leaderboard.md").write_text("| Upstream | Score |\n|---|---:|\n| hubert | 208.4 |\n")
-    (tmp_path / "stages.json").write_text(json.dumps({"pretrain wav2vec2": 400.2, "total (last invocation)": 1237.5}))
-    run = {"cpus": 2, "machine": "x86_64", "python": "3.11", "torch": "2.11",
-           "invocations": [{"evalkit_commit": "aaa", "started": "T1"},
-                           {"evalkit_commit": "bbb", "started": "T2", "stages": ["pretrain wav2vec2"],
-                            "wall_s": 1237.5}]}
+    (tmp_path / "board" / "leaderboard.md").write_text(
+        "| Upstream | Score |\n|---|---:|\n| hubert | 208.4 |\n"
+    )
+    (tmp_path / "stages.json").write_text(
+        json.dumps({"pretrain wav2vec2": 400.2, "total (last invocation)": 1237.5})
+    )
+    run = {
+        "cpus": 2,
+        "machine": "x86_64",
+        "python": "3.11",
+        "torch": "2.11",
+        "invocations": [
+            {"evalkit_commit": "aaa", "started": "T1"},
+            {"evalkit_commit": "bbb", "started": "T2", "stages": ["pretrain wav2vec2"], "wall_s": 1237.5},
+        ],
+    }
     readme = pipeline.published_readme(tmp_path, "full", run, 200)
     assert "| T1 | aaa | ? | not recorded |" in readme
     assert "| T2 | bbb | 1238 | pretrain wav2vec2 |" in readme
@@ -194,12 +231,16 @@ def test_publish_records_the_commit_as_it_was_before_copying(tmp_path, monkeypat
     (work / "leaderboard").mkdir(parents=True)
     (work / "leaderboard" / "index.html").write_text("<html></html>")
     published = Path(__file__).resolve().parents[1] / "leaderboard" / "results" / "fbank"
-    shutil.copytree(published, work / "results" / "fbank", ignore=lambda _, names: [
-        n for n in names if not n.startswith("pr.")])
+    shutil.copytree(
+        published,
+        work / "results" / "fbank",
+        ignore=lambda _, names: [n for n in names if not n.startswith("pr.")],
+    )
     (work / "stages.json").write_text("{}")
     dest = tmp_path / "pub"
-    monkeypatch.setattr(evalkit.results, "git_hash",
-                        lambda dirty=False: "abc-dirty" if (dest / "results").exists() else "abc")
+    monkeypatch.setattr(
+        evalkit.results, "git_hash", lambda dirty=False: "abc-dirty" if (dest / "results").exists() else "abc"
+    )
     pipeline.publish(tmp_path, dest, "full", log=lambda *_: None)
     assert json.loads((dest / "run.json").read_text())["published"]["evalkit_commit"] == "abc"
 

@@ -24,9 +24,13 @@ def _sd_recipe(tmp_path) -> Diarization:
     # 4 s at 100 frames/s: speaker a speaks 1.0-3.0 s, speaker b 2.5-4.0 s (overlap 2.5-3.0)
     segs = [[1.0, 3.0, "a"], [2.5, 4.0, "b"]]
     for split in ("train", "dev", "test"):
-        write_manifest(tmp_path / "toy" / f"{split}.jsonl",
-                       [{"id": f"{split}{i}", "path": "x.wav", "duration": 4.0, "speaker": "a", "segments": segs}
-                        for i in range(3)])
+        write_manifest(
+            tmp_path / "toy" / f"{split}.jsonl",
+            [
+                {"id": f"{split}{i}", "path": "x.wav", "duration": 4.0, "speaker": "a", "segments": segs}
+                for i in range(3)
+            ],
+        )
     task = load_task_file(ROOT / "tasks" / "sd" / "task.yaml")
     task.corpus = "toy"
     recipe = Diarization(task, tmp_path)
@@ -78,7 +82,16 @@ def _qbe_recipe(tmp_path, rng) -> tuple[QbE, dict[str, np.ndarray]]:
     terms = [rng.normal(size=(8, 6)) for _ in range(3)]
     recs, arrays = [], {}
     for t, pattern in enumerate(terms):
-        recs.append({"id": f"q{t}", "path": "x.wav", "duration": 1.0, "speaker": "s", "role": "query", "term": f"t{t}"})
+        recs.append(
+            {
+                "id": f"q{t}",
+                "path": "x.wav",
+                "duration": 1.0,
+                "speaker": "s",
+                "role": "query",
+                "term": f"t{t}",
+            }
+        )
         arrays[f"q{t}"] = pattern + 0.1 * rng.normal(size=pattern.shape)
     for j in range(5):
         doc = rng.normal(size=(40, 6))
@@ -86,8 +99,16 @@ def _qbe_recipe(tmp_path, rng) -> tuple[QbE, dict[str, np.ndarray]]:
         if j < 3:
             doc[10:18] = terms[j]
             occ = [{"term": f"t{j}"}]
-        recs.append({"id": f"d{j}", "path": "x.wav", "duration": 2.0, "speaker": "s", "role": "document",
-                     "occurrences": occ})
+        recs.append(
+            {
+                "id": f"d{j}",
+                "path": "x.wav",
+                "duration": 2.0,
+                "speaker": "s",
+                "role": "document",
+                "occurrences": occ,
+            }
+        )
         arrays[f"d{j}"] = doc
     write_manifest(tmp_path / "qbe" / "dev.jsonl", recs)
     task = load_task_file(ROOT / "tasks" / "qbe" / "task.yaml")

@@ -38,14 +38,31 @@ TINY = {
     "method": "bestrq",
     "encoder": {
         "frontend": {"kind": "fbank", "channels": 32},
-        "encoder": {"kind": "transformer", "dim": 32, "layers": 2, "heads": 2, "ffn_dim": 64, "dropout": 0.1,
-                    "attention_dropout": 0.0, "input_dropout": 0.0, "layerdrop": 0.0, "pos_conv_kernel": 8,
-                    "pos_conv_groups": 4},
+        "encoder": {
+            "kind": "transformer",
+            "dim": 32,
+            "layers": 2,
+            "heads": 2,
+            "ffn_dim": 64,
+            "dropout": 0.1,
+            "attention_dropout": 0.0,
+            "input_dropout": 0.0,
+            "layerdrop": 0.0,
+            "pos_conv_kernel": 8,
+            "pos_conv_groups": 4,
+        },
     },
     "objective": {"codebook_size": 32, "codebook_dim": 8, "quality_utterances": 10},
     "data": {"crop_seconds": 2.0, "batch_seconds": 8.0, "min_seconds": 1.0},
-    "optim": {"lr": 3.0e-3, "warmup_steps": 3, "max_steps": 30, "weight_decay": 0.01, "clip_grad": 1.0,
-              "accumulate": 1, "betas": [0.9, 0.98]},
+    "optim": {
+        "lr": 3.0e-3,
+        "warmup_steps": 3,
+        "max_steps": 30,
+        "weight_decay": 0.01,
+        "clip_grad": 1.0,
+        "accumulate": 1,
+        "betas": [0.9, 0.98],
+    },
     "train": {"bf16": True, "log_every": 1, "checkpoint_every": 1000, "seed": 0},
 }
 
@@ -114,7 +131,9 @@ def test_frozen_quantizer_is_saved_but_never_trained(trained):
     state = load_file(trained / "train_state" / "objective.safetensors")
     torch.manual_seed(0)  # the loop builds the objective right after seeding with train.seed
     fresh = BestRQ(TINY["encoder"], **TINY["objective"])
-    assert torch.equal(state["projection"], fresh.projection) and torch.equal(state["codebook"], fresh.codebook)
+    assert torch.equal(state["projection"], fresh.projection) and torch.equal(
+        state["codebook"], fresh.codebook
+    )
     assert not torch.equal(state["head.weight"], fresh.head.weight)
     names = {n for n, _ in fresh.named_parameters()}
     assert "projection" not in names and "codebook" not in names
@@ -151,15 +170,20 @@ def test_resume_after_a_crash_gives_the_same_weights(corpus, tmp_path, monkeypat
     assert [r["loss"] for r in read_log(resumed)] == pytest.approx([r["loss"] for r in read_log(straight)])
     done = json.loads((resumed / "config.json").read_text())["pretraining"]
     assert done["steps"] == 12 and done["audio_seconds"] == pytest.approx(
-        json.loads((straight / "config.json").read_text())["pretraining"]["audio_seconds"])
+        json.loads((straight / "config.json").read_text())["pretraining"]["audio_seconds"]
+    )
 
 
 def test_a_stopped_run_resumes_to_a_larger_step_budget(corpus, tmp_path):
-    out = pretrain(config_from_dict(tiny(optim={"max_steps": 2})), data=corpus, out=tmp_path / "r", progress=False)
+    out = pretrain(
+        config_from_dict(tiny(optim={"max_steps": 2})), data=corpus, out=tmp_path / "r", progress=False
+    )
     pretrain(config_from_dict(tiny()), out=out, max_steps=4, resume=True, progress=False)
     assert [r["step"] for r in read_log(out)] == [1, 2, 3, 4]
     with pytest.raises(EvalkitError, match="different 'objective'"):
-        pretrain(config_from_dict(tiny(objective={"codebook_size": 16})), out=out, resume=True, progress=False)
+        pretrain(
+            config_from_dict(tiny(objective={"codebook_size": 16})), out=out, resume=True, progress=False
+        )
 
 
 # ---- the recipe --------------------------------------------------------------------------------
@@ -170,7 +194,10 @@ def test_a_stopped_run_resumes_to_a_larger_step_budget(corpus, tmp_path):
     [
         (tiny(optim={"warmup_step": 5}), ["optim", "'warmup_step'", "Did you mean 'warmup_steps'"]),
         ({**tiny(), "objectve": {}}, ["'objectve'", "Did you mean 'objective'"]),
-        (tiny(objective={"codebook_sise": 8}), ["objective", "'codebook_sise'", "Did you mean 'codebook_size'"]),
+        (
+            tiny(objective={"codebook_sise": 8}),
+            ["objective", "'codebook_sise'", "Did you mean 'codebook_size'"],
+        ),
         ({**tiny(), "encoder": {"frontend": {"kind": "fbank", "chanels": 8}}}, ["'chanels'", "'channels'"]),
         ({**tiny(), "method": "bestrg"}, ["'bestrg'", "Did you mean 'bestrq'"]),
         (tiny(optim={"lr": "5e-4"}), ["optim.lr", "5.0e-4"]),
@@ -226,7 +253,8 @@ def test_epoch_plan_covers_every_utterance_once_within_the_budget(corpus):
     assert plan != plan_epoch(data, cfg, seed=0, epoch=1) and plan != plan_epoch(data, cfg, seed=1, epoch=0)
     batch = load_batch(data, plan[0])
     assert batch.wavs.shape == (len(plan[0]), int(batch.wav_lens.max())) and batch.wav_lens.tolist() == [
-        c.samples for c in plan[0]]
+        c.samples for c in plan[0]
+    ]
 
 
 def test_processes_get_disjoint_equal_shards(corpus):
@@ -286,12 +314,18 @@ def stand_in_for_prior_runs(recipe: Path, work: Path) -> None:
     for name in set(re.findall(r"\$\{work\}/([\w.-]+)", recipe.read_text())):
         encoder = SSLEncoder(**load_config(recipe.parent / f"{name}.yaml").encoder)
         (work / name).mkdir(parents=True)
-        (work / name / "config.json").write_text(json.dumps({"upstream": "encoder", "config": encoder.config}))
-        save_file({k: v.contiguous() for k, v in encoder.state_dict().items()}, work / name / "model.safetensors")
+        (work / name / "config.json").write_text(
+            json.dumps({"upstream": "encoder", "config": encoder.config})
+        )
+        save_file(
+            {k: v.contiguous() for k, v in encoder.state_dict().items()}, work / name / "model.safetensors"
+        )
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("path", sorted((REPO / "configs" / "pretrain").glob("*-base.yaml")), ids=lambda p: p.stem)
+@pytest.mark.parametrize(
+    "path", sorted((REPO / "configs" / "pretrain").glob("*-base.yaml")), ids=lambda p: p.stem
+)
 def test_base_recipe_builds_and_trains_one_step(path, corpus, tmp_path, monkeypatch):
     monkeypatch.setenv("EVALKIT_WORK", str(tmp_path / "work"))
     stand_in_for_prior_runs(path, tmp_path / "work")
@@ -318,17 +352,38 @@ def test_base_recipe_builds_and_trains_one_step(path, corpus, tmp_path, monkeypa
 def test_torchrun_two_cpu_processes(corpus, tmp_path):
     config = write_config(tmp_path / "tiny.yaml", tiny(optim={"max_steps": 3}))
     out = tmp_path / "ddp"
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               "-m", "evalkit", "pretrain", str(config), "--data", str(corpus), "--out", str(out)]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "evalkit",
+        "pretrain",
+        str(config),
+        "--data",
+        str(corpus),
+        "--out",
+        str(out),
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    done = subprocess.run([*command, "--max-steps", "3"], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=300)
+    done = subprocess.run(
+        [*command, "--max-steps", "3"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert (out / "train_state" / "rng-0.pt").is_file() and (out / "train_state" / "rng-1.pt").is_file()
     summary = json.loads((out / "config.json").read_text())["pretraining"]
     assert summary["processes"] == 2 and summary["steps"] == 3
-    done = subprocess.run([*command, "--max-steps", "4", "--resume"], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=300)
+    done = subprocess.run(
+        [*command, "--max-steps", "4", "--resume"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert [r["step"] for r in read_log(out)] == [1, 2, 3, 4]
     hidden, _ = load_upstream(str(out))(torch.randn(1, 16000) * 0.1, torch.tensor([16000]))

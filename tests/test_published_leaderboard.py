@@ -27,7 +27,9 @@ def test_committed_tables_are_what_the_committed_results_build(rebuilt):
     assert report.suites == ["synthetic-default-v2-seed0"]
     for suite in report.suites:
         for name in ("leaderboard.csv", "leaderboard.md", "leaderboard.json"):
-            assert (out / suite / name).read_text() == (PUBLISHED_DIR / "board" / suite / name).read_text(), name
+            assert (out / suite / name).read_text() == (PUBLISHED_DIR / "board" / suite / name).read_text(), (
+                name
+            )
 
 
 def test_stage_times_are_published_with_the_results():

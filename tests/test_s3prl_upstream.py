@@ -63,6 +63,7 @@ def test_fbank_baseline_matches_s3prl_and_kaldi(s3prl_path, batch):
     wavs, lens = batch
     up = load_upstream("s3prl:fbank")
     from s3prl.nn import S3PRLUpstream
+
     assert (up.num_layers, up.hidden_size, up.frame_rate) == (1, 240, 100.0)
     assert up.checkpoint == "s3prl:fbank"
     hidden, frames = up(wavs, lens)

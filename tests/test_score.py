@@ -28,7 +28,18 @@ def test_fbank_scores_zero_and_sota_one_thousand_exactly():
     assert superb_score(SUPERB_FBANK) == 0.0
     assert superb_score(SUPERB_SOTA) == 1000.0
     assert set(superb_points(SUPERB_SOTA).values()) == {1000.0}
-    assert list(superb_points(SUPERB_SOTA)) == ["PR", "KS", "IC", "SID", "ER", "ASR", "QbE", "SF", "ASV", "SD"]
+    assert list(superb_points(SUPERB_SOTA)) == [
+        "PR",
+        "KS",
+        "IC",
+        "SID",
+        "ER",
+        "ASR",
+        "QbE",
+        "SF",
+        "ASV",
+        "SD",
+    ]
 
 
 def test_hand_worked_points_both_directions():
@@ -50,14 +61,30 @@ def test_slot_filling_metrics_are_averaged_before_the_task_mean():
 
 
 def test_a_made_up_model_by_hand():
-    m = {"PR": 5.41, "KS": 96.30, "IC": 98.34, "SID": 81.42, "ER": 64.92, "ASR": 6.42, "QbE": 7.36,
-         "SF-F1": 88.53, "SF-CER": 25.20, "ASV": 5.11, "SD": 5.88}
+    m = {
+        "PR": 5.41,
+        "KS": 96.30,
+        "IC": 98.34,
+        "SID": 81.42,
+        "ER": 64.92,
+        "ASR": 6.42,
+        "QbE": 7.36,
+        "SF-F1": 88.53,
+        "SF-CER": 25.20,
+        "ASV": 5.11,
+        "SD": 5.88,
+    }
     by_hand = {
-        "PR": (82.01 - 5.41) / (82.01 - 3.53), "KS": (96.30 - 41.38) / (96.66 - 41.38),
-        "IC": (98.34 - 9.65) / (98.76 - 9.65), "SID": (81.42 - 20.06) / (90.3 - 20.06),
-        "ER": (64.92 - 48.24) / (67.62 - 48.24), "ASR": (23.18 - 6.42) / (23.18 - 3.62), "QbE": 1.0,
+        "PR": (82.01 - 5.41) / (82.01 - 3.53),
+        "KS": (96.30 - 41.38) / (96.66 - 41.38),
+        "IC": (98.34 - 9.65) / (98.76 - 9.65),
+        "SID": (81.42 - 20.06) / (90.3 - 20.06),
+        "ER": (64.92 - 48.24) / (67.62 - 48.24),
+        "ASR": (23.18 - 6.42) / (23.18 - 3.62),
+        "QbE": 1.0,
         "SF": ((88.53 - 69.64) / (89.81 - 69.64) + (52.94 - 25.20) / (52.94 - 21.76)) / 2,
-        "ASV": 1.0, "SD": (10.05 - 5.88) / (10.05 - 5.62),
+        "ASV": 1.0,
+        "SD": (10.05 - 5.88) / (10.05 - 5.62),
     }
     assert superb_points(m) == pytest.approx({k: 1000 * v for k, v in by_hand.items()})
     assert superb_score(m) == pytest.approx(100 * sum(by_hand.values()))
@@ -74,8 +101,12 @@ def test_missing_tasks_raise_unless_partial():
 
 
 def test_results_in_fractions_map_onto_the_official_score():
-    test = {"pr": {"per": 0.0541}, "ks": {"accuracy": 0.963}, "qbe": {"mtwv": 0.0736},
-            "sf": {"slot_type_f1": 0.8853, "slot_value_cer": 0.2520}}
+    test = {
+        "pr": {"per": 0.0541},
+        "ks": {"accuracy": 0.963},
+        "qbe": {"mtwv": 0.0736},
+        "sf": {"slot_type_f1": 0.8853, "slot_value_cer": 0.2520},
+    }
     pct = superb_metrics_from_results(test)
     assert pct == pytest.approx({"PR": 5.41, "KS": 96.3, "QbE": 7.36, "SF-F1": 88.53, "SF-CER": 25.2})
     # the generic Reference path (fractions) agrees with the official function (percent)
@@ -93,9 +124,16 @@ def test_results_in_fractions_map_onto_the_official_score():
 # both the ten per-task numbers and the printed score was reachable, so this checks the formula and
 # reference points against the site's code, not against a printed score.
 _SITE_REFERENCES = {
-    "PR_per": (17.989999999999995, 96.47), "KS_acc": (41.3826674, 96.66), "IC_acc": (9.649354219, 98.76),
-    "SID_acc": (20.058174, 90.3), "ER_acc": (48.23672168, 67.62), "ASR_wer": (76.82, 96.38),
-    "QbE_mtwv": (0.58, 7.36), "SF_f1": (69.64, 89.81), "SF_cer": (47.06, 78.24), "SV_eer": (90.44, 94.89),
+    "PR_per": (17.989999999999995, 96.47),
+    "KS_acc": (41.3826674, 96.66),
+    "IC_acc": (9.649354219, 98.76),
+    "SID_acc": (20.058174, 90.3),
+    "ER_acc": (48.23672168, 67.62),
+    "ASR_wer": (76.82, 96.38),
+    "QbE_mtwv": (0.58, 7.36),
+    "SF_f1": (69.64, 89.81),
+    "SF_cer": (47.06, 78.24),
+    "SV_eer": (90.44, 94.89),
     "SD_der": (89.95, 94.38),
 }
 _SITE_KEYS = dict(zip(SUPERB_FBANK, _SITE_REFERENCES))  # PR -> PR_per, ..., ASV -> SV_eer, SD -> SD_der
@@ -143,8 +181,11 @@ def _fbank_result(task, primary, value, version=1, extra=None):
 
 
 def test_suite_reference_from_fbank_uses_perfect_values_and_is_stable(tmp_path):
-    fbank = {"ks": _fbank_result("ks", "accuracy", 0.4), "pr": _fbank_result("pr", "per", 0.8),
-             "sf": _fbank_result("sf", "slot_type_f1", 0.5, extra={"slot_value_cer": 0.6, "wer": 0.9})}
+    fbank = {
+        "ks": _fbank_result("ks", "accuracy", 0.4),
+        "pr": _fbank_result("pr", "per", 0.8),
+        "sf": _fbank_result("sf", "slot_type_f1", 0.5, extra={"slot_value_cer": 0.6, "wer": 0.9}),
+    }
     ref = reference_from_fbank("synthetic-smoke", fbank, seed=0)
     assert ref.best == {"ks": 1.0, "pr": 0.0, "sf": 1.0, "sf/slot_value_cer": 0.0}
     assert ref.metric["sf/slot_value_cer"] == "slot_value_cer"
@@ -163,7 +204,9 @@ def test_suite_reference_from_fbank_uses_perfect_values_and_is_stable(tmp_path):
 
 def test_reference_file_errors_name_the_file_and_key(tmp_path):
     bad = tmp_path / "x.json"
-    bad.write_text(json.dumps({"suite": "x", "fbank": {"ks": 0.4}, "best": {"ks": "one"}, "metric": {"ks": "a"}}))
+    bad.write_text(
+        json.dumps({"suite": "x", "fbank": {"ks": 0.4}, "best": {"ks": "one"}, "metric": {"ks": "a"}})
+    )
     with pytest.raises(ConfigError, match=r"x\.json.*'best'"):
         load_reference(bad)
     bad.write_text(json.dumps({"suite": "x", "fbank": {"ks": 0.4}, "best": {}, "metric": {}}))

@@ -113,7 +113,9 @@ def test_asv_trials_refer_to_test_utterances(smoke_suite):
 def test_sd_labels_match_audio(smoke_suite):
     """Speech energy sits inside the labelled segments, and overlaps exist."""
     any_overlap = False
-    for r in read_manifest(smoke_suite / "sd" / "test.jsonl") + read_manifest(smoke_suite / "sd" / "train.jsonl"):
+    for r in read_manifest(smoke_suite / "sd" / "test.jsonl") + read_manifest(
+        smoke_suite / "sd" / "train.jsonl"
+    ):
         x, sr = sf.read(audio_path(smoke_suite / "sd" / "test.jsonl", r))
         frame = sr // 100
         n = len(x) // frame
@@ -190,6 +192,8 @@ def test_a_suite_of_another_version_is_refused(tmp_path):
     from evalkit.errors import EvalkitError
 
     (tmp_path / "suite.json").write_text(json.dumps({"profile": "default", "seed": 0}))  # before versions: 1
-    with pytest.raises(EvalkitError, match="holds version 1 of the 'default' suite; this evalkit makes version 2"):
+    with pytest.raises(
+        EvalkitError, match="holds version 1 of the 'default' suite; this evalkit makes version 2"
+    ):
         build_suite(tmp_path, "default", seed=0, jobs=1, corpora=("ks",), progress=False)
     assert not (tmp_path / "ks").exists()  # nothing written into the old suite

@@ -17,14 +17,47 @@ from evalkit.synth.espeak import Voice, engine
 from evalkit.synth.lexicon import article, lexicon
 
 WORDS = re.compile(r"^[a-z]+( [a-z]+)*$")
-LEMMA_POS = ("noun", "adjective", "verb", "adverb", "name", "number", "determiner", "pronoun",
-             "conjunction", "auxiliary", "wh", "preposition")
+LEMMA_POS = (
+    "noun",
+    "adjective",
+    "verb",
+    "adverb",
+    "name",
+    "number",
+    "determiner",
+    "pronoun",
+    "conjunction",
+    "auxiliary",
+    "wh",
+    "preposition",
+)
 FSC_ACTIONS = {"activate", "deactivate", "increase", "decrease", "change language", "bring"}
-FSC_OBJECTS = {"lights", "lamp", "music", "heat", "volume", "newspaper", "juice", "socks", "shoes", "none",
-               "Chinese", "Korean", "English", "German"}
+FSC_OBJECTS = {
+    "lights",
+    "lamp",
+    "music",
+    "heat",
+    "volume",
+    "newspaper",
+    "juice",
+    "socks",
+    "shoes",
+    "none",
+    "Chinese",
+    "Korean",
+    "English",
+    "German",
+}
 FSC_LOCATIONS = {"kitchen", "bedroom", "washroom", "none"}
-SNIPS_INTENTS = {"PlayMusic", "GetWeather", "BookRestaurant", "AddToPlaylist", "RateBook",
-                 "SearchCreativeWork", "SearchScreeningEvent"}
+SNIPS_INTENTS = {
+    "PlayMusic",
+    "GetWeather",
+    "BookRestaurant",
+    "AddToPlaylist",
+    "RateBook",
+    "SearchCreativeWork",
+    "SearchScreeningEvent",
+}
 US = Voice("en-us")
 
 
@@ -135,17 +168,31 @@ def test_slot_offsets_are_exact():
         assert WORDS.match(t) and " the the " not in f" {t} " and " a a" not in t, t
         last_end = 0
         for slot in d["slots"]:
-            assert t[slot["start"]:slot["end"]] == slot["value"], d
+            assert t[slot["start"] : slot["end"]] == slot["value"], d
             assert slot["start"] >= last_end, d  # in order, not overlapping
-            assert (slot["start"] == 0 or t[slot["start"] - 1] == " ") and t[slot["end"]:slot["end"] + 1] in ("", " ")
+            assert (slot["start"] == 0 or t[slot["start"] - 1] == " ") and t[
+                slot["end"] : slot["end"] + 1
+            ] in ("", " ")
             last_end = slot["end"]
         slots = {s["type"]: s["value"] for s in d["slots"]}
         if "rating_value" in slots and "best_rating" in slots:
             numbers = lexicon()["number"]
             assert numbers.index(slots["rating_value"]) <= numbers.index(slots["best_rating"])
     assert {s["type"] for d in draws for s in d["slots"]} >= {
-        "artist", "service", "track", "city", "timeRange", "party_size_number", "restaurant_name",
-        "playlist", "object_name", "rating_value", "best_rating", "movie_name", "location_name"}
+        "artist",
+        "service",
+        "track",
+        "city",
+        "timeRange",
+        "party_size_number",
+        "restaurant_name",
+        "playlist",
+        "object_name",
+        "rating_value",
+        "best_rating",
+        "movie_name",
+        "location_name",
+    }
 
 
 def test_unknown_words_are_never_keywords_nor_sound_like_one():
@@ -174,7 +221,9 @@ def test_qbe_terms_and_documents():
             assert " ".join(doc.split()[start:end]) == term
             assert text.occurrences(doc, term) == [(start, end)]
             assert [t for t in terms if text.contains(doc, t)] == [term]
-    negatives = [s for s in (text.sentence(rng) for _ in range(500)) if not any(text.contains(s, t) for t in terms)]
+    negatives = [
+        s for s in (text.sentence(rng) for _ in range(500)) if not any(text.contains(s, t) for t in terms)
+    ]
     assert len(negatives) > 300
     with pytest.raises(EvalkitError):
         text.document_with(rng, "xylophone")
@@ -229,6 +278,12 @@ def test_every_generator_is_deterministic_across_processes():
     code = "import json, tests.test_text as t; print(json.dumps(t._draw_all(11)))"
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     for hashseed in ("1", "2"):
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root,
-                             env={**os.environ, "PYTHONHASHSEED": hashseed}).stdout
+        out = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=root,
+            env={**os.environ, "PYTHONHASHSEED": hashseed},
+        ).stdout
         assert json.loads(out) == json.loads(json.dumps(_draw_all(11)))

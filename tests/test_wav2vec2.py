@@ -24,9 +24,19 @@ from upstreams.wav2vec2 import (
 def tiny_encoder(kind: str = "transformer") -> dict:
     return {
         "frontend": {"kind": "fbank", "channels": 32},
-        "encoder": {"kind": kind, "dim": 32, "layers": 2, "heads": 4, "ffn_dim": 64, "dropout": 0.0,
-                    "attention_dropout": 0.0, "input_dropout": 0.0, "layerdrop": 0.0,
-                    "pos_conv_kernel": 8, "pos_conv_groups": 4},
+        "encoder": {
+            "kind": kind,
+            "dim": 32,
+            "layers": 2,
+            "heads": 4,
+            "ffn_dim": 64,
+            "dropout": 0.0,
+            "attention_dropout": 0.0,
+            "input_dropout": 0.0,
+            "layerdrop": 0.0,
+            "pos_conv_kernel": 8,
+            "pos_conv_groups": 4,
+        },
     }
 
 
@@ -78,7 +88,9 @@ def test_perplexity_is_codebook_size_when_uniform_and_groups_when_collapsed():
 def test_distractors_come_from_other_masked_frames_of_the_same_utterance():
     lens = torch.tensor([120, 45, 80, 7])  # padded batch: rows 1-3 have padding
     total = 120
-    mask = compute_span_mask(lens, 0.65, 10, min_masks=2, max_len=total, generator=torch.Generator().manual_seed(1))
+    mask = compute_span_mask(
+        lens, 0.65, 10, min_masks=2, max_len=total, generator=torch.Generator().manual_seed(1)
+    )
     mask[3] = False
     mask[3, 2] = True  # an utterance whose only masked frame has no distractor
     distractors = sample_distractors(mask, 50, generator=torch.Generator().manual_seed(2))
@@ -118,7 +130,9 @@ def test_contrastive_loss_against_a_direct_computation():
     order = {p: i for i, p in enumerate(mask.flatten().nonzero()[:, 0].tolist())}
     losses = []
     for i in range(n):
-        candidates = [i] + [order[d] for d in distractors[i].tolist() if not torch.equal(codes[order[d]], codes[i])]
+        candidates = [i] + [
+            order[d] for d in distractors[i].tolist() if not torch.equal(codes[order[d]], codes[i])
+        ]
         sims = torch.cosine_similarity(predictions[i][None], targets[candidates], dim=-1) / 0.1
         losses.append(-torch.log_softmax(sims, 0)[0])
     torch.testing.assert_close(got.loss, torch.stack(losses).mean(), rtol=1e-4, atol=1e-5)
@@ -144,8 +158,16 @@ def test_contrastive_loss_falls_below_chance_on_smoke_data(smoke_suite, kind):
     # Isolated masked frames (span 1, 20%): with the paper's long spans the loss sits at chance
     # (ln(K + 1)) for hundreds of steps at this scale before it falls, too long for a unit test.
     batch = make_batch(smoke_suite)
-    objective = Wav2Vec2(tiny_encoder(kind), **TINY_OBJECTIVE, mask_span=1, mask_prob=0.2, gumbel_decay=0.99,
-                         feature_penalty=1.0, frontend_grad_scale=1.0, quantizer_dropout=0.0)
+    objective = Wav2Vec2(
+        tiny_encoder(kind),
+        **TINY_OBJECTIVE,
+        mask_span=1,
+        mask_prob=0.2,
+        gumbel_decay=0.99,
+        feature_penalty=1.0,
+        frontend_grad_scale=1.0,
+        quantizer_dropout=0.0,
+    )
     optimizer = torch.optim.AdamW(objective.parameters(), lr=3e-3)
     losses, accuracies, diversities = [], [], []
     for _ in range(24):
@@ -198,7 +220,12 @@ def test_unmasked_weight_adds_the_unmasked_frames_contrastive_loss(smoke_suite):
     plain, weighted = outs
     assert "contrastive_unmasked" not in plain.stats
     s = weighted.stats
-    expected = s["contrastive"] + 0.1 * s["diversity"] + 10.0 * s["feature_penalty"] + 0.5 * s["contrastive_unmasked"]
+    expected = (
+        s["contrastive"]
+        + 0.1 * s["diversity"]
+        + 10.0 * s["feature_penalty"]
+        + 0.5 * s["contrastive_unmasked"]
+    )
     assert float(weighted.loss.detach()) == pytest.approx(expected, rel=1e-5)
     assert s["contrastive"] == pytest.approx(plain.stats["contrastive"], rel=1e-5)
     assert s["accuracy"] == plain.stats["accuracy"]
@@ -221,11 +248,19 @@ def test_batch_negatives_pool_every_utterance(monkeypatch, smoke_suite, masked, 
 
     monkeypatch.setattr(w2v, "sample_distractors", spy)
     batch = make_batch(smoke_suite, n=3, seconds=2.0)
-    out = Wav2Vec2(tiny_encoder(), **TINY_OBJECTIVE, unmasked_weight=1.0, masked_negatives=masked,
-                   unmasked_negatives=unmasked)(batch)
+    out = Wav2Vec2(
+        tiny_encoder(),
+        **TINY_OBJECTIVE,
+        unmasked_weight=1.0,
+        masked_negatives=masked,
+        unmasked_negatives=unmasked,
+    )(batch)
     (masked_shape, masked_drawn), (unmasked_shape, unmasked_drawn) = pools
     frames = unmasked_shape[0] * unmasked_shape[1] if unmasked == "utterance" else unmasked_shape[1]
-    for how, shape, drawn in ((masked, masked_shape, masked_drawn), (unmasked, unmasked_shape, unmasked_drawn)):
+    for how, shape, drawn in (
+        (masked, masked_shape, masked_drawn),
+        (unmasked, unmasked_shape, unmasked_drawn),
+    ):
         assert shape == ((1, frames) if how == "batch" else (3, frames // 3))
         # flat indices // T = the utterance: one frame's distractors span several only when drawn from the batch
         utterance = drawn.clamp(min=0) // (frames // 3)
@@ -301,7 +336,9 @@ def test_tiny_recipe_trains_and_resumes_exactly_through_the_loop(name, smoke_sui
     config.write_text(yaml.safe_dump(raw))
     straight = pretrain(config, data=smoke_suite, out=tmp_path / "straight", progress=False)
     pretrain(config, data=smoke_suite, out=tmp_path / "resumed", max_steps=2, progress=False)
-    resumed = pretrain(config, data=smoke_suite, out=tmp_path / "resumed", max_steps=4, resume=True, progress=False)
+    resumed = pretrain(
+        config, data=smoke_suite, out=tmp_path / "resumed", max_steps=4, resume=True, progress=False
+    )
     a, b = load_file(straight / "model.safetensors"), load_file(resumed / "model.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
     state = load_file(resumed / "train_state" / "objective.safetensors")
@@ -314,8 +351,15 @@ def test_tiny_recipe_trains_and_resumes_exactly_through_the_loop(name, smoke_sui
 def test_mix_prob_overlaps_what_the_encoder_hears_but_not_the_targets(monkeypatch, smoke_suite):
     batch = make_batch(smoke_suite, n=3)
     # unmasked_weight > 0: every valid frame is quantized, so the quantizer's input is known exactly
-    model = Wav2Vec2(tiny_encoder(), **TINY_OBJECTIVE, mask_span=1, mask_prob=0.2, mix_prob=1.0,
-                     unmasked_weight=1.0, quantizer_dropout=0.0)
+    model = Wav2Vec2(
+        tiny_encoder(),
+        **TINY_OBJECTIVE,
+        mask_span=1,
+        mask_prob=0.2,
+        mix_prob=1.0,
+        unmasked_weight=1.0,
+        quantizer_dropout=0.0,
+    )
     heard, quantized = [], []
     frontend, quantizer = model.encoder.frontend.forward, model.quantizer.forward
     monkeypatch.setattr(model.encoder.frontend, "forward", lambda w, n: heard.append(w) or frontend(w, n))

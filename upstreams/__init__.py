@@ -60,8 +60,10 @@ def load_checkpoint(folder: Path) -> Upstream:
     if not folder.is_dir():
         raise EvalkitError(f"{folder}: no such checkpoint folder (expected config.json + model.safetensors).")
     if not cfg_path.is_file():
-        raise EvalkitError(f"{cfg_path}: missing. An evalkit checkpoint folder holds config.json and model.safetensors; "
-                           "for a transformers folder use --upstream hf:DIR.")
+        raise EvalkitError(
+            f"{cfg_path}: missing. An evalkit checkpoint folder holds config.json and model.safetensors; "
+            "for a transformers folder use --upstream hf:DIR."
+        )
     try:
         cfg = json.loads(cfg_path.read_text())
     except json.JSONDecodeError as e:
@@ -84,7 +86,9 @@ def load_checkpoint(folder: Path) -> Upstream:
     model.checkpoint = str(folder)
     pre = cfg.get("pretraining") or {}
     # What the leaderboard shows of how it was made (not the whole recipe).
-    model.pretraining = {k: pre[k] for k in ("method", "steps", "wall_time_s", "audio_seconds", "twin_of") if k in pre}
+    model.pretraining = {
+        k: pre[k] for k in ("method", "steps", "wall_time_s", "audio_seconds", "twin_of") if k in pre
+    }
     return model
 
 

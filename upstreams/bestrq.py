@@ -84,13 +84,22 @@ class BestRQConfig(SerialisableConfig):
         if not 0.0 < self.mask_prob <= 1.0:
             raise ConfigError(f"objective.mask_prob must lie in (0, 1]; got {self.mask_prob!r}.")
         if self.target_norm not in ("utterance", "global"):
-            raise ConfigError(f"objective.target_norm must be 'utterance' or 'global'; got {self.target_norm!r}.")
+            raise ConfigError(
+                f"objective.target_norm must be 'utterance' or 'global'; got {self.target_norm!r}."
+            )
         check_positive("objective", norm_utterances=self.norm_utterances)
         if not 0.0 <= self.frontend_grad_scale <= 1.0:
-            raise ConfigError(f"objective.frontend_grad_scale must lie in [0, 1]; got {self.frontend_grad_scale!r}.")
+            raise ConfigError(
+                f"objective.frontend_grad_scale must lie in [0, 1]; got {self.frontend_grad_scale!r}."
+            )
         if not 0.0 <= self.mix_prob <= 1.0:
             raise ConfigError(f"objective.mix_prob must lie in [0, 1]; got {self.mix_prob!r}.")
-        if self.noise_std < 0 or self.mask_min_spans < 0 or self.quality_utterances < 0 or self.unmasked_weight < 0:
+        if (
+            self.noise_std < 0
+            or self.mask_min_spans < 0
+            or self.quality_utterances < 0
+            or self.unmasked_weight < 0
+        ):
             raise ConfigError(
                 "objective.noise_std, objective.mask_min_spans, objective.quality_utterances and "
                 f"objective.unmasked_weight must be >= 0; got {self.noise_std!r}, {self.mask_min_spans!r}, "
@@ -99,7 +108,10 @@ class BestRQConfig(SerialisableConfig):
 
 
 def normalised_fbank(
-    wavs: torch.Tensor, wav_lens: torch.Tensor, n_mels: int, stats: tuple[torch.Tensor, torch.Tensor] | None = None
+    wavs: torch.Tensor,
+    wav_lens: torch.Tensor,
+    n_mels: int,
+    stats: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Log-mel fbank [B, F, n_mels], normalised to zero mean and unit variance per mel bin.
 
@@ -121,7 +133,11 @@ def normalised_fbank(
 
 def corpus_fbank_stats(data: PretrainData, n_mels: int, utterances: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-mel-bin mean and standard deviation [n_mels] of the first `utterances` records' fbank frames."""
-    total, squares, frames = torch.zeros(n_mels, dtype=torch.float64), torch.zeros(n_mels, dtype=torch.float64), 0
+    total, squares, frames = (
+        torch.zeros(n_mels, dtype=torch.float64),
+        torch.zeros(n_mels, dtype=torch.float64),
+        0,
+    )
     for rec in data.records[:utterances]:
         wav = torch.from_numpy(load_audio(audio_path(data.manifest, rec)))[None]
         feats, _ = kaldi_fbank(wav.float() * KALDI_SCALE, torch.tensor([wav.shape[1]]), n_mels)
@@ -130,8 +146,10 @@ def corpus_fbank_stats(data: PretrainData, n_mels: int, utterances: int) -> tupl
         squares += feats.square().sum(0)
         frames += feats.shape[0]
     if frames == 0:
-        raise EvalkitError("bestrq: target_norm 'global' needs pre-training audio to estimate fbank statistics; "
-                           "the corpus has no utterances.")
+        raise EvalkitError(
+            "bestrq: target_norm 'global' needs pre-training audio to estimate fbank statistics; "
+            "the corpus has no utterances."
+        )
     mean = total / frames
     std = (squares / frames - mean.square()).clamp(min=1e-10).sqrt()
     return mean.float(), std.float()
@@ -168,7 +186,9 @@ class BestRQ(Objective):
         return {"method": self.method, "encoder": self.encoder.config, "objective": self.settings.to_dict()}
 
     @torch.no_grad()
-    def targets(self, wavs: torch.Tensor, wav_lens: torch.Tensor, n_frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def targets(
+        self, wavs: torch.Tensor, wav_lens: torch.Tensor, n_frames: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Codes [B, n_frames, codebooks] of each encoder frame, and [B, n_frames] True where defined.
 
         A frame has a target when all its fbank frames lie inside the utterance
@@ -237,8 +257,10 @@ class BestRQ(Objective):
             return json.loads(path.read_text())
         report = self.target_quality(data)
         atomic_write_text(path, json.dumps(report, indent=1))
-        log(f"bestrq targets on {report['utterances']} utterances: " + ", ".join(
-            f"{k} {v:.3f}" for k, v in report.items() if isinstance(v, float)))
+        log(
+            f"bestrq targets on {report['utterances']} utterances: "
+            + ", ".join(f"{k} {v:.3f}" for k, v in report.items() if isinstance(v, float))
+        )
         return report
 
     def load_setup(self, workdir: Path) -> None:
@@ -246,14 +268,18 @@ class BestRQ(Objective):
             return
         path = Path(workdir) / STATS_FILE
         if not path.is_file():
-            raise EvalkitError(f"{path}: missing; it holds the fbank statistics of target_norm 'global'. "
-                               "Start the run again in a fresh --out folder.")
+            raise EvalkitError(
+                f"{path}: missing; it holds the fbank statistics of target_norm 'global'. "
+                "Start the run again in a fresh --out folder."
+            )
         stats = json.loads(path.read_text())
         for name in ("mean", "std"):
             values = torch.tensor(stats[name], dtype=torch.float32)
             if values.shape != (self.settings.n_mels,):
-                raise EvalkitError(f"{path}: {name!r} has {values.numel()} values, the config's n_mels is "
-                                   f"{self.settings.n_mels}. Use a fresh --out folder.")
+                raise EvalkitError(
+                    f"{path}: {name!r} has {values.numel()} values, the config's n_mels is "
+                    f"{self.settings.n_mels}. Use a fresh --out folder."
+                )
             getattr(self, f"fbank_{name}").copy_(values)
 
     def target_quality(self, data: PretrainData) -> dict:

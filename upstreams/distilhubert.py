@@ -47,7 +47,9 @@ class DistilConfig(SerialisableConfig):
     """The objective's settings (the `objective:` section of a recipe). Defaults: the paper's."""
 
     teacher: str = ""  # an upstream spec: usually a checkpoint folder (the HuBERT run's --out)
-    target_layers: list[int] = field(default_factory=list)  # teacher hidden states to predict; [] = evenly spaced
+    target_layers: list[int] = field(
+        default_factory=list
+    )  # teacher hidden states to predict; [] = evenly spaced
     n_targets: int = 3  # how many, when target_layers is empty
     cosine_weight: float = 1.0  # λ
 
@@ -130,10 +132,16 @@ class DistilHuBERT(Objective):
 
     def setup(self, data: PretrainData, workdir: Path, log=print) -> dict:
         """Nothing to compute (the teacher is loaded with the objective); reports what was built."""
-        log(f"distilhubert: teacher {self.teacher_path}, target layers {self.target_layers}, "
-            f"student {self.encoder.encoder_config.layers} layers, initialised {self.init_report}")
-        return {"teacher": self.teacher_path, "target_layers": self.target_layers,
-                "student_layers": self.encoder.encoder_config.layers, "student_init": self.init_report}
+        log(
+            f"distilhubert: teacher {self.teacher_path}, target layers {self.target_layers}, "
+            f"student {self.encoder.encoder_config.layers} layers, initialised {self.init_report}"
+        )
+        return {
+            "teacher": self.teacher_path,
+            "target_layers": self.target_layers,
+            "student_layers": self.encoder.encoder_config.layers,
+            "student_init": self.init_report,
+        }
 
     def _teacher_states(self, batch: Batch, n_frames: int) -> list[torch.Tensor]:
         """The target layers of the teacher, at the student's frames (nearest frame centre)."""
@@ -145,10 +153,14 @@ class DistilHuBERT(Objective):
             hidden, lens = teacher(batch.wavs, batch.wav_lens)
         if self.teacher_hop == self.student_hop and hidden[0].shape[1] >= n_frames:
             return [hidden[x][:, :n_frames] for x in self.target_layers]
-        index = torch.round(torch.arange(n_frames, device=device) * self.student_hop / self.teacher_hop).long()
+        index = torch.round(
+            torch.arange(n_frames, device=device) * self.student_hop / self.teacher_hop
+        ).long()
         index = torch.minimum(index[None, :], (lens.to(device)[:, None] - 1).clamp(min=0))  # [B, T]
-        return [h.gather(1, index[..., None].expand(-1, -1, h.shape[-1]))
-                for h in (hidden[x] for x in self.target_layers)]
+        return [
+            h.gather(1, index[..., None].expand(-1, -1, h.shape[-1]))
+            for h in (hidden[x] for x in self.target_layers)
+        ]
 
     def forward(self, batch: Batch) -> Output:
         hidden, lens = self.encoder(batch.wavs, batch.wav_lens)

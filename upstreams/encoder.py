@@ -16,9 +16,19 @@ from upstreams.modules import ContextEncoder, EncoderConfig, FrontendConfig, bui
 
 TINY = {
     "frontend": {"kind": "fbank", "channels": 128},
-    "encoder": {"kind": "transformer", "dim": 128, "layers": 4, "heads": 4, "ffn_dim": 512, "dropout": 0.0,
-                "attention_dropout": 0.0, "input_dropout": 0.0, "layerdrop": 0.0, "pos_conv_kernel": 16,
-                "pos_conv_groups": 4},
+    "encoder": {
+        "kind": "transformer",
+        "dim": 128,
+        "layers": 4,
+        "heads": 4,
+        "ffn_dim": 512,
+        "dropout": 0.0,
+        "attention_dropout": 0.0,
+        "input_dropout": 0.0,
+        "layerdrop": 0.0,
+        "pos_conv_kernel": 16,
+        "pos_conv_groups": 4,
+    },
 }
 
 

@@ -71,8 +71,10 @@ def export_checkpoint(
     from upstreams import load_checkpoint
 
     if Path(out).resolve() == Path(checkpoint).resolve():
-        raise EvalkitError(f"{out}: the export would overwrite the checkpoint's own config.json and "
-                           "model.safetensors; choose another OUT_DIR.")
+        raise EvalkitError(
+            f"{out}: the export would overwrite the checkpoint's own config.json and "
+            "model.safetensors; choose another OUT_DIR."
+        )
     model = load_checkpoint(Path(checkpoint))
     if model_type == "auto":
         model_type = "wav2vec2" if pretraining_method(Path(checkpoint)) == "wav2vec2" else "hubert"
@@ -106,8 +108,10 @@ def export_hf(model: SSLEncoder, out: Path, model_type: str = "hubert", source: 
     state = hf_state_dict(model)
     missing, unexpected = hf_model.load_state_dict(state, strict=False)
     if missing or unexpected:  # the mapping above is incomplete: a bug here, not bad input
-        raise RuntimeError(f"export mapping does not cover {MODEL_TYPES[model_type]}: "
-                           f"missing {missing[:5]}, unexpected {unexpected[:5]}")
+        raise RuntimeError(
+            f"export mapping does not cover {MODEL_TYPES[model_type]}: "
+            f"missing {missing[:5]}, unexpected {unexpected[:5]}"
+        )
     out.mkdir(parents=True, exist_ok=True)
     hf_model.save_pretrained(out, safe_serialization=True)
     (out / "preprocessor_config.json").write_text(json.dumps(preprocessor_config(), indent=2) + "\n")
@@ -208,7 +212,9 @@ def hf_state_dict(model: SSLEncoder) -> dict[str, torch.Tensor]:
     return {k: v.contiguous() for k, v in out.items()}
 
 
-def _positional(state: dict[str, torch.Tensor], dim: int, kernel: int, weight_norm: bool) -> dict[str, torch.Tensor]:
+def _positional(
+    state: dict[str, torch.Tensor], dim: int, kernel: int, weight_norm: bool
+) -> dict[str, torch.Tensor]:
     """The positional conv as transformers' weight-norm parametrisation (g, v; dim=2).
 
     Without weight norm, g = the norm of each kernel position's slice and v the

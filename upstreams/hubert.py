@@ -56,7 +56,9 @@ from upstreams.objective import Batch, Objective, Output, PretrainData
 
 REPORT_FILE = "hubert_setup.json"
 WORK = "${work}"
-PNMI_WARNING = 0.2  # MFCC k-means (k = 100-500) reach 0.31-0.42 on the default suite; far below: a bug or bad audio
+PNMI_WARNING = (
+    0.2  # MFCC k-means (k = 100-500) reach 0.31-0.42 on the default suite; far below: a bug or bad audio
+)
 
 
 @dataclass
@@ -113,14 +115,17 @@ class HuBERTConfig(SerialisableConfig):
     supervise_layers: list[int] = field(default_factory=list)  # heads on these layers too (Fast-HuBERT's ILS)
     frontend_grad_scale: float = 1.0  # HuBERT's feature_grad_mult: 0.1 for the CNN front-end
     unmasked_weight: float = 0.0  # loss = L_masked + w * L_unmasked (the HuBERT paper's alpha = 1 / (1 + w))
-    mix_prob: float = 0.0  # WavLM's utterance mixing (upstreams/modules/mixing.py); targets stay the clean ones
+    mix_prob: float = (
+        0.0  # WavLM's utterance mixing (upstreams/modules/mixing.py); targets stay the clean ones
+    )
 
     def __post_init__(self) -> None:
         if isinstance(self.targets, dict):
             self.targets = TargetsConfig.from_dict(self.targets, where="objective.targets")
         check_choice("objective", "head", self.head, ("linear", "cosine"))
-        check_positive("objective", n_clusters=self.n_clusters, mask_span=self.mask_span,
-                       final_dim=self.final_dim)
+        check_positive(
+            "objective", n_clusters=self.n_clusters, mask_span=self.mask_span, final_dim=self.final_dim
+        )
         if self.n_clusters < 2 or not 0.0 < self.mask_prob <= 1.0 or self.mask_min_spans < 0:
             raise ConfigError(
                 "objective.n_clusters must be >= 2, objective.mask_prob lie in (0, 1] and "
@@ -169,7 +174,8 @@ class HuBERT(Objective):
         dim = self.encoder.hidden_size
         self.masker = MaskEmbedding(dim)
         self.heads = nn.ModuleList(
-            CosineHead(dim, c.n_clusters, c.final_dim, c.logit_temperature) if c.head == "cosine"
+            CosineHead(dim, c.n_clusters, c.final_dim, c.logit_temperature)
+            if c.head == "cosine"
             else nn.Linear(dim, c.n_clusters)
             for _ in self.head_layers
         )
@@ -206,13 +212,19 @@ class HuBERT(Objective):
             log(f"hubert: reusing the k-means targets in {workdir}")
             return report
         source = self._source()
-        targets, centroids = fit_kmeans(data.manifest, data.records, source, c.n_clusters,
-                                        c.targets.max_frames, c.targets.seed, log)
+        targets, centroids = fit_kmeans(
+            data.manifest, data.records, source, c.n_clusters, c.targets.max_frames, c.targets.seed, log
+        )
         targets.save(workdir)
         np.save(workdir / CENTROIDS_FILE, centroids)
         self.targets = targets
-        report = {"settings": wanted, "source": source.name, "frames": int(targets.lengths.sum()),
-                  "utterances": len(targets.ids), **self._quality(data.records, log)}
+        report = {
+            "settings": wanted,
+            "source": source.name,
+            "frames": int(targets.lengths.sum()),
+            "utterances": len(targets.ids),
+            **self._quality(data.records, log),
+        }
         atomic_write_text(report_path, json.dumps(report, indent=2))
         return report
 
@@ -232,14 +244,18 @@ class HuBERT(Objective):
                 clusters.append(self.targets.frames(str(rec["id"]), 0, n, self.hop))
                 phones.extend(aligned_phones(rec["alignment"], n, self.hop))
         at_encoder = cluster_quality(phones, np.concatenate(clusters))
-        log(f"hubert targets ({self.targets.source}, k={self.targets.n_clusters}): PNMI {quality.pnmi:.3f}, "
+        log(
+            f"hubert targets ({self.targets.source}, k={self.targets.n_clusters}): PNMI {quality.pnmi:.3f}, "
             f"phone purity {quality.phone_purity:.3f} (majority phone {quality.majority_phone:.3f}), "
             f"cluster purity {quality.cluster_purity:.3f}; at the encoder's {self.encoder.frame_rate:g} Hz: "
-            f"PNMI {at_encoder.pnmi:.3f}")
+            f"PNMI {at_encoder.pnmi:.3f}"
+        )
         if quality.pnmi < PNMI_WARNING:
-            log(f"WARNING: hubert targets carry little phone information (PNMI {quality.pnmi:.3f} < "
+            log(
+                f"WARNING: hubert targets carry little phone information (PNMI {quality.pnmi:.3f} < "
                 f"{PNMI_WARNING}); pre-training on them is unlikely to help. Check the audio, the "
-                "alignments, or use more clusters / a better target layer.")
+                "alignments, or use more clusters / a better target layer."
+            )
         return {"quality": quality.to_dict(), "quality_at_encoder_rate": at_encoder.to_dict()}
 
     def load_setup(self, workdir: Path) -> None:

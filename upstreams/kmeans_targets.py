@@ -153,15 +153,23 @@ class ClusterTargets:
         tmp = folder / f".{LABELS_FILE}.tmp.npy"
         np.save(tmp, self.labels)
         tmp.replace(folder / LABELS_FILE)
-        index = {"ids": self.ids, "starts": self.starts.tolist(), "lengths": self.lengths.tolist(),
-                 "hop": self.hop, "n_clusters": self.n_clusters, "source": self.source}
+        index = {
+            "ids": self.ids,
+            "starts": self.starts.tolist(),
+            "lengths": self.lengths.tolist(),
+            "hop": self.hop,
+            "n_clusters": self.n_clusters,
+            "source": self.source,
+        }
         atomic_write_text(folder / INDEX_FILE, json.dumps(index))
 
     @classmethod
     def load(cls, folder: Path) -> ClusterTargets:
         index_path = folder / INDEX_FILE
         if not index_path.is_file() or not (folder / LABELS_FILE).is_file():
-            raise EvalkitError(f"{folder}: no k-means targets ({INDEX_FILE} + {LABELS_FILE}); run setup first.")
+            raise EvalkitError(
+                f"{folder}: no k-means targets ({INDEX_FILE} + {LABELS_FILE}); run setup first."
+            )
         index = json.loads(index_path.read_text())
         return cls(
             labels=np.load(folder / LABELS_FILE, mmap_mode="r"),
@@ -230,13 +238,20 @@ def fit_kmeans(
     # One k-means++ start: on this suite 3 starts moved PNMI by < 0.002 (MFCC, k=300; a 128-d layer,
     # k=500), while the k-means++ init dominates the fit's time.
     kmeans = MiniBatchKMeans(
-        n_clusters=n_clusters, batch_size=10_000, n_init=1, max_iter=100, max_no_improvement=20,
-        reassignment_ratio=0.0, random_state=seed,
+        n_clusters=n_clusters,
+        batch_size=10_000,
+        n_init=1,
+        max_iter=100,
+        max_no_improvement=20,
+        reassignment_ratio=0.0,
+        random_state=seed,
     ).fit(frames)
     dtype = np.int16 if n_clusters <= np.iinfo(np.int16).max else np.int32
     labels, lengths = [], []
     for feats in cache or _corpus_features(manifest, records, source):
-        labels.append(kmeans.predict(feats.astype(np.float64)).astype(dtype) if len(feats) else np.zeros(0, dtype))
+        labels.append(
+            kmeans.predict(feats.astype(np.float64)).astype(dtype) if len(feats) else np.zeros(0, dtype)
+        )
         lengths.append(len(feats))
     lengths_arr = np.asarray(lengths, np.int64)
     targets = ClusterTargets(
@@ -322,4 +337,3 @@ def target_quality(records: Sequence[dict], targets: ClusterTargets) -> ClusterQ
     if not phones:
         return None
     return cluster_quality(phones, np.concatenate(clusters))
-

@@ -167,5 +167,7 @@ def load_s3prl_upstream(name: str) -> S3PRLAdapter:
             "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 and run again."
         ) from None
     except Exception as e:  # s3prl raises anything from downloads and checkpoint loading
-        raise EvalkitError(f"s3prl:{name}: s3prl could not build this upstream ({type(e).__name__}: {e}).") from e
+        raise EvalkitError(
+            f"s3prl:{name}: s3prl could not build this upstream ({type(e).__name__}: {e})."
+        ) from e
     return S3PRLAdapter(upstream, name)

@@ -96,8 +96,12 @@ class Wav2Vec2Config(SerialisableConfig):
                 f"objective.gumbel_decay must lie in (0, 1] and objective.logit_temperature be > 0; got "
                 f"{self.gumbel_decay} and {self.logit_temperature}."
             )
-        if (self.diversity_weight < 0 or self.feature_penalty < 0 or self.unmasked_weight < 0
-                or not 0 < self.frontend_grad_scale <= 1):
+        if (
+            self.diversity_weight < 0
+            or self.feature_penalty < 0
+            or self.unmasked_weight < 0
+            or not 0 < self.frontend_grad_scale <= 1
+        ):
             raise ConfigError(
                 "objective.diversity_weight, objective.feature_penalty and objective.unmasked_weight must be >= 0 "
                 "and objective.frontend_grad_scale in (0, 1]; got "
@@ -109,7 +113,9 @@ class Wav2Vec2Config(SerialisableConfig):
             raise ConfigError(f"objective.mix_prob must lie in [0, 1]; got {self.mix_prob!r}.")
         for key in ("masked_negatives", "unmasked_negatives"):
             if getattr(self, key) not in ("utterance", "batch"):
-                raise ConfigError(f"objective.{key} must be 'utterance' or 'batch'; got {getattr(self, key)!r}.")
+                raise ConfigError(
+                    f"objective.{key} must be 'utterance' or 'batch'; got {getattr(self, key)!r}."
+                )
 
 
 def perplexity(probs: torch.Tensor) -> torch.Tensor:
@@ -217,7 +223,9 @@ def contrastive_loss(
         pred = pred.index_put((utt, rank), F.normalize(predictions.float(), dim=-1))
         targ = targets.new_zeros(b, most, targets.shape[-1], dtype=torch.float32)
         targ = targ.index_put((utt, rank), F.normalize(targets.float(), dim=-1))
-        rows = torch.bmm(pred, targ.transpose(1, 2))[utt, rank]  # [N, M] cosine to every target of its utterance
+        rows = torch.bmm(pred, targ.transpose(1, 2))[
+            utt, rank
+        ]  # [N, M] cosine to every target of its utterance
         positive = rows.gather(1, rank[:, None])
         usable = distractors >= 0
         where = distractors.clamp(min=0)
@@ -249,8 +257,9 @@ class Wav2Vec2(Objective):
         self.encoder = SSLEncoder(**encoder)
         self.settings = c = Wav2Vec2Config.from_dict(objective, where="objective")
         self.masker = MaskEmbedding(self.encoder.hidden_size)
-        self.quantizer = GumbelQuantizer(self.encoder.frontend.dim, c.codebook_groups, c.codebook_entries,
-                                         c.codebook_dim)
+        self.quantizer = GumbelQuantizer(
+            self.encoder.frontend.dim, c.codebook_groups, c.codebook_entries, c.codebook_dim
+        )
         self.quantizer_dropout = nn.Dropout(c.quantizer_dropout)
         self.project_targets = nn.Linear(c.codebook_dim, c.final_dim)
         self.project_context = nn.Linear(self.encoder.hidden_size, c.final_dim)
@@ -277,11 +286,15 @@ class Wav2Vec2(Objective):
         features, lens = self.encoder.frontend(heard, batch.wav_lens)
         features = scale_gradient(features, c.frontend_grad_scale)
         # the targets' features: of the clean utterances (the same tensor when nothing was mixed)
-        clean = features if heard is batch.wavs else scale_gradient(
-            self.encoder.frontend(batch.wavs, batch.wav_lens)[0], c.frontend_grad_scale)
+        clean = (
+            features
+            if heard is batch.wavs
+            else scale_gradient(self.encoder.frontend(batch.wavs, batch.wav_lens)[0], c.frontend_grad_scale)
+        )
         valid = padding_mask(lens, features.shape[1])
-        mask = compute_span_mask(lens, c.mask_prob, c.mask_span, min_masks=c.mask_min_spans,
-                                 max_len=features.shape[1])
+        mask = compute_span_mask(
+            lens, c.mask_prob, c.mask_span, min_masks=c.mask_min_spans, max_len=features.shape[1]
+        )
         if not mask.any():
             raise ConfigError(
                 f"wav2vec2: no frame of this batch was masked (frame lengths {lens.tolist()}); raise "
@@ -298,8 +311,14 @@ class Wav2Vec2(Objective):
         in_mask = mask[frames]  # rows of the masked frames among the quantized ones
         # "batch": the batch as one long utterance (the same frames in the same row-major order)
         pool = mask.reshape(1, -1) if c.masked_negatives == "batch" else mask
-        result = contrastive_loss(self.project_context(hidden[mask]), targets[in_mask], quantized.codes[in_mask],
-                                  pool, sample_distractors(pool, c.num_negatives), c.logit_temperature)
+        result = contrastive_loss(
+            self.project_context(hidden[mask]),
+            targets[in_mask],
+            quantized.codes[in_mask],
+            pool,
+            sample_distractors(pool, c.num_negatives),
+            c.logit_temperature,
+        )
 
         num_codes = self.quantizer.num_codes
         diversity = (num_codes - quantized.prob_perplexity) / num_codes
@@ -308,9 +327,14 @@ class Wav2Vec2(Objective):
         unmasked = valid & ~mask
         if c.unmasked_weight > 0 and unmasked.any():
             pool = unmasked.reshape(1, -1) if c.unmasked_negatives == "batch" else unmasked
-            rest = contrastive_loss(self.project_context(hidden[unmasked]), targets[~in_mask],
-                                    quantized.codes[~in_mask], pool,
-                                    sample_distractors(pool, c.num_negatives), c.logit_temperature)
+            rest = contrastive_loss(
+                self.project_context(hidden[unmasked]),
+                targets[~in_mask],
+                quantized.codes[~in_mask],
+                pool,
+                sample_distractors(pool, c.num_negatives),
+                c.logit_temperature,
+            )
             loss = loss + c.unmasked_weight * rest.loss
             extra = {"contrastive_unmasked": rest.loss.item(), "accuracy_unmasked": float(rest.accuracy)}
         stats = {
@@ -326,4 +350,3 @@ class Wav2Vec2(Objective):
             **extra,
         }
         return Output(loss, stats)
-

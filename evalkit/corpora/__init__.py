@@ -18,7 +18,9 @@ from evalkit.registry import Registry
 CORPORA = Registry("corpus", plural="corpora")
 CORPORA.register("librispeech", "evalkit.corpora.librispeech:prepare_librispeech")
 CORPORA.register("speech_commands", "evalkit.corpora.speech_commands:prepare_speech_commands")
-CORPORA.register("fluent_speech_commands", "evalkit.corpora.fluent_speech_commands:prepare_fluent_speech_commands")
+CORPORA.register(
+    "fluent_speech_commands", "evalkit.corpora.fluent_speech_commands:prepare_fluent_speech_commands"
+)
 CORPORA.register("voxceleb1_sid", "evalkit.corpora.voxceleb1:prepare_voxceleb1_sid")
 CORPORA.register("voxceleb1_asv", "evalkit.corpora.voxceleb1:prepare_voxceleb1_asv")
 CORPORA.register("iemocap", "evalkit.corpora.iemocap:prepare_iemocap")

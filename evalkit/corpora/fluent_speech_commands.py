@@ -49,7 +49,9 @@ def _read_split(root: Path, csv_path: Path) -> list[dict]:
         reader = csv.DictReader(f)
         missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
         if missing:
-            raise EvalkitError(f"{csv_path}: missing column(s) {', '.join(missing)}; expected {', '.join(COLUMNS)}.")
+            raise EvalkitError(
+                f"{csv_path}: missing column(s) {', '.join(missing)}; expected {', '.join(COLUMNS)}."
+            )
         rows = [(reader.line_num, row) for row in reader]
     if not rows:
         raise EvalkitError(f"{csv_path}: holds no rows. Re-extract the corpus.")

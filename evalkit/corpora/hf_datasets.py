@@ -66,7 +66,9 @@ def load_mapping(mapping: Mapping[str, str] | str | os.PathLike | None) -> dict[
 
 
 def prepare_hf_dataset(
-    src: str | os.PathLike, out: str | os.PathLike, mapping: Mapping[str, str] | str | os.PathLike | None = None
+    src: str | os.PathLike,
+    out: str | os.PathLike,
+    mapping: Mapping[str, str] | str | os.PathLike | None = None,
 ) -> dict[str, Path]:
     """Write `<out>/<split>.jsonl` and 16 kHz WAVs from a saved dataset or an audiofolder."""
     src, out = Path(src).resolve(), Path(out)
@@ -127,7 +129,9 @@ def _saved_rows(src: Path, split: str, ds, audio_column: str) -> Iterator[tuple[
 
 def _read_audiofolder(src: Path) -> dict[str, Iterator]:
     found = [(src / m, None) for m in _METADATA if (src / m).is_file()]
-    found += [(d / m, d.name) for d in sorted(src.glob("*")) if d.is_dir() for m in _METADATA if (d / m).is_file()]
+    found += [
+        (d / m, d.name) for d in sorted(src.glob("*")) if d.is_dir() for m in _METADATA if (d / m).is_file()
+    ]
     splits: dict[str, list] = {}
     for meta, split in found:
         for where, row in _metadata_rows(meta):
@@ -188,7 +192,9 @@ def _decode(audio: dict, base: Path, where: str) -> np.ndarray:
         try:
             data, rate = sf.read(io.BytesIO(audio["bytes"]), dtype="float32", always_2d=True)
         except (sf.LibsndfileError, RuntimeError) as e:
-            raise AudioError(f"{where}: the embedded audio bytes cannot be decoded ({e}). Re-encode as WAV/FLAC.") from None
+            raise AudioError(
+                f"{where}: the embedded audio bytes cannot be decoded ({e}). Re-encode as WAV/FLAC."
+            ) from None
         if not np.isfinite(data).all():
             raise AudioError(f"{where}: the embedded audio holds NaN or Inf samples.")
         mono = data.mean(axis=1)

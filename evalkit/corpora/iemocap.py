@@ -50,7 +50,9 @@ def prepare_iemocap(
     options = {"src": str(src), "dev_ratio": dev_ratio, "seed": seed}
     if is_prepared(out, CORPUS, options):
         return manifest_paths(out)
-    root = first_existing([src / "Session1", src / "IEMOCAP_full_release" / "Session1"], "IEMOCAP Session1").parent
+    root = first_existing(
+        [src / "Session1", src / "IEMOCAP_full_release" / "Session1"], "IEMOCAP Session1"
+    ).parent
     by_session = {s: _read_session(root / f"Session{s}", s) for s in SESSIONS}
     manifests = {}
     for k in SESSIONS:
@@ -68,7 +70,9 @@ def _read_session(session: Path, number: int) -> list[dict]:
     wav_root = session / "sentences" / "wav"
     records = []
     for label_file in sorted(labels.glob("*.txt")):
-        for lineno, line in enumerate(label_file.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+        for lineno, line in enumerate(
+            label_file.read_text(encoding="utf-8", errors="replace").splitlines(), 1
+        ):
             m = _LINE.match(line)
             if not m or m.group(2) not in EMOTIONS:
                 continue

@@ -59,7 +59,9 @@ def prepare_libri2mix(
 def _table(path: Path, fields: int) -> list[tuple[int, list[str]]]:
     """(line number, fields) of a whitespace-separated Kaldi table; the last field takes the rest."""
     rows = []
-    for lineno, line in enumerate(require_file(path, "Kaldi data file").read_text(encoding="utf-8").splitlines(), 1):
+    for lineno, line in enumerate(
+        require_file(path, "Kaldi data file").read_text(encoding="utf-8").splitlines(), 1
+    ):
         if not line.strip():
             continue
         parts = line.split(None, fields - 1)
@@ -76,7 +78,9 @@ def _read_data_dir(data_dir: Path) -> list[dict]:
     wavs: dict[str, Path] = {}
     for lineno, (rec, target) in _table(wav_scp, 2):
         if target.rstrip().endswith("|"):
-            raise EvalkitError(f"{wav_scp}:{lineno}: piped commands are not supported; list a wav file instead.")
+            raise EvalkitError(
+                f"{wav_scp}:{lineno}: piped commands are not supported; list a wav file instead."
+            )
         audio = Path(os.path.normpath(data_dir / target.strip()))
         wavs[rec] = require_audio(audio, f"{wav_scp}:{lineno}")
     speaker_of = {utt: spk.strip() for _, (utt, spk) in _table(utt2spk_file, 2)}
@@ -89,7 +93,9 @@ def _read_data_dir(data_dir: Path) -> list[dict]:
         try:
             span = (float(start), float(end))
         except ValueError:
-            raise EvalkitError(f"{segments_file}:{lineno}: start/end must be seconds, got {start!r} {end!r}.") from None
+            raise EvalkitError(
+                f"{segments_file}:{lineno}: start/end must be seconds, got {start!r} {end!r}."
+            ) from None
         if not 0 <= span[0] < span[1]:
             raise EvalkitError(f"{segments_file}:{lineno}: segment ends before it starts ({start} .. {end}).")
         segments[rec].append([round(span[0], 4), round(span[1], 4), speaker_of[utt]])

@@ -48,7 +48,9 @@ def prepare_librispeech(
     if is_prepared(out, CORPUS, options):
         return manifest_paths(out)
     root = _root(src, subsets)
-    dirs = {split: require_dir(root / name, f"LibriSpeech subset {name!r}") for split, name in subsets.items()}
+    dirs = {
+        split: require_dir(root / name, f"LibriSpeech subset {name!r}") for split, name in subsets.items()
+    }
     manifests = {split: _read_subset(d, phones) for split, d in dirs.items()}
     return write_prepared(out, CORPUS, options, manifests)
 
@@ -69,7 +71,9 @@ def _read_subset(subset_dir: Path, phones: bool) -> list[dict]:
         spk, chap = chapter.parent.name, chapter.name
         trans = chapter / f"{spk}-{chap}.trans.txt"
         if not trans.is_file():
-            raise EvalkitError(f"{trans}: transcript file not found for chapter folder {chapter}. Re-extract.")
+            raise EvalkitError(
+                f"{trans}: transcript file not found for chapter folder {chapter}. Re-extract."
+            )
         for lineno, line in enumerate(trans.read_text(encoding="utf-8").splitlines(), 1):
             if not line.strip():
                 continue
@@ -85,5 +89,7 @@ def _read_subset(subset_dir: Path, phones: bool) -> list[dict]:
                 rec["phones"] = eng.phonemes(text, voice)
             records.append(rec)
     if not records:
-        raise EvalkitError(f"{subset_dir}: no <spk>/<chapter>/*.trans.txt found. Is this a LibriSpeech subset?")
+        raise EvalkitError(
+            f"{subset_dir}: no <spk>/<chapter>/*.trans.txt found. Is this a LibriSpeech subset?"
+        )
     return records

@@ -25,14 +25,18 @@ MARKER = ".done.json"
 def require_file(path: Path, what: str) -> Path:
     """`path` if it is a file; otherwise an error saying what was expected there."""
     if not path.is_file():
-        raise EvalkitError(f"{path}: {what} not found. Check that the corpus is fully extracted into this folder.")
+        raise EvalkitError(
+            f"{path}: {what} not found. Check that the corpus is fully extracted into this folder."
+        )
     return path
 
 
 def require_dir(path: Path, what: str, pattern: str = "*") -> Path:
     """`path` if it is a folder holding at least one entry matching `pattern`."""
     if not path.is_dir():
-        raise EvalkitError(f"{path}: {what} not found. Check that the corpus is fully extracted into this folder.")
+        raise EvalkitError(
+            f"{path}: {what} not found. Check that the corpus is fully extracted into this folder."
+        )
     if next(path.glob(pattern), None) is None:
         raise EvalkitError(f"{path}: {what} is empty (no {pattern!r} inside). Re-extract the corpus.")
     return path

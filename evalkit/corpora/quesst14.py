@@ -39,20 +39,25 @@ CORPUS = "quesst14"
 _QUERY_ID = re.compile(r"^quesst14_(dev|eval)_\d+$")
 
 
-def prepare_quesst14(src: str | os.PathLike, out: str | os.PathLike, language: str = "nnenglish") -> dict[str, Path]:
+def prepare_quesst14(
+    src: str | os.PathLike, out: str | os.PathLike, language: str = "nnenglish"
+) -> dict[str, Path]:
     """Write `<out>/{dev,test}.jsonl` (queries + documents) for one language (default English)."""
     src, out = Path(src).resolve(), Path(out)
     options = {"src": str(src), "language": language}
     if is_prepared(out, CORPUS, options):
         return manifest_paths(out)
-    scoring = first_existing([src / "scoring", src / "quesst14Database" / "scoring"], "QUESST14 scoring/ folder")
+    scoring = first_existing(
+        [src / "scoring", src / "quesst14Database" / "scoring"], "QUESST14 scoring/ folder"
+    )
     root = scoring.parent
     documents = _read_list(root, scoring / "language_key_utterances.lst", language)
     manifests = {}
     for split, name in SPLITS.items():
         queries = _read_list(root, scoring / f"language_key_{name}.lst", language)
         rttm = require_file(
-            scoring / f"groundtruth_quesst14_{name}" / f"quesst14_{name}.rttm", f"QUESST14 {name} ground truth"
+            scoring / f"groundtruth_quesst14_{name}" / f"quesst14_{name}.rttm",
+            f"QUESST14 {name} ground truth",
         )
         occurrences = _read_rttm(rttm)
         records = [{**q, "role": "query", "term": q["id"]} for q in queries]
@@ -79,7 +84,9 @@ def _read_list(root: Path, lst: Path, language: str) -> list[dict]:
         candidates.append(root / parts[0])
         audio = next((c for c in candidates if c.is_file()), candidates[0])
         if not audio.is_file():
-            raise EvalkitError(f"{audio}: audio file listed in {lst}:{lineno} is missing. Re-extract the corpus.")
+            raise EvalkitError(
+                f"{audio}: audio file listed in {lst}:{lineno} is missing. Re-extract the corpus."
+            )
         records.append({"id": audio.stem, "path": str(audio), "duration": duration(audio), "speaker": ""})
     if not records:
         raise EvalkitError(f"{lst}: lists no {language!r} audio. Check the language name (e.g. nnenglish).")

@@ -57,7 +57,9 @@ def prepare_speech_commands(
     noise_dir = require_dir(src / NOISE_DIR, "background-noise folder", "*.wav")
     words = sorted(p for p in src.iterdir() if p.is_dir() and not p.name.startswith(("_", ".")))
     if not words:
-        raise EvalkitError(f"{src}: no word folders found (expected e.g. {src / 'yes'}). Point src at the corpus.")
+        raise EvalkitError(
+            f"{src}: no word folders found (expected e.g. {src / 'yes'}). Point src at the corpus."
+        )
     listed = set(_read_list(dev_list)) | set(_read_list(test_list))
     train = [f"{w.name}/{f.name}" for w in words for f in sorted(w.glob("*.wav"))]
     manifests = {
@@ -101,7 +103,9 @@ def _word_record(root: Path, rel: str, listed_in: Path) -> dict:
 
 def _read_test_archive(root: Path) -> list[dict]:
     labels = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
-    records = [_word_record(root, f"{d.name}/{f.name}", root) for d in labels for f in sorted(d.glob("*.wav"))]
+    records = [
+        _word_record(root, f"{d.name}/{f.name}", root) for d in labels for f in sorted(d.glob("*.wav"))
+    ]
     if not records:
         raise EvalkitError(
             f"{root}: no <label>/*.wav found in the Speech Commands test archive "
@@ -120,7 +124,12 @@ def _silence_records(noise_dir: Path, out: Path, with_test: bool) -> dict[str, l
             save_wav(seg_dir / f"{name}.wav", wav[i * SAMPLE_RATE : (i + 1) * SAMPLE_RATE])
             split = "dev" if i % 10 == 0 else "test" if i % 10 == 1 and with_test else "train"
             splits[split].append(
-                {"id": f"silence_{name}", "path": f"{SILENCE}/{name}.wav", "duration": 1.0, "speaker": "",
-                 "label": SILENCE}
+                {
+                    "id": f"silence_{name}",
+                    "path": f"{SILENCE}/{name}.wav",
+                    "duration": 1.0,
+                    "speaker": "",
+                    "label": SILENCE,
+                }
             )
     return splits

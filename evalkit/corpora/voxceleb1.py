@@ -51,7 +51,9 @@ def prepare_voxceleb1_sid(src: str | os.PathLike, out: str | os.PathLike) -> dic
             continue
         parts = line.split()
         if len(parts) != 2 or parts[0] not in SID_SPLITS:
-            raise EvalkitError(f"{split_file}:{lineno}: expected '<1|2|3> <id>/<video>/<n>.wav', got {line!r}.")
+            raise EvalkitError(
+                f"{split_file}:{lineno}: expected '<1|2|3> <id>/<video>/<n>.wav', got {line!r}."
+            )
         manifests[SID_SPLITS[parts[0]]].append(_record(roots, parts[1], f"{split_file}:{lineno}"))
     for split, recs in manifests.items():
         if not recs:
@@ -76,12 +78,19 @@ def prepare_voxceleb1_asv(
     seeds both draws.
     """
     if not 0 < dev_speakers < 1:
-        raise EvalkitError(f"dev_speakers must be a fraction between 0 and 1 (exclusive), got {dev_speakers}.")
+        raise EvalkitError(
+            f"dev_speakers must be a fraction between 0 and 1 (exclusive), got {dev_speakers}."
+        )
     if dev_trials < 2:
         raise EvalkitError(f"dev_trials must be at least 2 (one target, one non-target), got {dev_trials}.")
     src, out = Path(src).resolve(), Path(out)
-    options = {"src": str(src), "trials": trials, "dev_speakers": dev_speakers, "dev_trials": dev_trials,
-               "seed": seed}
+    options = {
+        "src": str(src),
+        "trials": trials,
+        "dev_speakers": dev_speakers,
+        "dev_trials": dev_trials,
+        "seed": seed,
+    }
     if is_prepared(out, "voxceleb1_asv", options):
         return manifest_paths(out)
     trial_file = _meta_file(src, (trials,) if trials else TRIAL_FILES, "VoxCeleb1 verification trial list")
@@ -93,7 +102,9 @@ def prepare_voxceleb1_asv(
             continue
         parts = line.split()
         if len(parts) != 3 or parts[0] not in ("0", "1"):
-            raise EvalkitError(f"{trial_file}:{lineno}: expected '<1|0> <enroll wav> <test wav>', got {line!r}.")
+            raise EvalkitError(
+                f"{trial_file}:{lineno}: expected '<1|0> <enroll wav> <test wav>', got {line!r}."
+            )
         for rel in parts[1:]:
             if rel not in test:
                 test[rel] = _record(roots, rel, f"{trial_file}:{lineno}")
@@ -124,7 +135,9 @@ def prepare_voxceleb1_asv(
     return write_prepared(out, "voxceleb1_asv", options, manifests, texts)
 
 
-def _hold_out_speakers(records: list[dict], fraction: float, rng: random.Random) -> tuple[list[dict], list[dict]]:
+def _hold_out_speakers(
+    records: list[dict], fraction: float, rng: random.Random
+) -> tuple[list[dict], list[dict]]:
     """(train, dev): a seeded `fraction` of the speakers (at least 2) moved to dev, with all their utterances."""
     speakers = sorted({r["speaker"] for r in records})
     n_dev = max(2, round(fraction * len(speakers)))
@@ -202,7 +215,9 @@ def _audio_roots(src: Path) -> list[Path]:
     roots = [src / r for r in AUDIO_ROOTS if (src / r).is_dir()]
     if not roots:
         looked = ", ".join(str(src / r) for r in AUDIO_ROOTS)
-        raise EvalkitError(f"VoxCeleb1 audio folder not found; looked for: {looked}. Extract the wav archives.")
+        raise EvalkitError(
+            f"VoxCeleb1 audio folder not found; looked for: {looked}. Extract the wav archives."
+        )
     return roots
 
 

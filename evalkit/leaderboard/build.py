@@ -34,40 +34,61 @@ class BuildReport:
     suites: list[str] = field(default_factory=list)
 
 
-def choose_reference(suite: Suite, references_dir: Path | None,
-                     warnings: list[str]) -> tuple[Reference | None, str, set[str]]:
+def choose_reference(
+    suite: Suite, references_dir: Path | None, warnings: list[str]
+) -> tuple[Reference | None, str, set[str]]:
     """(reference, a sentence saying what the score means, tasks left out of the score)."""
     ref = stored_reference(suite.reference_name, references_dir)
     if ref is not None:
-        note = (f"Score: 1000 x (value - FBANK) / (perfect - FBANK) per task, averaged; reference points from "
-                f"the stored file {suite.reference_name}.json (version {ref.version}).")
+        note = (
+            f"Score: 1000 x (value - FBANK) / (perfect - FBANK) per task, averaged; reference points from "
+            f"the stored file {suite.reference_name}.json (version {ref.version})."
+        )
         if ref.seed is not None and suite.seed is not None and ref.seed != suite.seed:
-            warnings.append(f"suite {suite.id}: reference {suite.reference_name}.json was measured with seed "
-                            f"{ref.seed}, these results with seed {suite.seed}; scores are approximate.")
+            warnings.append(
+                f"suite {suite.id}: reference {suite.reference_name}.json was measured with seed "
+                f"{ref.seed}, these results with seed {suite.seed}; scores are approximate."
+            )
     elif suite.reference_name.startswith("synthetic") and any(u == "fbank" for u, _ in suite.entries):
         fbank = {t: e.data for (u, t), e in suite.entries.items() if u == "fbank"}
         ref = reference_from_fbank(suite.id, fbank, seed=suite.seed)
-        note = ("Score: 1000 x (value - FBANK) / (perfect - FBANK) per task, averaged; FBANK measured by the "
-                "fbank results in this folder (no stored reference file for this suite).")
+        note = (
+            "Score: 1000 x (value - FBANK) / (perfect - FBANK) per task, averaged; FBANK measured by the "
+            "fbank results in this folder (no stored reference file for this suite)."
+        )
     elif suite.reference_name == "superb":
         ref = superb_reference()
-        note = ("Score: the official SUPERB score (superbbenchmark.org reference points); comparable with the "
-                "public leaderboard only on the standard SUPERB corpora.")
+        note = (
+            "Score: the official SUPERB score (superbbenchmark.org reference points); comparable with the "
+            "public leaderboard only on the standard SUPERB corpora."
+        )
     else:
-        return None, "No score: no reference points for this suite (add fbank results or a reference file).", set()
+        return (
+            None,
+            "No score: no reference points for this suite (add fbank results or a reference file).",
+            set(),
+        )
     stale = set()
     for task, version in ref.task_version.items():
         col = suite.column(task)
         if col and next(iter(col.values())).data["task_version"] != version:
             stale.add(task)
-            warnings.append(f"suite {suite.id}: the reference point of task {task!r} was measured with task "
-                            f"version {version!r}, the results use another; {task} is left out of the score. "
-                            "Regenerate it with `evalkit leaderboard references`.")
+            warnings.append(
+                f"suite {suite.id}: the reference point of task {task!r} was measured with task "
+                f"version {version!r}, the results use another; {task} is left out of the score. "
+                "Regenerate it with `evalkit leaderboard references`."
+            )
     return ref, note, stale
 
 
-def build_leaderboard(results: Path, out: Path, references_dir: Path | None = None, n_boot: int = 1000,
-                      seed: int = 0, plots: bool = True) -> BuildReport:
+def build_leaderboard(
+    results: Path,
+    out: Path,
+    references_dir: Path | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    plots: bool = True,
+) -> BuildReport:
     """Build every suite found under `results` into `out`: `<suite>/leaderboard.{md,csv,tex,json}`,
     `<suite>/twins.{md,csv,tex,json}` (pre-trained upstreams against their random-init twins, where the
     suite has any) and `<suite>/plots/`, plus `index.html` (the page) and `leaderboard.md` (all suites)
@@ -78,8 +99,11 @@ def build_leaderboard(results: Path, out: Path, references_dir: Path | None = No
     suites, warnings = collect(results, exclude=out)
     report = BuildReport(warnings=warnings)
     if not suites:
-        raise EvalkitError(f"--results {results}: no usable result file found"
-                           + (f" ({len(warnings)} skipped; first: {warnings[0]})" if warnings else "") + ".")
+        raise EvalkitError(
+            f"--results {results}: no usable result file found"
+            + (f" ({len(warnings)} skipped; first: {warnings[0]})" if warnings else "")
+            + "."
+        )
     sections = []
     for sid, suite in sorted(suites.items()):
         ref, note, stale = choose_reference(suite, references_dir, warnings)
@@ -89,15 +113,24 @@ def build_leaderboard(results: Path, out: Path, references_dir: Path | None = No
             marks[task] = mark_column(suite.column(task), n=n_boot, seed=seed)
             notes += marks[task].notes
         table = build_table(suite, marks, ref, note, excluded=stale)
-        off = [f"{e.upstream} x {e.task} ({gap[0]} steps)" for e in suite.entries.values()
-               if (gap := budget_gap(e))]
+        off = [
+            f"{e.upstream} x {e.task} ({gap[0]} steps)"
+            for e in suite.entries.values()
+            if (gap := budget_gap(e))
+        ]
         if off and len(off) == len(suite.entries):
             steps = sorted({gap[0] for e in suite.entries.values() if (gap := budget_gap(e))})
-            notes.insert(0, f"Every result here was trained off the profile's step budget ({', '.join(map(str, steps))} "
-                            "steps, e.g. by `evalkit run --profile default`): compare them only with each other.")
+            notes.insert(
+                0,
+                f"Every result here was trained off the profile's step budget ({', '.join(map(str, steps))} "
+                "steps, e.g. by `evalkit run --profile default`): compare them only with each other.",
+            )
         elif off:
-            notes.insert(0, f"{len(off)} result(s) trained off the profile's step budget (e.g. with --steps), "
-                            f"not comparable with results on budget: {', '.join(sorted(off))}.")
+            notes.insert(
+                0,
+                f"{len(off)} result(s) trained off the profile's step budget (e.g. with --steps), "
+                f"not comparable with results on budget: {', '.join(sorted(off))}.",
+            )
         table.notes = notes
         folder = out / sid
         twins = twin_table(suite, n_boot=n_boot, seed=seed)
@@ -114,7 +147,7 @@ def build_leaderboard(results: Path, out: Path, references_dir: Path | None = No
                 png = layer_weights_heatmap(suite, u)
                 if png:
                     section["layer_pngs"][u] = png
-            pngs = ([("scores.png", section["score_png"])] if section["score_png"] else [])
+            pngs = [("scores.png", section["score_png"])] if section["score_png"] else []
             pngs += [(f"layer_weights_{upstream_tag(u)}.png", p) for u, p in section["layer_pngs"].items()]
             for name, png in pngs:
                 (folder / "plots").mkdir(parents=True, exist_ok=True)
@@ -125,13 +158,19 @@ def build_leaderboard(results: Path, out: Path, references_dir: Path | None = No
     page = out / "index.html"
     atomic_write_text(page, render_page(sections, warnings))
     summary = out / "leaderboard.md"  # every suite's table in one file, for a terminal or a README
-    atomic_write_text(summary, "\n".join(to_markdown(s["table"]) + (f"\n{to_markdown(s['twins'])}" if s["twins"] else "")
-                                         for s in sections))
+    atomic_write_text(
+        summary,
+        "\n".join(
+            to_markdown(s["table"]) + (f"\n{to_markdown(s['twins'])}" if s["twins"] else "") for s in sections
+        ),
+    )
     report.files += [page, summary]
     return report
 
 
-def write_references(results: Path, out: Path, suite_id: str | None = None, allow_off_budget: bool = False) -> Path:
+def write_references(
+    results: Path, out: Path, suite_id: str | None = None, allow_off_budget: bool = False
+) -> Path:
     """Store a suite's FBANK reference points (from the fbank results under `results`) as a JSON file.
 
     Reference points fix every later score, so FBANK results trained off the
@@ -140,21 +179,27 @@ def write_references(results: Path, out: Path, suite_id: str | None = None, allo
     suites, warnings = collect(Path(results))
     if suite_id is None:
         if len(suites) != 1:
-            raise EvalkitError(f"--results {results} holds {len(suites)} suites ({', '.join(sorted(suites))}); "
-                               "pick one with --suite.")
+            raise EvalkitError(
+                f"--results {results} holds {len(suites)} suites ({', '.join(sorted(suites))}); "
+                "pick one with --suite."
+            )
         suite_id = next(iter(suites))
     if suite_id not in suites:
         raise EvalkitError(f"--suite {suite_id!r} not found; suites: {', '.join(sorted(suites)) or 'none'}.")
     suite = suites[suite_id]
     fbank = {t: e.data for (u, t), e in suite.entries.items() if u == "fbank"}
     if not fbank:
-        raise EvalkitError(f"suite {suite_id!r} has no results of the `fbank` upstream; run "
-                           "`evalkit eval --upstream fbank` on it first.")
+        raise EvalkitError(
+            f"suite {suite_id!r} has no results of the `fbank` upstream; run "
+            "`evalkit eval --upstream fbank` on it first."
+        )
     off = {t: gap for (u, t), e in suite.entries.items() if u == "fbank" and (gap := budget_gap(e))}
     if off and not allow_off_budget:
         detail = ", ".join(f"{t}: {s} steps, budget {b}" for t, (s, b) in sorted(off.items()))
-        raise EvalkitError(f"suite {suite_id!r}: the fbank results were trained off the profile's budget ({detail}); "
-                           "re-run `evalkit eval --upstream fbank` without --steps, or pass --allow-off-budget.")
+        raise EvalkitError(
+            f"suite {suite_id!r}: the fbank results were trained off the profile's budget ({detail}); "
+            "re-run `evalkit eval --upstream fbank` without --steps, or pass --allow-off-budget."
+        )
     ref = reference_from_fbank(suite.reference_name, fbank, seed=suite.seed)
     if Path(out).is_file():  # remeasured points are a new version of the file
         old = load_reference(Path(out))

@@ -70,6 +70,7 @@ class Suite:
     @property
     def tasks(self) -> list[str]:
         """In SUPERB's order (variants such as `er_superb_fold1` beside their task), others after by name."""
+
         def key(t: str):
             base = t.split("_superb", 1)[0]
             return (SUPERB_ORDER.index(base) if base in SUPERB_ORDER else len(SUPERB_ORDER), t)
@@ -84,7 +85,11 @@ def budget_gap(e: Entry) -> tuple[int, int] | None:
     """(steps trained, the profile's budget) when a result was trained off its suite profile's budget
     (e.g. with `--steps`); None when on budget or when there is nothing to compare."""
     profile = (e.data.get("suite") or {}).get("profile")
-    budget = (e.data["task_config"].get("steps") or {}) if isinstance(e.data["task_config"].get("steps"), dict) else {}
+    budget = (
+        (e.data["task_config"].get("steps") or {})
+        if isinstance(e.data["task_config"].get("steps"), dict)
+        else {}
+    )
     head = (e.data.get("heads") or {}).get(e.data.get("head"), {})
     steps = head.get("steps") if isinstance(head, dict) else None
     if profile in budget and isinstance(steps, int) and steps != budget[profile]:
@@ -119,7 +124,9 @@ def check_result(path: Path) -> dict:
     if not isinstance(data["task_config"], dict):
         raise bad("task_config", "an object")
     if data["task_config"].get("name", data["task"]) != data["task"]:
-        raise ConfigError(f"{path}: task {data['task']!r} but task_config.name {data['task_config']['name']!r}.")
+        raise ConfigError(
+            f"{path}: task {data['task']!r} but task_config.name {data['task_config']['name']!r}."
+        )
     for split in ("test", "dev"):
         block = data["metrics"].get(split, {})
         if not isinstance(block, dict) or not all(_is_number(v) or v is None for v in block.values()):
@@ -144,14 +151,19 @@ def suite_of(data: dict) -> tuple[str, str, str, int | None]:
     suite = data.get("suite") or {}
     profile, seed = suite.get("profile"), suite.get("seed")
     # suites stamped before versioning are version 1 and keep their old ids
-    version = f"-v{suite['version']}" if isinstance(suite.get("version"), int) and suite["version"] > 1 else ""
+    version = (
+        f"-v{suite['version']}" if isinstance(suite.get("version"), int) and suite["version"] > 1 else ""
+    )
     # `--protocol quick` results (one head, one learning rate) are only comparable among themselves
     quick = data.get("protocol") == "quick"
     tag, note = ("-quick", ", quick protocol (reference head, one learning rate)") if quick else ("", "")
     if profile:
         sid = f"synthetic-{profile}{version}" + (f"-seed{seed}" if seed is not None else "") + tag
-        label = (f"synthetic suite{' ' + version[1:] if version else ''}, profile {profile}"
-                 + (f", seed {seed}" if seed is not None else "") + note)
+        label = (
+            f"synthetic suite{' ' + version[1:] if version else ''}, profile {profile}"
+            + (f", seed {seed}" if seed is not None else "")
+            + note
+        )
         return sid, label, f"synthetic-{profile}{version}{tag}", seed
     name = suite.get("name") or "unknown"
     return f"corpus-{name}{tag}", f"corpora in {name!r}{note}", "superb", None
@@ -165,8 +177,11 @@ def result_files(results_dir: Path, exclude: Path | None = None) -> list[Path]:
         rel = p.relative_to(root)
         if any(part.startswith(".") for part in rel.parts):
             continue
-        if exclude is not None and Path(exclude).resolve() != root.resolve() \
-                and Path(exclude).resolve() in p.resolve().parents:
+        if (
+            exclude is not None
+            and Path(exclude).resolve() != root.resolve()
+            and Path(exclude).resolve() in p.resolve().parents
+        ):
             continue
         out.append(p)
     return out
@@ -213,8 +228,10 @@ def collect(results_dir: Path, exclude: Path | None = None) -> tuple[dict[str, S
                 keep.append(e)
         if len(keep) > 1:
             names = ", ".join(str(e.path) for e in keep[1:])
-            warnings.append(f"skipped {names}: a second result for upstream {upstream!r} x task {task!r} "
-                            f"(kept {keep[0].path}); remove the duplicate.")
+            warnings.append(
+                f"skipped {names}: a second result for upstream {upstream!r} x task {task!r} "
+                f"(kept {keep[0].path}); remove the duplicate."
+            )
         if keep:
             suites[sid].entries[(upstream, task)] = keep[0]
     return {k: s for k, s in suites.items() if s.entries}, warnings
@@ -240,9 +257,11 @@ def _same_upstream(candidates: dict, warnings: list[str]) -> dict:
             if _fingerprint(e) == want:
                 keep.append(e)
             else:
-                warnings.append(f"skipped {e.path}: upstream {e.upstream!r} has fingerprint {_fingerprint(e)!r} "
-                                f"here but {want!r} in {counts[want]} other result(s); one name, one model - "
-                                "rename one of them or re-run.")
+                warnings.append(
+                    f"skipped {e.path}: upstream {e.upstream!r} has fingerprint {_fingerprint(e)!r} "
+                    f"here but {want!r} in {counts[want]} other result(s); one name, one model - "
+                    "rename one of them or re-run."
+                )
         out[key] = keep
     return out
 

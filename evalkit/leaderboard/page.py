@@ -119,7 +119,18 @@ def _cell_html(c: Column, cell: Cell, row_details: str) -> str:
     return f"<td{cls}{attrs}{title}>{esc(cell.display)}</td>"
 
 
-DETAIL_KEYS = ("metric", "test", "ci95", "task_version", "head", "lr", "steps", "best_step", "layer", "p_best_better")
+DETAIL_KEYS = (
+    "metric",
+    "test",
+    "ci95",
+    "task_version",
+    "head",
+    "lr",
+    "steps",
+    "best_step",
+    "layer",
+    "p_best_better",
+)
 
 
 def _row_details(table: Table, row) -> str:
@@ -141,26 +152,35 @@ def _row_details(table: Table, row) -> str:
 def table_html(table: Table) -> str:
     ths = "".join(
         f'<th data-col="{esc(c.id)}" data-dir="{_default_dir(c)}" data-type="{"text" if c.text else "num"}"'
-        f">{esc(c.label)}</th>" for c in table.columns)
+        f">{esc(c.label)}</th>"
+        for c in table.columns
+    )
     body = []
     for r in table.rows:
         details = _row_details(table, r)
         tds = "".join(_cell_html(c, r.cells[c.id], details) for c in table.columns)
         body.append(f'<tr data-upstream="{esc(r.upstream)}">{tds}</tr>')
-    return (f'<table class="lb" data-suite="{esc(table.suite_id)}"><thead><tr>{ths}</tr></thead>'
-            f'<tbody>{"".join(body)}</tbody></table>')
+    return (
+        f'<table class="lb" data-suite="{esc(table.suite_id)}"><thead><tr>{ths}</tr></thead>'
+        f"<tbody>{''.join(body)}</tbody></table>"
+    )
 
 
 def _img(png: bytes, alt: str) -> str:
-    return (f'<figure><img alt="{esc(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
-            "</figure>")
+    return (
+        f'<figure><img alt="{esc(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+        "</figure>"
+    )
 
 
 def _notes_html(notes: list[str]) -> list[str]:
     if not notes:
         return []
-    return ['<details open><summary>Notes</summary><ul class="warn">'
-            + "".join(f"<li>{esc(n)}</li>" for n in notes) + "</ul></details>"]
+    return [
+        '<details open><summary>Notes</summary><ul class="warn">'
+        + "".join(f"<li>{esc(n)}</li>" for n in notes)
+        + "</ul></details>"
+    ]
 
 
 def render_page(sections: list[dict], warnings: list[str], title: str = "evalkit leaderboard") -> str:
@@ -169,35 +189,48 @@ def render_page(sections: list[dict], warnings: list[str], title: str = "evalkit
     digest = base64.b64encode(hashlib.sha256(SCRIPT.encode()).digest()).decode()
     csp = f"default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'sha256-{digest}'"
     parts = [
-        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
         f'<meta http-equiv="Content-Security-Policy" content="{csp}">',
-        f"<title>{esc(title)}</title><style>{CSS}</style></head><body>", f"<h1>{esc(title)}</h1>",
+        f"<title>{esc(title)}</title><style>{CSS}</style></head><body>",
+        f"<h1>{esc(title)}</h1>",
         '<p class="meta">Built only from result JSON files. Click a column header to sort (again to reverse), '
         "or open the page with <code>#sort=COLUMN</code>. Hover a number for the configuration behind it; "
         "expand an upstream to see all of them.</p>",
     ]
     for s in sections:
         t: Table = s["table"]
-        parts += [f'<section id="suite-{esc(t.suite_id)}"><h2>{esc(t.suite_label)}</h2>', table_html(t),
-                  '<p class="legend">Green: the best entry of a task, and (lighter) every entry not significantly '
-                  "worse than it (paired bootstrap over the test items, 95%). A score in parentheses misses "
-                  f"tasks. {esc(t.score_note)}</p>"]
+        parts += [
+            f'<section id="suite-{esc(t.suite_id)}"><h2>{esc(t.suite_label)}</h2>',
+            table_html(t),
+            '<p class="legend">Green: the best entry of a task, and (lighter) every entry not significantly '
+            "worse than it (paired bootstrap over the test items, 95%). A score in parentheses misses "
+            f"tasks. {esc(t.score_note)}</p>",
+        ]
         parts += _notes_html(t.notes)
         if s.get("twins") is not None:
             twins: Table = s["twins"]
-            parts += ["<h3>Pre-training vs random-init twin</h3>", table_html(twins),
-                      f'<p class="legend">Green: significantly better than the twin; red: significantly worse. '
-                      f"{esc(twins.legend or '')}</p>"]
+            parts += [
+                "<h3>Pre-training vs random-init twin</h3>",
+                table_html(twins),
+                f'<p class="legend">Green: significantly better than the twin; red: significantly worse. '
+                f"{esc(twins.legend or '')}</p>",
+            ]
             parts += _notes_html(twins.notes)
         if s.get("score_png"):
             parts.append(_img(s["score_png"], f"scores, {t.suite_label}"))
         if s.get("layer_pngs"):
-            parts.append("<details><summary>Learned layer weights</summary>"
-                         + "".join(_img(png, f"layer weights of {u}") for u, png in s["layer_pngs"].items())
-                         + "</details>")
+            parts.append(
+                "<details><summary>Learned layer weights</summary>"
+                + "".join(_img(png, f"layer weights of {u}") for u, png in s["layer_pngs"].items())
+                + "</details>"
+            )
         parts.append("</section>")
     if warnings:
-        parts.append(f'<h2>Skipped files ({len(warnings)})</h2><ul class="warn">'
-                     + "".join(f"<li>{esc(w)}</li>" for w in warnings) + "</ul>")
+        parts.append(
+            f'<h2>Skipped files ({len(warnings)})</h2><ul class="warn">'
+            + "".join(f"<li>{esc(w)}</li>" for w in warnings)
+            + "</ul>"
+        )
     parts.append(f"<script>{SCRIPT}</script></body></html>")
     return "\n".join(parts) + "\n"

@@ -33,8 +33,11 @@ def _png(fig) -> bytes:
 
 def layer_weights_heatmap(suite: Suite, upstream: str) -> bytes | None:
     """Rows: tasks; columns: layers (0 = the input of the first context layer); colour: softmax weight."""
-    rows = [(t, suite.entries[(upstream, t)].data.get("layer_weights")) for t in suite.tasks
-            if (upstream, t) in suite.entries]
+    rows = [
+        (t, suite.entries[(upstream, t)].data.get("layer_weights"))
+        for t in suite.tasks
+        if (upstream, t) in suite.entries
+    ]
     rows = [(t, w) for t, w in rows if w]
     if not rows:
         return None

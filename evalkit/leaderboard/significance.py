@@ -97,13 +97,16 @@ def load_item_stats(entry: Entry) -> ItemStats:
     value = metric.aggregate(table)
     tol = TRIAL_TOLERANCE if metric.name in TRIAL_METRICS else 1e-6
     if not math.isclose(value, entry.value, rel_tol=1e-6, abs_tol=tol):
-        raise EvalkitError(f"{path}: the samples give {metric.name} = {value:.6g} but {entry.path.name} "
-                           f"reports {entry.value:.6g}; the samples do not belong to this result.")
+        raise EvalkitError(
+            f"{path}: the samples give {metric.name} = {value:.6g} but {entry.path.name} "
+            f"reports {entry.value:.6g}; the samples do not belong to this result."
+        )
     return ItemStats(ids, table, metric.aggregate)
 
 
-def paired_bootstrap(a: ItemStats, b: ItemStats, higher_is_better: bool, n: int = 1000,
-                     seed: int = 0) -> float:
+def paired_bootstrap(
+    a: ItemStats, b: ItemStats, higher_is_better: bool, n: int = 1000, seed: int = 0
+) -> float:
     """Fraction of joint resamples of the common test items in which `a` is strictly better than `b`."""
     common = sorted(set(a.ids) & set(b.ids))
     if not common:

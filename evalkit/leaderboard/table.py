@@ -20,8 +20,18 @@ from evalkit.leaderboard.collect import Entry, Suite, budget_gap
 from evalkit.leaderboard.significance import Marks
 from evalkit.score import LOWER_IS_BETTER, Reference, rank_score
 
-METRIC_LABELS = {"accuracy": "Acc", "per": "PER", "wer": "WER", "cer": "CER", "eer": "EER", "der": "DER",
-                 "mtwv": "MTWV", "slot_type_f1": "F1", "slot_value_cer": "CER", "min_dcf": "minDCF"}
+METRIC_LABELS = {
+    "accuracy": "Acc",
+    "per": "PER",
+    "wer": "WER",
+    "cer": "CER",
+    "eer": "EER",
+    "der": "DER",
+    "mtwv": "MTWV",
+    "slot_type_f1": "F1",
+    "slot_value_cer": "CER",
+    "min_dcf": "minDCF",
+}
 UNSCALED = frozenset({"mtwv", "min_dcf"})
 
 
@@ -85,8 +95,11 @@ def pretraining_text(info) -> str:
     if info is None:
         return ""
     if isinstance(info, dict):
-        parts = [f"{k}={v:g}" if isinstance(v, int | float) and not isinstance(v, bool) else f"{k}={v}"
-                 for k, v in info.items() if not isinstance(v, dict | list)]
+        parts = [
+            f"{k}={v:g}" if isinstance(v, int | float) and not isinstance(v, bool) else f"{k}={v}"
+            for k, v in info.items()
+            if not isinstance(v, dict | list)
+        ]
         return ", ".join(parts)
     return str(info)
 
@@ -122,8 +135,13 @@ def cell_detail(e: Entry, marks: Marks | None) -> dict:
     return {k: v for k, v in out.items() if v is not None}
 
 
-def build_table(suite: Suite, marks: dict[str, Marks], reference: Reference | None, score_note: str,
-                excluded: set[str] | None = None) -> Table:
+def build_table(
+    suite: Suite,
+    marks: dict[str, Marks],
+    reference: Reference | None,
+    score_note: str,
+    excluded: set[str] | None = None,
+) -> Table:
     """Rows: upstreams; columns: each task's primary metric on test, the scores, parameters, pre-training.
 
     `excluded` tasks stay in the table but out of the suite score (e.g. a stale reference point).
@@ -131,19 +149,33 @@ def build_table(suite: Suite, marks: dict[str, Marks], reference: Reference | No
     tasks = suite.tasks
     first = {t: next(iter(suite.column(t).values())) for t in tasks}
     columns = [Column("upstream", "Upstream", "name", text=True)]
-    columns += [Column(t, f"{task_label(t)} {metric_label(first[t].primary)}", "task", first[t].higher_is_better,
-                       first[t].primary) for t in tasks]
+    columns += [
+        Column(
+            t,
+            f"{task_label(t)} {metric_label(first[t].primary)}",
+            "task",
+            first[t].higher_is_better,
+            first[t].primary,
+        )
+        for t in tasks
+    ]
     if reference is not None:
         columns.append(Column("score", "Score ↑", "score", True))
-    columns += [Column("rank", "Mean rank ↓", "rank", False), Column("params", "Params (M)", "info", False),
-                Column("pretraining", "Pre-training", "info", text=True)]
-    table_values = {u: {t: suite.entries[(u, t)].value for t in tasks if (u, t) in suite.entries}
-                    for u in suite.upstreams}
+    columns += [
+        Column("rank", "Mean rank ↓", "rank", False),
+        Column("params", "Params (M)", "info", False),
+        Column("pretraining", "Pre-training", "info", text=True),
+    ]
+    table_values = {
+        u: {t: suite.entries[(u, t)].value for t in tasks if (u, t) in suite.entries} for u in suite.upstreams
+    }
     ranks = rank_score(table_values, {t: first[t].higher_is_better for t in tasks})
     rows = []
     names = display_names(suite)
     for u in suite.upstreams:
-        cells: dict[str, Cell] = {"upstream": Cell(u, names[u], detail={"upstream": u} if names[u] != u else {})}
+        cells: dict[str, Cell] = {
+            "upstream": Cell(u, names[u], detail={"upstream": u} if names[u] != u else {})
+        }
         info: dict = {}
         for t in tasks:
             e = suite.entries.get((u, t))
@@ -152,16 +184,20 @@ def build_table(suite: Suite, marks: dict[str, Marks], reference: Reference | No
                 continue
             info = info or (e.data.get("upstream_info") or {})
             m = marks.get(t)
-            cells[t] = Cell(e.value, format_metric(e.primary, e.value), m.mark.get(u, "") if m else "",
-                            cell_detail(e, m))
+            cells[t] = Cell(
+                e.value, format_metric(e.primary, e.value), m.mark.get(u, "") if m else "", cell_detail(e, m)
+            )
         if reference is not None:
             cells["score"] = _score_cell(suite, u, reference, excluded or set())
         cells["rank"] = Cell(ranks[u], f"{ranks[u]:.2f}")
         params = info.get("parameters")
         cells["params"] = Cell(params, f"{params / 1e6:.2f}" if params is not None else "–")
         pre = info.get("pretraining")
-        cells["pretraining"] = Cell(pretraining_text(pre) or None, pretraining_text(pre) or "–",
-                                    detail={"pretraining": pre} if pre is not None else {})
+        cells["pretraining"] = Cell(
+            pretraining_text(pre) or None,
+            pretraining_text(pre) or "–",
+            detail={"pretraining": pre} if pre is not None else {},
+        )
         rows.append(Row(u, cells))
     rows.sort(key=lambda r: _sort_key(r, reference is not None))
     ref = None if reference is None else json.loads(reference.to_json())
@@ -230,17 +266,23 @@ def _sort_key(row: Row, by_score: bool):
 def _legend(t: Table) -> str:
     if t.legend:
         return t.legend
-    return ("Bold: the best entry of a task and every entry not significantly worse than it (paired "
-            "bootstrap over test items, 95%). Score in parentheses: not every task of the suite is present. "
-            + t.score_note)
+    return (
+        "Bold: the best entry of a task and every entry not significantly worse than it (paired "
+        "bootstrap over test items, 95%). Score in parentheses: not every task of the suite is present. "
+        + t.score_note
+    )
 
 
 def to_markdown(t: Table) -> str:
     def md(text: str) -> str:
         return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
 
-    lines = [f"## {md(t.suite_label)}", "", "| " + " | ".join(md(c.label) for c in t.columns) + " |",
-             "|" + "|".join("---" if c.kind == "name" else "---:" for c in t.columns) + "|"]
+    lines = [
+        f"## {md(t.suite_label)}",
+        "",
+        "| " + " | ".join(md(c.label) for c in t.columns) + " |",
+        "|" + "|".join("---" if c.kind == "name" else "---:" for c in t.columns) + "|",
+    ]
     for r in t.rows:
         cells = []
         for c in t.columns:
@@ -255,17 +297,33 @@ def to_csv(t: Table) -> str:
     """Raw values (fractions, parameters as counts) for further processing."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow([c.id if c.kind != "task" else f"{c.id}:{c.metric}" for c in t.columns]
-               + [f"{c.id}:mark" for c in t.columns if c.kind == "task"])
+    w.writerow(
+        [c.id if c.kind != "task" else f"{c.id}:{c.metric}" for c in t.columns]
+        + [f"{c.id}:mark" for c in t.columns if c.kind == "task"]
+    )
     for r in t.rows:
         vals = ["" if r.cells[c.id].value is None else r.cells[c.id].value for c in t.columns]
         w.writerow(vals + [r.cells[c.id].mark for c in t.columns if c.kind == "task"])
     return buf.getvalue()
 
 
-_LATEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
-          "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "<": r"\textless{}",
-          ">": r"\textgreater{}", "↑": r"$\uparrow$", "↓": r"$\downarrow$", "–": "--"}
+_LATEX = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "<": r"\textless{}",
+    ">": r"\textgreater{}",
+    "↑": r"$\uparrow$",
+    "↓": r"$\downarrow$",
+    "–": "--",
+}
 
 
 def latex_escape(text: str) -> str:
@@ -274,8 +332,12 @@ def latex_escape(text: str) -> str:
 
 def to_latex(t: Table) -> str:
     spec = "l" + "r" * (len(t.columns) - 1)
-    out = [r"\begin{tabular}{" + spec + "}", r"\toprule",
-           " & ".join(latex_escape(c.label) for c in t.columns) + r" \\", r"\midrule"]
+    out = [
+        r"\begin{tabular}{" + spec + "}",
+        r"\toprule",
+        " & ".join(latex_escape(c.label) for c in t.columns) + r" \\",
+        r"\midrule",
+    ]
     for r in t.rows:
         cells = []
         for c in t.columns:

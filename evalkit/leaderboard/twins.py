@@ -30,10 +30,12 @@ from evalkit.leaderboard.table import (
     task_label,
 )
 
-LEGEND = ("Each cell: how much better the pre-trained upstream is than its random-init twin, in the task's "
-          "units (percentage points; MTWV as is); positive means pre-training helps, whichever way the metric "
-          "points. Bold: significant (paired bootstrap over test items, 95%, run both ways); a bold negative "
-          "number is a task where the twin is significantly better.")
+LEGEND = (
+    "Each cell: how much better the pre-trained upstream is than its random-init twin, in the task's "
+    "units (percentage points; MTWV as is); positive means pre-training helps, whichever way the metric "
+    "points. Bold: significant (paired bootstrap over test items, 95%, run both ways); a bold negative "
+    "number is a task where the twin is significantly better."
+)
 
 
 def twin_pairs(suite: Suite) -> list[tuple[str, str]]:
@@ -46,7 +48,7 @@ def twin_pairs(suite: Suite) -> list[tuple[str, str]]:
     by_name: dict[str, str] = {}
     for u in suite.upstreams:
         by_name.setdefault(names[u], u)
-        checkpoint = (_info(suite, u).get("checkpoint") or "")
+        checkpoint = _info(suite, u).get("checkpoint") or ""
         if checkpoint:
             by_name.setdefault(Path(str(checkpoint)).name, u)
     pairs = []
@@ -83,8 +85,16 @@ def twin_table(suite: Suite, n_boot: int = 1000, seed: int = 0, level: float = 0
     tasks = suite.tasks
     first = {t: next(iter(suite.column(t).values())) for t in tasks}
     columns = [Column("upstream", "Upstream vs twin", "name", text=True)]
-    columns += [Column(t, f"{task_label(t)} {METRIC_LABELS.get(first[t].primary, first[t].primary)}", "task", True,
-                       first[t].primary) for t in tasks]
+    columns += [
+        Column(
+            t,
+            f"{task_label(t)} {METRIC_LABELS.get(first[t].primary, first[t].primary)}",
+            "task",
+            True,
+            first[t].primary,
+        )
+        for t in tasks
+    ]
     columns += [Column("better", "Better", "info", True), Column("worse", "Worse", "info", False)]
     stats: dict[str, ItemStats] = {}  # a twin shared by several upstreams is read once
 
@@ -123,5 +133,14 @@ def twin_table(suite: Suite, n_boot: int = 1000, seed: int = 0, level: float = 0
         cells["better"] = Cell(better, str(better))
         cells["worse"] = Cell(worse, str(worse))
         rows.append(Row(label, cells))
-    return Table(suite.id, f"{suite.label}: pre-training vs random-init twin", columns, rows, "", None, notes,
-                 legend=LEGEND, detail_keys=["metric", "upstream", "twin", "p_upstream_better", "p_twin_better"])
+    return Table(
+        suite.id,
+        f"{suite.label}: pre-training vs random-init twin",
+        columns,
+        rows,
+        "",
+        None,
+        notes,
+        legend=LEGEND,
+        detail_keys=["metric", "upstream", "twin", "p_upstream_better", "p_twin_better"],
+    )

@@ -38,8 +38,10 @@ class Classification(Recipe):
         train = self.records("train")
         for k in self.keys:
             if not all(_has(r, k) for r in train):
-                raise ConfigError(f"{self.manifest('train')}: records lack label key {k!r} needed by task "
-                                  f"{task.name!r} (labels.keys in {task.source}).")
+                raise ConfigError(
+                    f"{self.manifest('train')}: records lack label key {k!r} needed by task "
+                    f"{task.name!r} (labels.keys in {task.source})."
+                )
         self.classes = [sorted({str(field_value(r, k)) for r in train}) for k in self.keys]
         self.index = [{c: i for i, c in enumerate(cs)} for cs in self.classes]
 
@@ -60,7 +62,9 @@ class Classification(Recipe):
 
     def loss(self, out, targets, lens, criterion=None) -> torch.Tensor:
         t = torch.tensor(targets, dtype=torch.long)
-        return sum(F.cross_entropy(o.float(), t[:, j], ignore_index=-100) for j, o in enumerate(self._outputs(out)))
+        return sum(
+            F.cross_entropy(o.float(), t[:, j], ignore_index=-100) for j, o in enumerate(self._outputs(out))
+        )
 
     def predict(self, out, lens) -> list:
         outs = self._outputs(out)
@@ -77,6 +81,12 @@ class Classification(Recipe):
         for r in self.records(split):
             ref, hyp = self.label(r), preds[r["id"]]
             stats = [m.update([ref], [hyp])[0] for m in metrics]
-            rows.append({"id": r["id"], "ref": ref, "pred": hyp,
-                         **{m.name: m.item_score(s) for m, s in zip(metrics, stats)}})
+            rows.append(
+                {
+                    "id": r["id"],
+                    "ref": ref,
+                    "pred": hyp,
+                    **{m.name: m.item_score(s) for m, s in zip(metrics, stats)},
+                }
+            )
         return metrics, rows

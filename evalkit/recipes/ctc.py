@@ -36,7 +36,11 @@ def slot_tagged_tokens(text: str, slots: list[dict]) -> list[str]:
     pos = 0
     for s in sorted(slots, key=lambda s: s["start"]):
         tokens += _chars(text[pos : s["start"]])
-        tokens += [SPACE, f"B-{s['type']}", SPACE] + _chars(text[s["start"] : s["end"]]) + [SPACE, f"E-{s['type']}", SPACE]
+        tokens += (
+            [SPACE, f"B-{s['type']}", SPACE]
+            + _chars(text[s["start"] : s["end"]])
+            + [SPACE, f"E-{s['type']}", SPACE]
+        )
         pos = s["end"]
     tokens += _chars(text[pos:])
     out: list[str] = []  # collapse runs of word separators
@@ -65,7 +69,9 @@ class CTC(Recipe):
         need = {"phones": "phones", "chars": "text", "slot_chars": "slots"}[self.unit]
         train = self.records("train")
         if not all(need in r for r in train):
-            raise ConfigError(f"{self.manifest('train')}: records lack key {need!r} needed by task {task.name!r}.")
+            raise ConfigError(
+                f"{self.manifest('train')}: records lack key {need!r} needed by task {task.name!r}."
+            )
         symbols = sorted({t for r in train for t in self.tokens(r)})
         self.vocab = [BLANK, *symbols]
         self.index = {s: i for i, s in enumerate(self.vocab)}
@@ -99,8 +105,9 @@ class CTC(Recipe):
     def loss(self, out, targets, lens, criterion=None) -> torch.Tensor:
         log_probs, lens = self._log_probs(out).float(), self._lens(out, lens)
         tgt, tgt_lens = pad_targets(targets)
-        return F.ctc_loss(log_probs.transpose(0, 1), tgt, lens, tgt_lens, blank=0, reduction="mean",
-                          zero_infinity=True)
+        return F.ctc_loss(
+            log_probs.transpose(0, 1), tgt, lens, tgt_lens, blank=0, reduction="mean", zero_infinity=True
+        )
 
     def predict(self, out, lens) -> list:
         paths = greedy_decode(self._log_probs(out), self._lens(out, lens), blank=0)

@@ -69,7 +69,10 @@ class Diarization(Recipe):
         active = (probs > self.threshold).astype(np.float32)
         if k > 1 and len(active):
             active = medfilt(active, (k, 1))
-        return [[round(s, 3), round(e, 3), int(spk)] for s, e, spk in segments_from_activity(active > 0.5, self.frame_rate)]
+        return [
+            [round(s, 3), round(e, 3), int(spk)]
+            for s, e, spk in segments_from_activity(active > 0.5, self.frame_rate)
+        ]
 
     def tune(self, preds: dict[str, Any]) -> dict:
         """Pick threshold and median filter on dev predictions (lowest DER; ties: the earlier setting)."""
@@ -81,9 +84,12 @@ class Diarization(Recipe):
                 self.threshold, self.median_s = threshold, median_s
                 by_setting[(threshold, median_s)] = primary_value(self, self.score("dev", preds)[0])[0]
         self.threshold, self.median_s = min(by_setting, key=by_setting.get)
-        return {"threshold": self.threshold, "median_s": self.median_s,
-                "median_frames": median_frames(self.median_s, self.frame_rate),
-                "dev_by_setting": {f"threshold {t:g}, median {m:g} s": v for (t, m), v in by_setting.items()}}
+        return {
+            "threshold": self.threshold,
+            "median_s": self.median_s,
+            "median_frames": median_frames(self.median_s, self.frame_rate),
+            "dev_by_setting": {f"threshold {t:g}, median {m:g} s": v for (t, m), v in by_setting.items()},
+        }
 
     def score(self, split: str, preds: dict[str, Any]):
         metrics = self.metrics()

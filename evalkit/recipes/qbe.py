@@ -46,7 +46,9 @@ class QbE(Recipe):
         mean, std = frames.mean(0), np.maximum(frames.std(0), 1e-9)
         scores = dtw_scores([(q - mean) / std for q in q_feats], [(d - mean) / std for d in d_feats])
         scores = (scores - scores.mean(1, keepdims=True)) / np.maximum(scores.std(1, keepdims=True), 1e-9)
-        return {(q["id"], d["id"]): float(scores[i, j]) for i, q in enumerate(queries) for j, d in enumerate(docs)}
+        return {
+            (q["id"], d["id"]): float(scores[i, j]) for i, q in enumerate(queries) for j, d in enumerate(docs)
+        }
 
     def score_pairs(self, split: str, scores: dict[tuple[str, str], float]):
         metrics = self.metrics()

@@ -24,8 +24,10 @@ class Verification(Recipe):
     def trials(self, split: str) -> list[tuple[int, str, str]]:
         path = self.folder / f"{self.task.splits[split]}_trials.txt"
         if not path.is_file():
-            raise ConfigError(f"{path}: trial list missing; split {split!r} of task {self.task.name!r} needs one "
-                              "('<1|0> <enroll id> <test id>' per line).")
+            raise ConfigError(
+                f"{path}: trial list missing; split {split!r} of task {self.task.name!r} needs one "
+                "('<1|0> <enroll id> <test id>' per line)."
+            )
         ids = {r["id"] for r in self.records(split)}
         out = []
         for n, line in enumerate(path.read_text().splitlines(), 1):
@@ -33,8 +35,10 @@ class Verification(Recipe):
                 continue
             parts = line.split()
             if len(parts) != 3 or parts[0] not in ("0", "1") or parts[1] not in ids or parts[2] not in ids:
-                raise ConfigError(f"{path}:{n}: expected '<1|0> <enroll id> <test id>' with ids from "
-                                  f"{self.manifest(split).name}, got {line!r}.")
+                raise ConfigError(
+                    f"{path}:{n}: expected '<1|0> <enroll id> <test id>' with ids from "
+                    f"{self.manifest(split).name}, got {line!r}."
+                )
             out.append((int(parts[0]), parts[1], parts[2]))
         return out
 

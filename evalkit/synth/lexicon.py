@@ -62,7 +62,9 @@ def rows(name: str, columns: int | None = None, sep: str | None = None) -> list[
             continue
         row = [c.strip() for c in line.split(sep)] if sep else line.split()
         if columns is not None and len(row) != columns:
-            raise EvalkitError(f"{path}:{lineno}: expected {columns} fields, got {len(row)}. Fix the word list.")
+            raise EvalkitError(
+                f"{path}:{lineno}: expected {columns} fields, got {len(row)}. Fix the word list."
+            )
         out.append(row)
     return out
 
@@ -103,8 +105,17 @@ def lexicon() -> dict[str, list[str]]:
         "name": list(lex.words["name"]),
         "number": list(lex.words["number"]),
     }
-    for pos in ("determiner", "pronoun", "conjunction", "auxiliary", "wh", "preposition", "report", "other",
-                "interjection"):
+    for pos in (
+        "determiner",
+        "pronoun",
+        "conjunction",
+        "auxiliary",
+        "wh",
+        "preposition",
+        "report",
+        "other",
+        "interjection",
+    ):
         out[pos] = list(lex.words[pos])
     out["time"] = [w for phrases in lex.times.values() for p in phrases for w in p.split()]
     out["noun_plural"] = [n.plural for n in lex.nouns if n.plural]

@@ -94,8 +94,12 @@ def _tilt(x: np.ndarray, db_per_octave: float) -> np.ndarray:
 
 
 def _babble_bank(chunk: Chunk) -> list[np.ndarray]:
-    lines = ["the weather was cold and grey all morning", "she said that we should leave before dinner",
-             "nobody knew where the old road used to go", "they bought two tickets for the late train"]
+    lines = [
+        "the weather was cold and grey all morning",
+        "she said that we should leave before dinner",
+        "nobody knew where the old road used to go",
+        "they bought two tickets for the late train",
+    ]
     bank = []
     for k, spk in enumerate(chunk.babble):
         audio, _ = speak(lines[k % len(lines)], Speaker(**spk).voice())
@@ -150,8 +154,11 @@ def render_item(item: Item, chunk: Chunk, babble: list[np.ndarray]) -> dict:
             words = speech.words
             if last - 1 < len(words):
                 rec["occurrences"] = [
-                    {"term": item.labels["term_in_doc"], "start": round(words[first][0], 3),
-                     "end": round(words[last - 1][1], 3)}
+                    {
+                        "term": item.labels["term_in_doc"],
+                        "start": round(words[first][0], 3),
+                        "end": round(words[last - 1][1], 3),
+                    }
                 ]
     rel = Path("wav") / chunk.split / f"{item.id}.wav"
     path = Path(chunk.out_dir) / rel

@@ -22,7 +22,14 @@ from pathlib import Path
 from evalkit.synth.espeak import Voice
 
 ACCENTS = (
-    "en-us", "en", "en-gb-scotland", "en-gb-x-rp", "en-us-nyc", "en-029", "en-gb-x-gbclan", "en-gb-x-gbcwmd",
+    "en-us",
+    "en",
+    "en-gb-scotland",
+    "en-gb-x-rp",
+    "en-us-nyc",
+    "en-029",
+    "en-gb-x-gbclan",
+    "en-gb-x-gbcwmd",
 )
 SPEAKERS_PER_VARIANT = 4
 # Number of variants in each pool (103 usable: names with spaces are skipped).
@@ -38,7 +45,9 @@ class Speaker:
     range: int  # eSpeak 0-100
     rate: int  # words per minute
 
-    def voice(self, pitch_shift: int = 0, range_shift: int = 0, rate_scale: float = 1.0, volume: int = 100) -> Voice:
+    def voice(
+        self, pitch_shift: int = 0, range_shift: int = 0, rate_scale: float = 1.0, volume: int = 100
+    ) -> Voice:
         """The eSpeak voice of this speaker, optionally with prosody changed (emotions)."""
         return Voice(
             name=f"{self.accent}+{self.variant}",

@@ -64,22 +64,61 @@ class Profile:
 
 PROFILES = {
     "smoke": Profile(
-        "smoke", pretrain=40, pr=(24, 8, 8), asr=(24, 8, 8), ks=(48, 24, 24), qbe_queries=(5, 5),
-        qbe_documents=(10, 10), ic=(40, 16, 16), sf=(30, 10, 10), sid_speakers=8, sid=(4, 2, 2),
-        asv_speakers=(8, 4, 4), asv_per_speaker=3, asv_trials=40, sd=(8, 3, 3), sd_turns=(3, 4),
+        "smoke",
+        pretrain=40,
+        pr=(24, 8, 8),
+        asr=(24, 8, 8),
+        ks=(48, 24, 24),
+        qbe_queries=(5, 5),
+        qbe_documents=(10, 10),
+        ic=(40, 16, 16),
+        sf=(30, 10, 10),
+        sid_speakers=8,
+        sid=(4, 2, 2),
+        asv_speakers=(8, 4, 4),
+        asv_per_speaker=3,
+        asv_trials=40,
+        sd=(8, 3, 3),
+        sd_turns=(3, 4),
         er=(40, 16, 16),
     ),
     "default": Profile(
-        "default", pretrain=2600, pr=(100, 100, 200), asr=(1600, 60, 100), ks=(1200, 240, 480),
-        qbe_queries=(30, 40), qbe_documents=(150, 200), ic=(800, 200, 400), sf=(800, 150, 300),
-        sid_speakers=60, sid=(12, 4, 4), asv_speakers=(80, 24, 48), asv_per_speaker=8, asv_trials=3000,
-        sd=(200, 40, 60), sd_turns=(4, 8), er=(800, 200, 400), version=2,
+        "default",
+        pretrain=2600,
+        pr=(100, 100, 200),
+        asr=(1600, 60, 100),
+        ks=(1200, 240, 480),
+        qbe_queries=(30, 40),
+        qbe_documents=(150, 200),
+        ic=(800, 200, 400),
+        sf=(800, 150, 300),
+        sid_speakers=60,
+        sid=(12, 4, 4),
+        asv_speakers=(80, 24, 48),
+        asv_per_speaker=8,
+        asv_trials=3000,
+        sd=(200, 40, 60),
+        sd_turns=(4, 8),
+        er=(800, 200, 400),
+        version=2,
     ),
 }
 PROFILES["large"] = replace(
-    PROFILES["default"], name="large", pretrain=10400, pr=(400, 100, 200), asr=(6400, 120, 200),
-    ks=(4800, 480, 960), ic=(3200, 400, 800), sf=(3200, 300, 600), sid_speakers=120, sid=(24, 6, 6),
-    asv_speakers=(128, 32, 64), asv_per_speaker=12, asv_trials=8000, sd=(800, 80, 120), er=(3200, 400, 800),
+    PROFILES["default"],
+    name="large",
+    pretrain=10400,
+    pr=(400, 100, 200),
+    asr=(6400, 120, 200),
+    ks=(4800, 480, 960),
+    ic=(3200, 400, 800),
+    sf=(3200, 300, 600),
+    sid_speakers=120,
+    sid=(24, 6, 6),
+    asv_speakers=(128, 32, 64),
+    asv_per_speaker=12,
+    asv_trials=8000,
+    sd=(800, 80, 120),
+    er=(3200, 400, 800),
 )
 
 # Channel settings per corpus. Pre-training audio is kept less noisy: k-means
@@ -95,7 +134,6 @@ DEFAULT_CHANNEL = ChannelConfig()
 
 def _spk(s: Speaker) -> dict:
     return asdict(s)
-
 
 
 def plan_corpus(corpus: str, profile: Profile, seed: int) -> dict[str, list[Item]]:
@@ -125,8 +163,13 @@ def _plan_transcribed(name: str) -> Callable:
         for split, n in zip(SPLITS, getattr(p, name)):
             rng = _rng(seed, name, split)
             out[split] = [
-                Item(f"{name}-{split}-{i:05d}", "speech", _spk(rng.choice(pools[split])), (t := T.sentence(rng)),
-                     {"text": t})
+                Item(
+                    f"{name}-{split}-{i:05d}",
+                    "speech",
+                    _spk(rng.choice(pools[split])),
+                    (t := T.sentence(rng)),
+                    {"text": t},
+                )
                 for i in range(n)
             ]
         return out
@@ -147,7 +190,9 @@ def _plan_ks(p: Profile, pools, seed: int) -> dict[str, list[Item]]:
                 items.append(Item(f"ks-{split}-{i:05d}", "silence", _spk(spk), "", {"label": label}))
                 continue
             word = T.unknown_word(rng) if label == "_unknown_" else label
-            items.append(Item(f"ks-{split}-{i:05d}", "keyword", _spk(spk), word, {"label": label, "text": word}))
+            items.append(
+                Item(f"ks-{split}-{i:05d}", "keyword", _spk(spk), word, {"label": label, "text": word})
+            )
         rng.shuffle(items)
         out[split] = items
     return out
@@ -162,7 +207,13 @@ def _plan_qbe(p: Profile, pools, seed: int) -> dict[str, list[Item]]:
         rng.shuffle(speakers)
         query_spk, doc_spk = speakers[: len(speakers) // 3], speakers[len(speakers) // 3 :]
         items = [
-            Item(f"qbe-{split}-q{i:04d}", "query", _spk(rng.choice(query_spk)), term, {"role": "query", "term": term})
+            Item(
+                f"qbe-{split}-q{i:04d}",
+                "query",
+                _spk(rng.choice(query_spk)),
+                term,
+                {"role": "query", "term": term},
+            )
             for i, term in enumerate(terms)
         ]
         for i in range(nd):
@@ -170,13 +221,23 @@ def _plan_qbe(p: Profile, pools, seed: int) -> dict[str, list[Item]]:
             if i % 2 == 0:  # half of the documents contain a query term
                 term = terms[(i // 2) % len(terms)]
                 text, first, last = T.document_with(rng, term, avoid=terms)
-                items.append(Item(f"qbe-{split}-d{i:04d}", "document", spk, text,
-                                  {"role": "document", "text": text, "term_in_doc": term}, term_words=(first, last)))
+                items.append(
+                    Item(
+                        f"qbe-{split}-d{i:04d}",
+                        "document",
+                        spk,
+                        text,
+                        {"role": "document", "text": text, "term_in_doc": term},
+                        term_words=(first, last),
+                    )
+                )
             else:
                 text = T.sentence(rng)
                 while any(T.contains(text, t) for t in terms):
                     text = T.sentence(rng)
-                items.append(Item(f"qbe-{split}-d{i:04d}", "document", spk, text, {"role": "document", "text": text}))
+                items.append(
+                    Item(f"qbe-{split}-d{i:04d}", "document", spk, text, {"role": "document", "text": text})
+                )
         out[split] = items
     return out
 
@@ -188,7 +249,9 @@ def _plan_ic(p: Profile, pools, seed: int) -> dict[str, list[Item]]:
         items = []
         for i in range(n):
             cmd = T.command(rng)
-            items.append(Item(f"ic-{split}-{i:05d}", "speech", _spk(rng.choice(pools[split])), cmd["text"], dict(cmd)))
+            items.append(
+                Item(f"ic-{split}-{i:05d}", "speech", _spk(rng.choice(pools[split])), cmd["text"], dict(cmd))
+            )
         out[split] = items
     return out
 
@@ -200,7 +263,9 @@ def _plan_sf(p: Profile, pools, seed: int) -> dict[str, list[Item]]:
         items = []
         for i in range(n):
             req = T.slot_request(rng)
-            items.append(Item(f"sf-{split}-{i:05d}", "speech", _spk(rng.choice(pools[split])), req["text"], dict(req)))
+            items.append(
+                Item(f"sf-{split}-{i:05d}", "speech", _spk(rng.choice(pools[split])), req["text"], dict(req))
+            )
         out[split] = items
     return out
 
@@ -225,7 +290,9 @@ def _plan_asv(p: Profile, pools, seed: int) -> dict[str, list[Item]]:
         rng = _rng(seed, "asv", split)
         speakers = rng.sample(pools[split], n)
         out[split] = [
-            Item(f"asv-{split}-{k:03d}-{j:03d}", "speech", _spk(s), (t := T.sentence(rng, 3, 10)), {"text": t})
+            Item(
+                f"asv-{split}-{k:03d}-{j:03d}", "speech", _spk(s), (t := T.sentence(rng, 3, 10)), {"text": t}
+            )
             for k, s in enumerate(speakers)
             for j in range(p.asv_per_speaker)
         ]
@@ -274,8 +341,16 @@ def _plan_er(p: Profile, pools, seed: int) -> dict[str, list[Item]]:
         for i in range(n):
             emo = emotions[i % len(emotions)]
             t = T.sentence(rng, 4, 10)
-            items.append(Item(f"er-{split}-{i:05d}", "speech", _spk(rng.choice(pools[split])), t,
-                              {"text": t, "emotion": emo}, emotion=emo))
+            items.append(
+                Item(
+                    f"er-{split}-{i:05d}",
+                    "speech",
+                    _spk(rng.choice(pools[split])),
+                    t,
+                    {"text": t, "emotion": emo},
+                    emotion=emo,
+                )
+            )
         rng.shuffle(items)
         out[split] = items
     return out
@@ -296,8 +371,9 @@ PLANNERS: dict[str, Callable] = {
 }
 
 
-def _write_extras(corpus: str, split: str, folder: Path, items: list[Item], records: list[dict], p: Profile,
-                  seed: int) -> None:
+def _write_extras(
+    corpus: str, split: str, folder: Path, items: list[Item], records: list[dict], p: Profile, seed: int
+) -> None:
     """Files beside a manifest: ASV trial lists and SD's RTTM."""
     if corpus == "asv" and split != "train":
         trials = asv_trials(items, p.asv_trials, seed, split)
@@ -331,21 +407,38 @@ def plan_jobs(out: Path, p: Profile, seed: int, corpora: tuple[str, ...]) -> lis
             if (folder / f"{split}.jsonl").exists():
                 continue
             chunks = [
-                Chunk(corpus, split, k // CHUNK_SIZE, items[k : k + CHUNK_SIZE], str(folder), seed,
-                      CHANNELS.get(corpus, DEFAULT_CHANNEL), babble, with_alignment=corpus in ("pretrain", "pr", "asr"))
+                Chunk(
+                    corpus,
+                    split,
+                    k // CHUNK_SIZE,
+                    items[k : k + CHUNK_SIZE],
+                    str(folder),
+                    seed,
+                    CHANNELS.get(corpus, DEFAULT_CHANNEL),
+                    babble,
+                    with_alignment=corpus in ("pretrain", "pr", "asr"),
+                )
                 for k in range(0, len(items), CHUNK_SIZE)
             ]
             jobs.append(SplitJob(corpus, split, items, chunks))
     return jobs
 
 
-def build_suite(out: str | Path, profile: str = "default", seed: int = 0, jobs: int | None = None,
-                corpora: tuple[str, ...] = CORPORA, progress: bool = True) -> dict[str, dict[str, int]]:
+def build_suite(
+    out: str | Path,
+    profile: str = "default",
+    seed: int = 0,
+    jobs: int | None = None,
+    corpora: tuple[str, ...] = CORPORA,
+    progress: bool = True,
+) -> dict[str, dict[str, int]]:
     """Synthesise (or finish) the suite in `out`; returns utterance counts per corpus/split."""
     if profile not in PROFILES:
         from evalkit.registry import suggest
 
-        raise EvalkitError(f"Unknown profile {profile!r}.{suggest(profile, PROFILES)} Choose from {', '.join(PROFILES)}.")
+        raise EvalkitError(
+            f"Unknown profile {profile!r}.{suggest(profile, PROFILES)} Choose from {', '.join(PROFILES)}."
+        )
     p = PROFILES[profile]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -354,8 +447,12 @@ def build_suite(out: str | Path, profile: str = "default", seed: int = 0, jobs: 
     pending = [c for job in todo for c in job.chunks if not c.part_path.exists()]
     if pending:
         workers = jobs or min(mp.cpu_count(), 8)
-        bar = tqdm(total=sum(len(c.items) for c in pending), desc=f"synth {profile}", unit="utt",
-                   disable=not progress)
+        bar = tqdm(
+            total=sum(len(c.items) for c in pending),
+            desc=f"synth {profile}",
+            unit="utt",
+            disable=not progress,
+        )
         # A fresh process per chunk: eSpeak carries state from one utterance to the next,
         # so every chunk must start from the same pristine engine. A fork server that has
         # imported (but never used) the renderer makes that cheap.

@@ -51,6 +51,7 @@ from evalkit.synth.lexicon import (
 
 # --------------------------------------------------------------------------- grammar
 
+
 @dataclass
 class _NP:
     """A noun phrase, kept structured until rendering so query terms can be placed in it."""
@@ -158,7 +159,9 @@ def _time(rng: random.Random, tense: str, p: float) -> list[str]:
 
 def _pp(rng: random.Random, motion: bool = False) -> list:
     if motion:
-        prep = rng.choice(("into", "toward", "across", "through", "along", "around", "past", "over", "from", "to"))
+        prep = rng.choice(
+            ("into", "toward", "across", "through", "along", "around", "past", "over", "from", "to")
+        )
     else:
         prep = rng.choice(("in", "on", "under", "near", "behind", "beside", "above", "inside", "at", "by"))
     return [prep, _np(rng, "l" if motion else "lt", plural=False)]
@@ -169,7 +172,11 @@ def _manner(rng: random.Random, p: float) -> list[str]:
 
 
 def _clause(
-    rng: random.Random, question: bool = False, tense: str | None = None, rich: bool = True, copula: bool = True
+    rng: random.Random,
+    question: bool = False,
+    tense: str | None = None,
+    rich: bool = True,
+    copula: bool = True,
 ) -> list:
     """A transitive, intransitive or copular clause; a yes/no question when `question`."""
     tense = tense or rng.choices(_TENSES, _TENSE_WEIGHTS)[0]
@@ -226,8 +233,10 @@ def _wh_question(rng: random.Random) -> list:
 
 
 def _statement(rng: random.Random) -> list:
-    shape = rng.choices(("clause", "there", "compound", "subordinate", "relative", "report", "imperative"),
-                        (40, 8, 12, 12, 10, 8, 10))[0]
+    shape = rng.choices(
+        ("clause", "there", "compound", "subordinate", "relative", "report", "imperative"),
+        (40, 8, 12, 12, 10, 8, 10),
+    )[0]
     if shape == "there":  # there is a small bird in the garden
         tense = rng.choice(("past", "present"))
         np = _np(rng, "patvgfl")
@@ -305,7 +314,9 @@ def _sentence_items(rng: random.Random, min_words: int, max_words: int, question
     raise EvalkitError(f"could not generate a sentence of {min_words} to {max_words} words; widen the range.")
 
 
-def sentence(rng: random.Random, min_words: int = 4, max_words: int = 16, question: bool | None = None) -> str:
+def sentence(
+    rng: random.Random, min_words: int = 4, max_words: int = 16, question: bool | None = None
+) -> str:
     """A grammatical-looking sentence; `question` forces a question (True) or a statement (False).
 
     Lengths are drawn by rejection, so a narrow range far from the usual 5-10 words is slow, and
@@ -347,7 +358,8 @@ def _qbe_pool() -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(nouns, adjectives) usable as query terms: long, unambiguous, not hidden inside other words."""
     lex = load()
     candidates = {
-        w for w in [n.word for n in lex.nouns] + [w for w, _ in lex.adjectives]
+        w
+        for w in [n.word for n in lex.nouns] + [w for w, _ in lex.adjectives]
         if len(w) >= 5 and len(re.findall(r"[aeiouy]+", w)) >= 2 and w not in _HETERONYMS | _SOUND_ALIKE
     }
     hidden = set()  # "garden" is said in "gardener"
@@ -357,7 +369,9 @@ def _qbe_pool() -> tuple[tuple[str, ...], tuple[str, ...]]:
                 if word[i:j] in candidates and word not in _forms().get(word[i:j], (word[i:j],)):
                     hidden.add(word[i:j])
     nouns = tuple(dict.fromkeys(n.word for n in lex.nouns if n.word in candidates - hidden))
-    adjectives = tuple(dict.fromkeys(w for w, _ in lex.adjectives if w in candidates - hidden and w not in nouns))
+    adjectives = tuple(
+        dict.fromkeys(w for w, _ in lex.adjectives if w in candidates - hidden and w not in nouns)
+    )
     return nouns, adjectives
 
 
@@ -400,7 +414,11 @@ def contains(text: str, term: str) -> bool:
 
 
 def document_with(
-    rng: random.Random, term: str, min_words: int = 4, max_words: int = 16, avoid: tuple[str, ...] | list[str] = ()
+    rng: random.Random,
+    term: str,
+    min_words: int = 4,
+    max_words: int = 16,
+    avoid: tuple[str, ...] | list[str] = (),
 ) -> tuple[str, int, int]:
     """A sentence that says `term` exactly once: (text, first word index, last word index + 1).
 
@@ -417,8 +435,11 @@ def document_with(
     for attempt in range(2000):
         items = _sentence_items(rng, max(3, min_words - 1), max_words, None)
         slots = [
-            i for i, x in enumerate(items)
-            if isinstance(x, _NP) and x.noun.cls in fits and not (head and x.plural)
+            i
+            for i, x in enumerate(items)
+            if isinstance(x, _NP)
+            and x.noun.cls in fits
+            and not (head and x.plural)
             and (head is None or attempt >= 500 or x.noun.cls == head.cls)  # keep the verb's choice of class
         ]
         if not slots:
@@ -430,7 +451,9 @@ def document_with(
         else:
             dets = _MASS_DETS if head.plural is None else _SG_DETS
             adjs = [adj] if adj else [a for a in old.adjs if a in adjectives_for(head.cls)]
-            new = replace(old, noun=head, adjs=adjs, det=old.det if old.det in dets else _det(rng, head, False))
+            new = replace(
+                old, noun=head, adjs=adjs, det=old.det if old.det in dets else _det(rng, head, False)
+            )
         items[i] = new
         words, nps = _render(items)
         text = " ".join(words)
@@ -441,10 +464,13 @@ def document_with(
             and not any(contains(text, t) for t in avoid if t != term)
         ):
             return text, start, start + len(parts)
-    raise EvalkitError(f"document_with: could not place {term!r} in a sentence of {min_words}-{max_words} words.")
+    raise EvalkitError(
+        f"document_with: could not place {term!r} in a sentence of {min_words}-{max_words} words."
+    )
 
 
 # --------------------------------------------------------------------------- task templates
+
 
 @functools.cache
 def _fsc() -> tuple[tuple[tuple[str, str, str], tuple[str, ...]], ...]:
@@ -519,8 +545,26 @@ def slot_request(rng: random.Random) -> dict:
 KEYWORDS: tuple[str, ...] = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
 # The auxiliary words of Speech Commands v0.01, recorded to be confused with the keywords.
 AUXILIARY_WORDS: tuple[str, ...] = (
-    "bed", "bird", "cat", "dog", "happy", "house", "marvin", "sheila", "tree", "wow",
-    "eight", "five", "four", "nine", "one", "seven", "six", "three", "two", "zero",
+    "bed",
+    "bird",
+    "cat",
+    "dog",
+    "happy",
+    "house",
+    "marvin",
+    "sheila",
+    "tree",
+    "wow",
+    "eight",
+    "five",
+    "four",
+    "nine",
+    "one",
+    "seven",
+    "six",
+    "three",
+    "two",
+    "zero",
 )
 # Sound like a keyword, or are one with an ending or in a compound: never "unknown". Words that
 # merely share sounds with one ("goat", "cup") stay: they are the confusable unknowns.

@@ -42,9 +42,13 @@ def check_idempotent(prepare: Callable[[], dict[str, Path]]) -> dict[str, Path]:
     assert prepare() == paths
     assert {p: (p.stat().st_mtime_ns, p.read_text(encoding="utf-8")) for p in paths.values()} == before
     victim = next(iter(paths.values()))
-    victim.write_text("".join(victim.read_text(encoding="utf-8").splitlines(keepends=True)[:-1]), encoding="utf-8")
+    victim.write_text(
+        "".join(victim.read_text(encoding="utf-8").splitlines(keepends=True)[:-1]), encoding="utf-8"
+    )
     assert prepare() == paths
-    assert {p: p.read_text(encoding="utf-8") for p in paths.values()} == {p: t for p, (_, t) in before.items()}
+    assert {p: p.read_text(encoding="utf-8") for p in paths.values()} == {
+        p: t for p, (_, t) in before.items()
+    }
     return paths
 
 

@@ -13,9 +13,11 @@ from evalkit.manifest import read_manifest
 
 HEADER = ",path,speakerId,transcription,action,object,location\n"
 ROWS = {
-    "train_data.csv": [("spkA", "u1", "Turn on the lights", "activate", "lights", "none"),
-                       ("spkA", "u2", "Bring me my shoes", "bring", "shoes", "none"),
-                       ("spkB", "u3", "Heat up the kitchen", "increase", "heat", "kitchen")],
+    "train_data.csv": [
+        ("spkA", "u1", "Turn on the lights", "activate", "lights", "none"),
+        ("spkA", "u2", "Bring me my shoes", "bring", "shoes", "none"),
+        ("spkB", "u3", "Heat up the kitchen", "increase", "heat", "kitchen"),
+    ],
     "valid_data.csv": [("spkC", "u4", "Switch the language", "change language", "none", "none")],
     "test_data.csv": [("spkD", "u5", "Volume down", "decrease", "volume", "none")],
 }
@@ -38,8 +40,14 @@ def test_splits_and_intent_labels(tmp_path, audio, text, idempotent):
     train = read_manifest(paths["train"])
     assert [r["id"] for r in train] == ["spkA_u1", "spkA_u2", "spkB_u3"]
     assert train[2] | {"path": None} == {
-        "id": "spkB_u3", "path": None, "duration": 0.3, "speaker": "spkB", "text": "Heat up the kitchen",
-        "action": "increase", "object": "heat", "location": "kitchen",
+        "id": "spkB_u3",
+        "path": None,
+        "duration": 0.3,
+        "speaker": "spkB",
+        "text": "Heat up the kitchen",
+        "action": "increase",
+        "object": "heat",
+        "location": "kitchen",
     }
     assert read_manifest(paths["dev"])[0]["action"] == "change language"
     assert [r["speaker"] for r in read_manifest(paths["test"])] == ["spkD"]

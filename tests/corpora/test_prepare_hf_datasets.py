@@ -35,13 +35,15 @@ def audio_dataset(rows: list[dict]):
     datasets encodes Audio values through torchcodec, so the column is written
     as its storage struct ({bytes, path}) and then cast to Audio.
     """
-    features = datasets.Features({
-        "audio": {"bytes": datasets.Value("binary"), "path": datasets.Value("string")},
-        "file_id": datasets.Value("string"),
-        "transcription": datasets.Value("string"),
-        "speaker_id": datasets.Value("string"),
-        "label": datasets.ClassLabel(names=["neg", "pos"]),
-    })
+    features = datasets.Features(
+        {
+            "audio": {"bytes": datasets.Value("binary"), "path": datasets.Value("string")},
+            "file_id": datasets.Value("string"),
+            "transcription": datasets.Value("string"),
+            "speaker_id": datasets.Value("string"),
+            "label": datasets.ClassLabel(names=["neg", "pos"]),
+        }
+    )
     columns = {k: [r[k] for r in rows] for k in features}
     return datasets.Dataset.from_dict(columns, features=features).cast_column("audio", datasets.Audio())
 
@@ -50,14 +52,35 @@ def test_saved_dataset_dict(tmp_path):
     stereo = np.stack([sine(0.5, 8000), 0.5 * sine(0.5, 8000)], axis=1)
     on_disk = tmp_path / "clip.wav"
     sf.write(on_disk, sine(0.25, 16000), 16000, subtype="FLOAT")
-    train = audio_dataset([
-        {"audio": {"bytes": wav_bytes(stereo, 8000), "path": "a.wav"}, "file_id": "utt-a",
-         "transcription": "hello there", "speaker_id": "s1", "label": 1},
-        {"audio": {"bytes": None, "path": str(on_disk)}, "file_id": "utt-b",
-         "transcription": "bye", "speaker_id": "s2", "label": 0},
-    ])
-    valid = audio_dataset([{"audio": {"bytes": wav_bytes(sine(0.1, 16000), 16000), "path": "c.wav"},
-                            "file_id": "utt-c", "transcription": "ok", "speaker_id": "s3", "label": 0}])
+    train = audio_dataset(
+        [
+            {
+                "audio": {"bytes": wav_bytes(stereo, 8000), "path": "a.wav"},
+                "file_id": "utt-a",
+                "transcription": "hello there",
+                "speaker_id": "s1",
+                "label": 1,
+            },
+            {
+                "audio": {"bytes": None, "path": str(on_disk)},
+                "file_id": "utt-b",
+                "transcription": "bye",
+                "speaker_id": "s2",
+                "label": 0,
+            },
+        ]
+    )
+    valid = audio_dataset(
+        [
+            {
+                "audio": {"bytes": wav_bytes(sine(0.1, 16000), 16000), "path": "c.wav"},
+                "file_id": "utt-c",
+                "transcription": "ok",
+                "speaker_id": "s3",
+                "label": 0,
+            }
+        ]
+    )
     assert isinstance(train.features["audio"], datasets.Audio)
     datasets.DatasetDict({"train": train, "validation": valid}).save_to_disk(str(tmp_path / "saved"))
     on_disk.unlink()  # save_to_disk embedded the file's bytes: the source path is no longer needed
@@ -69,7 +92,12 @@ def test_saved_dataset_dict(tmp_path):
     assert sorted(paths) == ["dev", "train"]
     a, b = read_manifest(paths["train"])
     assert {k: a[k] for k in ("id", "speaker", "text", "label", "duration")} == {
-        "id": "utt-a", "speaker": "s1", "text": "hello there", "label": "pos", "duration": 0.5}
+        "id": "utt-a",
+        "speaker": "s1",
+        "text": "hello there",
+        "label": "pos",
+        "duration": 0.5,
+    }
     assert b["label"] == "neg" and b["duration"] == 0.25
     samples, rate = sf.read(audio_path(paths["train"], a), dtype="float32")
     assert rate == 16000 and samples.ndim == 1 and len(samples) == 8000
@@ -81,8 +109,17 @@ def test_saved_dataset_dict(tmp_path):
 
 
 def test_single_saved_dataset_without_mapping(tmp_path):
-    ds = audio_dataset([{"audio": {"bytes": wav_bytes(sine(0.2, 16000), 16000), "path": "x.wav"},
-                         "file_id": "x", "transcription": "t", "speaker_id": "s", "label": 0}])
+    ds = audio_dataset(
+        [
+            {
+                "audio": {"bytes": wav_bytes(sine(0.2, 16000), 16000), "path": "x.wav"},
+                "file_id": "x",
+                "transcription": "t",
+                "speaker_id": "s",
+                "label": 0,
+            }
+        ]
+    )
     ds.save_to_disk(str(tmp_path / "saved"))
     paths = prepare_hf_dataset(tmp_path / "saved", tmp_path / "out")
     (rec,) = read_manifest(paths["train"])
@@ -109,7 +146,10 @@ def test_audiofolder_with_split_folders(tmp_path, idempotent):
     paths = idempotent(lambda: prepare_hf_dataset(src, tmp_path / "out", mapping=mapping))
     assert sorted(paths) == ["test", "train"]
     train = read_manifest(paths["train"])
-    assert [(r["text"], r["speaker"], r["duration"]) for r in train] == [("say a", "spk0", 0.1), ("say b", "spk1", 0.2)]
+    assert [(r["text"], r["speaker"], r["duration"]) for r in train] == [
+        ("say a", "spk0", 0.1),
+        ("say b", "spk1", 0.2),
+    ]
     assert sf.info(str(audio_path(paths["train"], train[1]))).samplerate == 16000
 
 
@@ -118,8 +158,9 @@ def test_audiofolder_with_top_level_metadata(tmp_path):
     for rel in ("train/a.wav", "test/b.wav"):
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         sf.write(root / rel, sine(0.3, 16000), 16000)
-    (root / "metadata.jsonl").write_text('{"file_name": "train/a.wav", "label": "x"}\n'
-                                         '{"file_name": "test/b.wav", "label": "y"}\n')
+    (root / "metadata.jsonl").write_text(
+        '{"file_name": "train/a.wav", "label": "x"}\n{"file_name": "test/b.wav", "label": "y"}\n'
+    )
     paths = prepare_hf_dataset(root, tmp_path / "out", mapping={"label": "label"})
     assert [r["label"] for r in read_manifest(paths["train"])] == ["x"]
     assert [r["label"] for r in read_manifest(paths["test"])] == ["y"]

@@ -12,8 +12,15 @@ from evalkit.corpora.iemocap import prepare_iemocap
 from evalkit.errors import EvalkitError
 from evalkit.manifest import read_manifest
 
-TURNS = [("F000", "neu"), ("F001", "exc"), ("M000", "ang"), ("M001", "fru"), ("M002", "sad"), ("F002", "hap"),
-         ("M003", "xxx")]
+TURNS = [
+    ("F000", "neu"),
+    ("F001", "exc"),
+    ("M000", "ang"),
+    ("M001", "fru"),
+    ("M002", "sad"),
+    ("F002", "hap"),
+    ("M003", "xxx"),
+]
 KEPT_PER_SESSION = 5
 
 

@@ -18,8 +18,11 @@ MIX_B = "19-198-0001_26-495-0002"
 def data_dir(root: Path, split: str, recordings: dict[str, tuple[str, list]], text) -> None:
     d = root / split
     text(d / "wav.scp", "".join(f"{rec} {path}\n" for rec, (path, _) in recordings.items()))
-    segs = [(f"{rec}_{int(s * 1000):06d}_{int(e * 1000):06d}", rec, s, e, spk)
-            for rec, (_, items) in recordings.items() for s, e, spk in items]
+    segs = [
+        (f"{rec}_{int(s * 1000):06d}_{int(e * 1000):06d}", rec, s, e, spk)
+        for rec, (_, items) in recordings.items()
+        for s, e, spk in items
+    ]
     text(d / "segments", "".join(f"{u} {r} {s} {e}\n" for u, r, s, e, _ in segs))
     text(d / "utt2spk", "".join(f"{u} {spk}\n" for u, _, _, _, spk in segs))
     text(d / "reco2dur", "".join(f"{rec} 1.0\n" for rec in recordings))  # derived: ignored
@@ -29,11 +32,21 @@ def build(root: Path, audio, text) -> Path:
     wavs = root.parent / "Libri2Mix" / "wav16k" / "max"
     for i, name in enumerate(("train/mix_both/a", "train/mix_both/b", "dev/mix_both/c", "test/mix_both/d")):
         audio(wavs / f"{name}.wav", 1.0 + 0.25 * i, seed=i)
-    data_dir(root, "train", {
-        MIX_A: (str(wavs / "train/mix_both/a.wav"), [(0.3, 1.0, "1034"), (0.0, 0.6, "103"), (0.75, 0.9, "103")]),
-        MIX_B: ("../../Libri2Mix/wav16k/max/train/mix_both/b.wav", [(0.1, 1.2, "19"), (0.2, 0.8, "26")]),
-    }, text)
-    data_dir(root, "dev", {"mixc": (str(wavs / "dev/mix_both/c.wav"), [(0.0, 1.5, "84"), (0.5, 1.0, "174")])}, text)
+    data_dir(
+        root,
+        "train",
+        {
+            MIX_A: (
+                str(wavs / "train/mix_both/a.wav"),
+                [(0.3, 1.0, "1034"), (0.0, 0.6, "103"), (0.75, 0.9, "103")],
+            ),
+            MIX_B: ("../../Libri2Mix/wav16k/max/train/mix_both/b.wav", [(0.1, 1.2, "19"), (0.2, 0.8, "26")]),
+        },
+        text,
+    )
+    data_dir(
+        root, "dev", {"mixc": (str(wavs / "dev/mix_both/c.wav"), [(0.0, 1.5, "84"), (0.5, 1.0, "174")])}, text
+    )
     data_dir(root, "test", {"mixd": (str(wavs / "test/mix_both/d.wav"), [(0.25, 1.0, "1089")])}, text)
     return root
 

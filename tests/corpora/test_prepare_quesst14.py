@@ -11,19 +11,30 @@ from evalkit.corpora.quesst14 import prepare_quesst14
 from evalkit.errors import EvalkitError
 from evalkit.manifest import read_manifest
 
-DOCS = {"quesst14_00001": "nnenglish", "quesst14_00002": "nnenglish", "quesst14_00003": "nnenglish",
-        "quesst14_00004": "basque"}
+DOCS = {
+    "quesst14_00001": "nnenglish",
+    "quesst14_00002": "nnenglish",
+    "quesst14_00003": "nnenglish",
+    "quesst14_00004": "basque",
+}
 DEV = {"quesst14_dev_0001": "nnenglish", "quesst14_dev_0002": "basque"}
 EVAL = {"quesst14_eval_0001": "nnenglish"}
-DEV_RTTM = "LEXEME quesst14_00001 1 0.120 0.300 quesst14_dev_0001 lex <NA> <NA>\n" \
-           "LEXEME quesst14_00004 1 0.500 0.200 quesst14_dev_0002 lex <NA> <NA>\n"
-EVAL_RTTM = "LEXEME quesst14_00002 1 0.05 0.25 quesst14_eval_0001 lex <NA> <NA>\n" \
-            "LEXEME quesst14_00003 1 0.2 0.1 <NA> lex quesst14_eval_0001 <NA>\n"
+DEV_RTTM = (
+    "LEXEME quesst14_00001 1 0.120 0.300 quesst14_dev_0001 lex <NA> <NA>\n"
+    "LEXEME quesst14_00004 1 0.500 0.200 quesst14_dev_0002 lex <NA> <NA>\n"
+)
+EVAL_RTTM = (
+    "LEXEME quesst14_00002 1 0.05 0.25 quesst14_eval_0001 lex <NA> <NA>\n"
+    "LEXEME quesst14_00003 1 0.2 0.1 <NA> lex quesst14_eval_0001 <NA>\n"
+)
 
 
 def build(root: Path, audio, text, prefix: str = "quesst14Database/") -> Path:
-    for folder, items, lst in (("Audio", DOCS, "utterances"), ("dev_queries", DEV, "dev"),
-                               ("eval_queries", EVAL, "eval")):
+    for folder, items, lst in (
+        ("Audio", DOCS, "utterances"),
+        ("dev_queries", DEV, "dev"),
+        ("eval_queries", EVAL, "eval"),
+    ):
         lines = []
         for i, (name, lang) in enumerate(items.items()):
             audio(root / folder / f"{name}.wav", 0.5, sample_rate=8000, seed=i)
@@ -40,14 +51,19 @@ def test_english_queries_documents_and_occurrences(tmp_path, audio, text, idempo
     assert sorted(paths) == ["dev", "test"]
     dev = {r["id"]: r for r in read_manifest(paths["dev"])}
     assert sorted(dev) == ["quesst14_00001", "quesst14_00002", "quesst14_00003", "quesst14_dev_0001"]
-    assert dev["quesst14_dev_0001"]["role"] == "query" and dev["quesst14_dev_0001"]["term"] == "quesst14_dev_0001"
+    assert (
+        dev["quesst14_dev_0001"]["role"] == "query"
+        and dev["quesst14_dev_0001"]["term"] == "quesst14_dev_0001"
+    )
     assert dev["quesst14_00001"]["role"] == "document" and dev["quesst14_00001"]["text"] == ""
     assert dev["quesst14_00001"]["occurrences"] == [{"term": "quesst14_dev_0001", "start": 0.12, "end": 0.42}]
     assert dev["quesst14_00002"]["occurrences"] == []
     assert dev["quesst14_00001"]["duration"] == pytest.approx(0.5)
     test = {r["id"]: r for r in read_manifest(paths["test"])}
     assert [i for i, r in test.items() if r["role"] == "query"] == ["quesst14_eval_0001"]
-    assert test["quesst14_00002"]["occurrences"] == [{"term": "quesst14_eval_0001", "start": 0.05, "end": 0.3}]
+    assert test["quesst14_00002"]["occurrences"] == [
+        {"term": "quesst14_eval_0001", "start": 0.05, "end": 0.3}
+    ]
     assert test["quesst14_00003"]["occurrences"] == [{"term": "quesst14_eval_0001", "start": 0.2, "end": 0.3}]
 
 

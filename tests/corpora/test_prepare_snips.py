@@ -12,15 +12,27 @@ from evalkit.errors import EvalkitError
 from evalkit.manifest import read_manifest
 
 LINES = [
-    ("Ivy-snips-train-0", "add sabrina salerno to the grime instrumentals playlist",
-     "O B-artist I-artist O O B-playlist I-playlist O", "AddToPlaylist"),
-    ("Joanna-snips-train-1", "what is the weather in Paris , France ?", "O O O O O B-city O B-country O",
-     "GetWeather"),
+    (
+        "Ivy-snips-train-0",
+        "add sabrina salerno to the grime instrumentals playlist",
+        "O B-artist I-artist O O B-playlist I-playlist O",
+        "AddToPlaylist",
+    ),
+    (
+        "Joanna-snips-train-1",
+        "what is the weather in Paris , France ?",
+        "O O O O O B-city O B-country O",
+        "GetWeather",
+    ),
     ("Brian-snips-train-2", "play queen", "O B-artist", "PlayMusic"),  # a test voice: not in train
     ("Aditi-snips-valid-0", "book a table for two", "O O O O party_size_number", "BookRestaurant"),
     ("Salli-snips-valid-0", "book a table for two", "O O O O party_size_number", "BookRestaurant"),
-    ("Brian-snips-test-0", "rate this book 5 stars", "O B-object_select B-object_type B-rating_value B-rating_unit",
-     "RateBook"),
+    (
+        "Brian-snips-test-0",
+        "rate this book 5 stars",
+        "O B-object_select B-object_type B-rating_value B-rating_unit",
+        "RateBook",
+    ),
 ]
 
 

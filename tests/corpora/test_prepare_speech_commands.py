@@ -14,8 +14,13 @@ from evalkit.corpora.speech_commands import prepare_speech_commands
 from evalkit.errors import EvalkitError
 from evalkit.manifest import audio_path, read_manifest
 
-WORD_FILES = ["yes/aaa_nohash_0.wav", "yes/bbb_nohash_0.wav", "no/aaa_nohash_0.wav", "bed/ccc_nohash_0.wav",
-              "right/ddd_nohash_1.wav"]
+WORD_FILES = [
+    "yes/aaa_nohash_0.wav",
+    "yes/bbb_nohash_0.wav",
+    "no/aaa_nohash_0.wav",
+    "bed/ccc_nohash_0.wav",
+    "right/ddd_nohash_1.wav",
+]
 
 
 def build(src: Path, audio, text) -> Path:

@@ -13,13 +13,20 @@ from evalkit.corpora.voxceleb1 import balanced_trials, prepare_voxceleb1_asv, pr
 from evalkit.errors import EvalkitError
 from evalkit.manifest import read_manifest
 
-DEV_UTTS = ["id10001/vidA/00001.wav", "id10001/vidA/00002.wav", "id10001/vidB/00001.wav",
-            "id10002/vidC/00001.wav", "id10002/vidC/00002.wav"]
+DEV_UTTS = [
+    "id10001/vidA/00001.wav",
+    "id10001/vidA/00002.wav",
+    "id10001/vidB/00001.wav",
+    "id10002/vidC/00001.wav",
+    "id10002/vidC/00002.wav",
+]
 # More VoxCeleb1-dev speakers (not in iden_split.txt), so that ASV can hold 2 out for dev.
 MORE_DEV_UTTS = [f"id1000{s}/vid{s}/0000{u}.wav" for s in range(3, 7) for u in range(1, 4)]
 TEST_UTTS = ["id10270/vidT/00001.wav", "id10270/vidT/00002.wav", "id10271/vidU/00001.wav"]
-IDEN_SPLIT = "1 id10001/vidA/00001.wav\n1 id10001/vidA/00002.wav\n2 id10001/vidB/00001.wav\n" \
-             "3 id10002/vidC/00001.wav\n1 id10002/vidC/00002.wav\n"
+IDEN_SPLIT = (
+    "1 id10001/vidA/00001.wav\n1 id10001/vidA/00002.wav\n2 id10001/vidB/00001.wav\n"
+    "3 id10002/vidC/00001.wav\n1 id10002/vidC/00002.wav\n"
+)
 TRIALS = "1 id10270/vidT/00001.wav id10270/vidT/00002.wav\n0 id10270/vidT/00001.wav id10271/vidU/00001.wav\n"
 
 
@@ -76,9 +83,14 @@ def test_asv_dev_split_is_seeded(tmp_path, audio, text):
     made = {}
     for name, seed in (("a", 0), ("b", 0), ("c", 1), ("d", 2), ("e", 3)):
         prepare_voxceleb1_asv(src, tmp_path / name, seed=seed)
-        made[name] = ((tmp_path / name / "dev.jsonl").read_text(), (tmp_path / name / "dev_trials.txt").read_text())
+        made[name] = (
+            (tmp_path / name / "dev.jsonl").read_text(),
+            (tmp_path / name / "dev_trials.txt").read_text(),
+        )
     assert made["a"] == made["b"]
-    assert len({dev for dev, _ in made.values()}) > 1  # 15 possible pairs of speakers: seeds 0-3 differ somewhere
+    assert (
+        len({dev for dev, _ in made.values()}) > 1
+    )  # 15 possible pairs of speakers: seeds 0-3 differ somewhere
 
 
 def test_asv_needs_speakers_to_hold_out(tmp_path, audio, text):

@@ -37,7 +37,12 @@ def iemocap_data(tmp_path_factory) -> Path:
 def test_asv_superb_reads_train_dev_test_and_both_trial_lists(tmp_path, audio, text):
     src = _sibling("test_prepare_voxceleb1").build(tmp_path / "src", audio, text, more_speakers=True)
     task = load_task("asv_superb")
-    assert (task.name, task.version, task.corpus, task.kind) == ("asv_superb", 1, "voxceleb1_asv", "verification")
+    assert (task.name, task.version, task.corpus, task.kind) == (
+        "asv_superb",
+        1,
+        "voxceleb1_asv",
+        "verification",
+    )
     prepare("voxceleb1_asv", src, tmp_path / "data" / task.corpus)
     recipe = RECIPES[task.kind](task, tmp_path / "data")
     assert len(recipe.speakers) == 4  # train speakers only: the 2 dev speakers are held out
@@ -50,7 +55,11 @@ def test_asv_superb_reads_train_dev_test_and_both_trial_lists(tmp_path, audio, t
 def test_er_superb_folds_read_nested_corpus_folders(iemocap_data, fold):
     data = iemocap_data
     task = load_task(f"er_superb_fold{fold}")
-    assert (task.name, task.corpus, task.kind) == (f"er_superb_fold{fold}", f"iemocap/fold{fold}", "classification")
+    assert (task.name, task.corpus, task.kind) == (
+        f"er_superb_fold{fold}",
+        f"iemocap/fold{fold}",
+        "classification",
+    )
     assert task.labels == load_task("er").labels and task.heads == load_task("er").heads
     recipe = RECIPES[task.kind](task, data)
     assert recipe.folder == data / "iemocap" / f"fold{fold}"

@@ -16,8 +16,13 @@ from __future__ import annotations
 import torch
 
 
-def mix_utterances(wavs: torch.Tensor, wav_lens: torch.Tensor, prob: float,
-                   ratio_db: tuple[float, float] = (-5.0, 5.0), max_fraction: float = 0.5) -> torch.Tensor:
+def mix_utterances(
+    wavs: torch.Tensor,
+    wav_lens: torch.Tensor,
+    prob: float,
+    ratio_db: tuple[float, float] = (-5.0, 5.0),
+    max_fraction: float = 0.5,
+) -> torch.Tensor:
     """`wavs` [B, S] (zero-padded to `wav_lens`) with some utterances overlapped by a crop of another one.
 
     The result is a new tensor; the padding of each row stays zero and a row's own samples are
