@@ -18,7 +18,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch  # noqa: E402
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence  # noqa: E402
 
-from evalkit.heads import PaddedLSTM  # noqa: E402
+from evalkit.evaluation.heads import PaddedLSTM
 
 
 def median_time(fn, repeats: int = 7) -> float:

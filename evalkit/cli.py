@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from evalkit.errors import EvalkitError
+from evalkit.core.errors import EvalkitError
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
@@ -55,12 +55,12 @@ def cmd_ls(args: argparse.Namespace) -> int:
         for name in CORPORA.names():
             print(name)
     elif what == "tasks":
-        from evalkit.task import list_tasks
+        from evalkit.evaluation.task import list_tasks
 
         for name in list_tasks(args.include_path):
             print(name)
     elif what == "heads":
-        from evalkit.heads import HEADS
+        from evalkit.evaluation.heads import HEADS
 
         print("\n".join(HEADS.names()))
     elif what == "metrics":
@@ -82,7 +82,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from evalkit.validate import validate_path
+    from evalkit.evaluation.validate import validate_path
 
     problems = 0
     for path in args.paths:
@@ -95,7 +95,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from evalkit.evaluate import EvalOptions, resolve_tasks, run_eval
+    from evalkit.evaluation.evaluate import EvalOptions, resolve_tasks, run_eval
 
     tasks = resolve_tasks(args.tasks, args.include_path)
     grid = [float(x) for x in args.lr_grid.split(",")] if args.lr_grid else None
@@ -149,14 +149,14 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
-    from evalkit.pretrain import pretrain
+    from evalkit.pretraining.loop import pretrain
 
     pretrain(args.config, data=args.data, out=args.out, max_steps=args.max_steps, resume=args.resume)
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from evalkit.pipeline import run_pipeline
+    from evalkit.pipeline.run import run_pipeline
 
     t0 = time.time()
     only = [n.strip() for n in args.only.split(",") if n.strip()] if args.only is not None else None
@@ -169,7 +169,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         from_published=args.from_published,
     )
     if args.publish:
-        from evalkit.pipeline import publish
+        from evalkit.pipeline.publish import publish
 
         board = publish(args.workdir, args.publish, args.profile)
     table = board / "leaderboard.md"

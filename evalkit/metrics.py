@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from evalkit.errors import ConfigError, EvalkitError
-from evalkit.registry import Registry
+from evalkit.core.errors import ConfigError, EvalkitError
+from evalkit.core.registry import Registry
 
 Stats = tuple
 Segment = tuple[float, float, Any]  # (start_s, end_s, speaker)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+from evalkit.core.results import write_result
 from evalkit.metrics import accuracy, eer, wer
-from evalkit.results import write_result
 
 KS_LABELS = ["yes", "no", "up", "down"]
 SUITE = {"profile": "smoke", "seed": 0, "corpora": ["ks", "asr", "asv"]}

@@ -1,4 +1,4 @@
-"""evalkit.audio: 16 kHz mono float32 in, one clear AudioError per bad file."""
+"""evalkit.core.audio: 16 kHz mono float32 in, one clear AudioError per bad file."""
 
 from __future__ import annotations
 
@@ -11,9 +11,8 @@ import pytest
 import soundfile as sf
 import torch
 
-from evalkit import SAMPLE_RATE
-from evalkit.audio import AudioInfo, audio_info, load_audio, load_batch, save_wav
-from evalkit.errors import AudioError, EvalkitError
+from evalkit.core.audio import SAMPLE_RATE, AudioInfo, audio_info, load_audio, load_batch, save_wav
+from evalkit.core.errors import AudioError, EvalkitError
 
 
 def sine(freq: float, seconds: float, sample_rate: int, amplitude: float = 0.5) -> np.ndarray:

@@ -8,7 +8,7 @@ import math
 import torch
 from torchaudio.compliance import kaldi
 
-from evalkit.heads import HEADS
+from evalkit.evaluation.heads import HEADS
 from upstreams import load_upstream
 from upstreams.baselines import FbankUpstream
 

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torchaudio.compliance import kaldi
 
 import upstreams.bestrq as bestrq
-from evalkit.errors import ConfigError
+from evalkit.core.errors import ConfigError
 from upstreams.bestrq import BestRQ, code_perplexity
 from upstreams.objective import Batch, PretrainData
 
@@ -167,7 +167,7 @@ def test_code_perplexity_by_hand():
 
 
 def test_setup_scores_targets_against_alignments_once(tmp_path, monkeypatch):
-    from evalkit.audio import save_wav
+    from evalkit.core.audio import save_wav
 
     model = make()
     wav = speechlike(16000, 8)
@@ -191,7 +191,7 @@ def test_global_target_norm_keeps_the_level_that_per_utterance_norm_removes(tmp_
     """target_norm 'global': setup estimates the corpus mean/std per mel bin (saved, reloaded by a resumed
     run); the codes then follow a reference with those statistics, and a louder copy of an utterance gets
     other codes, where per-utterance normalisation gives it the same ones (it erases the level)."""
-    from evalkit.audio import load_audio, save_wav
+    from evalkit.core.audio import load_audio, save_wav
 
     wavs = [speechlike(16000, 3), 0.3 * speechlike(20000, 4)]
     records = []

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from evalkit.cli import main
-from evalkit.manifest import read_manifest, write_manifest
-from evalkit.task import load_task, load_task_file
+from evalkit.core.manifest import read_manifest, write_manifest
+from evalkit.evaluation.task import load_task, load_task_file
 
 ROOT = Path(__file__).resolve().parent.parent
 TASKS = ("pr", "asr", "ks", "qbe", "ic", "sf", "sid", "asv", "sd", "er")
@@ -135,8 +135,8 @@ class _LabelInLayer:
 
 
 def test_featurizer_weights_move_to_the_informative_layer(tmp_path):
-    from evalkit.recipes import RECIPES
-    from evalkit.train import train
+    from evalkit.evaluation.kinds import RECIPES
+    from evalkit.evaluation.trainer import train
 
     classes = ["a", "b", "c", "d"]
     for split, n in (("train", 64), ("dev", 16), ("test", 16)):

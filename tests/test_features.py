@@ -17,17 +17,12 @@ import soundfile as sf
 import torch
 from torch import nn
 
-from evalkit.errors import ConfigError, EvalkitError
-from evalkit.features import (
-    CachedFeatures,
-    OnTheFlyFeatures,
-    cache_dir,
-    extract,
-    manifest_fingerprint,
-    upstream_fingerprint,
-)
-from evalkit.featurizer import WeightedLayerSum
-from evalkit.manifest import write_manifest
+from evalkit.core.errors import ConfigError, EvalkitError
+from evalkit.core.manifest import write_manifest
+from evalkit.evaluation.features import CachedFeatures, cache_dir, extract
+from evalkit.evaluation.featurizer import WeightedLayerSum
+from evalkit.evaluation.fingerprint import manifest_fingerprint, upstream_fingerprint
+from evalkit.evaluation.runner import OnTheFlyFeatures
 
 SHARD_BYTES = 12_000  # ~3 utterances of the tiny upstream per shard: several shards
 BF16_TOL = {"rtol": 2**-8, "atol": 1e-6}
@@ -223,7 +218,7 @@ def test_fingerprint_is_stable_across_processes() -> None:
     script = (
         "import dataclasses, torch\n"
         "from torch import nn\n"
-        "from evalkit.features import upstream_fingerprint\n"
+        "from evalkit.evaluation.fingerprint import upstream_fingerprint\n"
         "@dataclasses.dataclass\n"
         "class Cfg:\n    width: int = 4\n"
         "torch.manual_seed(3)\n"
@@ -292,7 +287,7 @@ def test_damaged_shard_is_detected_and_rebuilt(manifest: Path, tmp_path: Path, c
     with pytest.raises(EvalkitError, match="shard_00001.npy"):
         CachedFeatures.open(original.folder)
     up = TinyUpstream()
-    with caplog.at_level(logging.WARNING, logger="evalkit.features"):
+    with caplog.at_level(logging.WARNING, logger="evalkit.evaluation.features"):
         healed = run_extract(up, manifest, root)
     assert up.utterances == len(in_shard)  # only that shard's utterances went through again
     assert any("shard_00001.npy" in r.getMessage() and "rebuilding" in r.getMessage() for r in caplog.records)
@@ -393,7 +388,7 @@ def test_bad_inputs_raise_clear_errors(manifest: Path, tmp_path: Path) -> None:
 
 
 def test_atomic_open_leaves_the_old_file_when_the_write_fails(tmp_path: Path) -> None:
-    from evalkit.manifest import atomic_open
+    from evalkit.core.io import atomic_open
 
     target = tmp_path / "shard.npy"
     target.write_bytes(b"old")

@@ -10,18 +10,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from evalkit.dtw import dtw_scores, subsequence_dtw_cost
-from evalkit.errors import ConfigError, EvalkitError
-from evalkit.heads import (
-    HEADS,
-    AMSoftmaxLoss,
-    PaddedLSTM,
-    cosine_score,
-    greedy_decode,
-    masked_stats,
-    pit_bce_loss,
-    reverse_valid,
-)
+from evalkit.core.errors import ConfigError, EvalkitError
+from evalkit.evaluation.decoders import cosine_score, greedy_decode
+from evalkit.evaluation.dtw import dtw_scores, subsequence_dtw_cost
+from evalkit.evaluation.heads import HEADS, PaddedLSTM, masked_stats, reverse_valid
+from evalkit.evaluation.losses import AMSoftmaxLoss, pit_bce_loss
 
 D = 12
 SMALL_ECAPA = dict(
@@ -357,7 +350,7 @@ def test_ctc_heads_repeat_frames_for_slow_upstreams(name, kwargs):
 
 
 def test_ctc_recipe_repeats_frames_up_to_min_frame_rate():
-    from evalkit.recipes.ctc import CTC
+    from evalkit.evaluation.kinds.ctc import CTC
 
     recipe = CTC.__new__(CTC)  # only the rate arithmetic: no data needed
     recipe.min_frame_rate = 50.0

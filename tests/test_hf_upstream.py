@@ -34,7 +34,7 @@ from transformers import (
     WavLMModel,
 )
 
-from evalkit.errors import AudioError, EvalkitError
+from evalkit.core.errors import AudioError, EvalkitError
 from upstreams.hf import HFUpstream, load_hf_upstream
 
 TINY = dict(

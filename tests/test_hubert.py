@@ -11,8 +11,8 @@ import torch
 from safetensors.torch import save_file
 from sklearn.metrics import mutual_info_score
 
-from evalkit.errors import ConfigError, EvalkitError
-from evalkit.manifest import read_manifest
+from evalkit.core.errors import ConfigError, EvalkitError
+from evalkit.core.manifest import read_manifest
 from upstreams.distilhubert import DistilHuBERT, evenly_spaced_layers
 from upstreams.encoder import SSLEncoder
 from upstreams.hubert import HuBERT
@@ -69,8 +69,8 @@ def mfcc_setup(smoke_pretrain, tmp_path_factory):
 
 def batches(data: PretrainData, n_utts: int = 8, crop_s: float = 2.0, seed: int = 0):
     """Endless random crops of the first `n_utts` utterances, as the loop makes them."""
-    from evalkit.audio import load_audio
-    from evalkit.manifest import audio_path
+    from evalkit.core.audio import load_audio
+    from evalkit.core.manifest import audio_path
 
     rng = np.random.default_rng(seed)
     wavs = [torch.from_numpy(load_audio(audio_path(data.manifest, r))) for r in data.records[:n_utts]]
@@ -340,7 +340,7 @@ def recipe(name: str):
     """A shipped recipe, shrunk for the smoke corpus: short batches, few clusters."""
     from pathlib import Path
 
-    from evalkit.pretrain import load_config
+    from evalkit.pretraining.loop import load_config
 
     cfg = load_config(Path(__file__).parent.parent / "configs" / "pretrain" / f"{name}.yaml")
     cfg.data.crop_seconds, cfg.data.batch_seconds = 3.0, 12.0
@@ -351,7 +351,7 @@ def recipe(name: str):
 
 @pytest.mark.slow  # ~10 s: four short runs, three setups
 def test_recipes_run_through_the_loop(smoke_pretrain, tmp_path, monkeypatch):
-    from evalkit.pretrain import pretrain
+    from evalkit.pretraining.loop import pretrain
     from upstreams import load_upstream
 
     suite = smoke_pretrain.manifest.parent.parent

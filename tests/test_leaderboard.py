@@ -11,10 +11,10 @@ import pytest
 from leaderboard_data import asv_samples, ks_samples, make_results, write_task
 
 from evalkit.cli import main
-from evalkit.errors import EvalkitError
+from evalkit.core.errors import EvalkitError
 from evalkit.leaderboard import build_leaderboard, collect, write_references
+from evalkit.leaderboard.score import load_reference
 from evalkit.leaderboard.significance import load_item_stats, mark_column, paired_bootstrap
-from evalkit.score import load_reference
 
 EVIL = "<script>alert(1)</script>"
 

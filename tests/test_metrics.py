@@ -11,7 +11,7 @@ from scipy.optimize import brentq
 from sklearn.metrics import roc_curve
 
 from evalkit import metrics as M
-from evalkit.errors import ConfigError, EvalkitError
+from evalkit.core.errors import ConfigError, EvalkitError
 
 WORDS = ["a", "b", "c", "dog", "cat", "the"]
 PHONES = ["aʊ", "tʃ", "ə", "k", "s", "iː", "ŋ"]

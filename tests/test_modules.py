@@ -12,7 +12,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 from torchaudio.compliance import kaldi
 
-from evalkit.errors import ConfigError
+from evalkit.core.errors import ConfigError
 from upstreams.base import padding_mask
 from upstreams.modules import (
     ENCODER_KINDS,

@@ -10,8 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from evalkit import pipeline
-from evalkit.pipeline import Job, Stages, run_jobs
+from evalkit.pipeline import plan as pipeline_plan
+from evalkit.pipeline import profiles as pipeline_profiles
+from evalkit.pipeline import publish as pipeline_publish
+from evalkit.pipeline import run as pipeline_run
+from evalkit.pipeline import twins as pipeline_twins
+from evalkit.pipeline.scheduler import Job, Stages, run_jobs
 
 
 def _jobs(tmp: Path) -> list[Job]:
@@ -63,8 +67,8 @@ def test_recipes_differing_only_in_training_settings_share_one_twin(tmp_path, mo
     recipe("wav2vec2", dropout=0.05, layerdrop=0.1, attention_dropout=0.1)  # same model once in eval mode
     recipe("bestrq", dropout=0.0, layers=3)  # a different model
     recipe("summarymixing", kind="summarymixing")
-    monkeypatch.setattr(pipeline, "CONFIGS", tmp_path)
-    assert pipeline.shared_twins("x") == {
+    monkeypatch.setattr(pipeline_twins, "CONFIGS", tmp_path)
+    assert pipeline_twins.shared_twins("x") == {
         "hubert": ["hubert", "wav2vec2"],
         "bestrq": ["bestrq"],
         "summarymixing": ["summarymixing"],
@@ -73,11 +77,11 @@ def test_recipes_differing_only_in_training_settings_share_one_twin(tmp_path, mo
 
 
 def test_only_names_known_upstreams_and_brings_unfinished_dependencies(tmp_path):
-    from evalkit.errors import EvalkitError
+    from evalkit.core.errors import EvalkitError
 
     with pytest.raises(EvalkitError, match=r"unknown upstream 'bestrg'.*bestrq"):
-        pipeline._check_only(["bestrg"])
-    assert pipeline._with_dependencies({"distilhubert"}, tmp_path) == {
+        pipeline_plan.check_only(["bestrg"])
+    assert pipeline_plan.with_dependencies({"distilhubert"}, tmp_path) == {
         "distilhubert",
         "hubert",
         "hubert-iter1",
@@ -85,11 +89,11 @@ def test_only_names_known_upstreams_and_brings_unfinished_dependencies(tmp_path)
     done = tmp_path / "hubert"
     done.mkdir()
     (done / "config.json").write_text(json.dumps({"pretraining": {"finished": True}}))
-    assert pipeline._with_dependencies({"distilhubert", "fbank"}, tmp_path) == {"distilhubert"}
+    assert pipeline_plan.with_dependencies({"distilhubert", "fbank"}, tmp_path) == {"distilhubert"}
 
 
 def test_seeding_from_a_published_folder_leaves_out_what_is_redone(tmp_path):
-    from evalkit.errors import EvalkitError
+    from evalkit.core.errors import EvalkitError
 
     pub, work = tmp_path / "pub", tmp_path / "work" / "full"
     for name in ("hubert", "bestrq"):
@@ -98,8 +102,8 @@ def test_seeding_from_a_published_folder_leaves_out_what_is_redone(tmp_path):
     (pub / "stages.json").write_text(json.dumps({"synth": 158}))
     (pub / "run.json").write_text(json.dumps({"invocations": [{"evalkit_commit": "abc"}], "published": {}}))
     with pytest.raises(EvalkitError, match="not a published leaderboard"):
-        pipeline.seed_from_published(tmp_path / "nowhere", work, skip=set(), log=lambda *_: None)
-    pipeline.seed_from_published(pub, work, skip={"bestrq"}, log=lambda *_: None)
+        pipeline_publish.seed_from_published(tmp_path / "nowhere", work, skip=set(), log=lambda *_: None)
+    pipeline_publish.seed_from_published(pub, work, skip={"bestrq"}, log=lambda *_: None)
     assert sorted(p.relative_to(work).as_posix() for p in work.rglob("*.json")) == [
         "results/hubert/pr.json",
         "run.json",
@@ -107,7 +111,7 @@ def test_seeding_from_a_published_folder_leaves_out_what_is_redone(tmp_path):
     ]
     assert json.loads((work / "run.json").read_text()) == {"invocations": [{"evalkit_commit": "abc"}]}
     (work / "results" / "hubert" / "pr.json").write_text('{"redone": 1}')
-    pipeline.seed_from_published(
+    pipeline_publish.seed_from_published(
         pub, work, skip=set(), log=lambda *_: None
     )  # a resume: nothing is copied again
     assert (work / "results" / "hubert" / "pr.json").read_text() == '{"redone": 1}'
@@ -118,16 +122,16 @@ def test_seeding_from_a_published_folder_leaves_out_what_is_redone(tmp_path):
 def test_smoke_pipeline_runs_and_resumes_without_redoing_work(smoke_suite, tmp_path, monkeypatch):
     """The whole pipeline on the smoke suite, shortened further; a second run redoes nothing."""
     monkeypatch.setitem(
-        pipeline.PROFILES,
+        pipeline_profiles.PROFILES,
         "smoke",
-        pipeline.RunProfile("smoke", "tiny", max_steps=2, eval_steps=2, protocol="quick"),
+        pipeline_profiles.RunProfile("smoke", "tiny", max_steps=2, eval_steps=2, protocol="quick"),
     )
     shutil.copytree(smoke_suite, tmp_path / "smoke" / "suite")
-    board = pipeline.run_pipeline("smoke", tmp_path, workers=2, log=lambda *_: None)
+    board = pipeline_run.run_pipeline("smoke", tmp_path, workers=2, log=lambda *_: None)
     assert (board / "index.html").is_file() and (board / "leaderboard.md").is_file()
     results = tmp_path / "smoke" / "results"
     files = sorted(results.glob("*/*.json"))
-    twins = pipeline.shared_twins("tiny")
+    twins = pipeline_twins.shared_twins("tiny")
     # HuBERT, wav2vec 2.0 and BEST-RQ share the tiny Transformer, hence one twin
     assert twins == {
         "hubert": ["hubert", "wav2vec2", "bestrq"],
@@ -152,7 +156,7 @@ def test_smoke_pipeline_runs_and_resumes_without_redoing_work(smoke_suite, tmp_p
 
     slow_check = synth_suite.build_suite  # checking a big finished suite takes seconds: it must not count
     monkeypatch.setattr(synth_suite, "build_suite", lambda *a, **k: (time.sleep(1.2), slow_check(*a, **k))[1])
-    pipeline.run_pipeline("smoke", tmp_path, workers=2, log=lines.append)
+    pipeline_run.run_pipeline("smoke", tmp_path, workers=2, log=lines.append)
     assert not any(line.startswith("[plan]") for line in lines)  # nothing left to do: no job planned
     # and the total stays the one of the run that did the work
     again = json.loads((tmp_path / "smoke" / "stages.json").read_text())
@@ -163,7 +167,7 @@ def test_smoke_pipeline_runs_and_resumes_without_redoing_work(smoke_suite, tmp_p
     assert any("hubert: done" in line for line in lines)
     # --publish: the result files (no checkpoints, no caches) and stage times, and a board built from them
     pub = tmp_path / "pub"
-    board = pipeline.publish(tmp_path, pub, "smoke", log=lines.append)
+    board = pipeline_publish.publish(tmp_path, pub, "smoke", log=lines.append)
     copied = sorted(p.relative_to(pub / "results") for p in (pub / "results").rglob("*") if p.is_file())
     assert copied == sorted(
         p.relative_to(results) for p in results.rglob("*.json*") if ".cache" not in p.parts
@@ -181,7 +185,7 @@ def test_smoke_pipeline_runs_and_resumes_without_redoing_work(smoke_suite, tmp_p
     redo = tmp_path / "redo"
     shutil.copytree(smoke_suite, redo / "smoke" / "suite")
     lines = []
-    pipeline.run_pipeline("smoke", redo, workers=2, only=["bestrq"], from_published=pub, log=lines.append)
+    pipeline_run.run_pipeline("smoke", redo, workers=2, only=["bestrq"], from_published=pub, log=lines.append)
     assert [line for line in lines if line.startswith("[plan]")] == [
         "[plan] pretrain bestrq",
         "[plan] eval bestrq",
@@ -214,18 +218,18 @@ def test_published_readme_lists_each_invocation_and_what_it_ran(tmp_path):
             {"evalkit_commit": "bbb", "started": "T2", "stages": ["pretrain wav2vec2"], "wall_s": 1237.5},
         ],
     }
-    readme = pipeline.published_readme(tmp_path, "full", run, 200)
+    readme = pipeline_publish.published_readme(tmp_path, "full", run, 200)
     assert "| T1 | aaa | ? | not recorded |" in readme
     assert "| T2 | bbb | 1238 | pretrain wav2vec2 |" in readme
     assert "evalkit commit aaa, bbb" in readme and "| hubert | 208.4 |" in readme
     assert "| pretrain wav2vec2 | 400 | 6.7 |" in readme
-    single = pipeline.published_readme(tmp_path, "full", {**run, "invocations": run["invocations"][1:]}, 200)
+    single = pipeline_publish.published_readme(tmp_path, "full", {**run, "invocations": run["invocations"][1:]}, 200)
     assert "## Invocations" not in single
 
 
 def test_publish_records_the_commit_as_it_was_before_copying(tmp_path, monkeypatch):
     """Publishing into the checkout dirties it; the recorded commit must be the one before that."""
-    import evalkit.results
+    import evalkit.core.results
 
     work = tmp_path / "full"
     (work / "leaderboard").mkdir(parents=True)
@@ -239,9 +243,9 @@ def test_publish_records_the_commit_as_it_was_before_copying(tmp_path, monkeypat
     (work / "stages.json").write_text("{}")
     dest = tmp_path / "pub"
     monkeypatch.setattr(
-        evalkit.results, "git_hash", lambda dirty=False: "abc-dirty" if (dest / "results").exists() else "abc"
+        evalkit.core.results, "git_hash", lambda dirty=False: "abc-dirty" if (dest / "results").exists() else "abc"
     )
-    pipeline.publish(tmp_path, dest, "full", log=lambda *_: None)
+    pipeline_publish.publish(tmp_path, dest, "full", log=lambda *_: None)
     assert json.loads((dest / "run.json").read_text())["published"]["evalkit_commit"] == "abc"
 
 
@@ -249,8 +253,8 @@ def test_a_checkpoint_is_needed_only_while_an_evaluation_that_uses_it_is_missing
     """A work folder seeded with results (--from-published) must not pre-train what nothing will use."""
     from types import SimpleNamespace
 
-    from evalkit.evaluate import resolve_tasks
-    from evalkit.results import result_path
+    from evalkit.core.results import result_path
+    from evalkit.evaluation.evaluate import resolve_tasks
 
     upstreams, opts = tmp_path / "upstreams", SimpleNamespace(output=tmp_path / "results")
     twins = {"hubert": ["hubert", "bestrq"]}
@@ -259,12 +263,12 @@ def test_a_checkpoint_is_needed_only_while_an_evaluation_that_uses_it_is_missing
             path = result_path(opts.output, str(upstreams / spec), task.name)
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text("{}")
-    assert not pipeline._has_work("hubert", upstreams, twins, opts)
-    assert not pipeline._has_work("bestrq", upstreams, twins, opts)
+    assert not pipeline_plan.has_work("hubert", upstreams, twins, opts)
+    assert not pipeline_plan.has_work("bestrq", upstreams, twins, opts)
     result_path(opts.output, str(upstreams / "hubert-random"), "pr").unlink()
-    assert pipeline._has_work("hubert", upstreams, twins, opts)  # its twin is made from its checkpoint
+    assert pipeline_plan.has_work("hubert", upstreams, twins, opts)  # its twin is made from its checkpoint
     (upstreams / "hubert-random").mkdir(parents=True)
     (upstreams / "hubert-random" / "model.safetensors").write_bytes(b"")
-    assert not pipeline._has_work("hubert", upstreams, twins, opts)  # the twin exists: evaluate it alone
+    assert not pipeline_plan.has_work("hubert", upstreams, twins, opts)  # the twin exists: evaluate it alone
     result_path(opts.output, str(upstreams / "bestrq"), "asr").unlink()
-    assert pipeline._has_work("bestrq", upstreams, twins, opts)
+    assert pipeline_plan.has_work("bestrq", upstreams, twins, opts)

@@ -5,10 +5,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from evalkit.manifest import write_manifest
-from evalkit.recipes.diarization import Diarization, median_frames
-from evalkit.recipes.qbe import QbE
-from evalkit.task import load_task_file
+from evalkit.core.manifest import write_manifest
+from evalkit.evaluation.kinds.diarization import Diarization, median_frames
+from evalkit.evaluation.kinds.qbe import QbE
+from evalkit.evaluation.task import load_task_file
 
 ROOT = Path(__file__).resolve().parent.parent
 

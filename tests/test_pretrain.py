@@ -17,8 +17,9 @@ import yaml
 from safetensors.torch import load_file
 
 from evalkit.cli import main
-from evalkit.errors import ConfigError, EvalkitError
-from evalkit.pretrain import (
+from evalkit.core.errors import ConfigError, EvalkitError
+from evalkit.pretraining.data import Crop, DataConfig, batch_stream, load_batch, plan_epoch, read_data
+from evalkit.pretraining.loop import (
     build_objective,
     build_optimizer,
     config_from_dict,
@@ -28,7 +29,6 @@ from evalkit.pretrain import (
     rng_state,
     set_rng_state,
 )
-from evalkit.pretrain_data import Crop, DataConfig, batch_stream, load_batch, plan_epoch, read_data
 from upstreams import load_upstream
 from upstreams.bestrq import BestRQ
 

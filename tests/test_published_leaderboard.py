@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from evalkit.leaderboard import build_leaderboard
-from evalkit.pipeline import PUBLISHED
+from evalkit.pipeline.plan import PUBLISHED
 
 PUBLISHED_DIR = Path(__file__).resolve().parents[1] / "leaderboard"
 

@@ -18,7 +18,7 @@ import pytest
 import torch
 import torchaudio
 
-from evalkit.errors import EvalkitError
+from evalkit.core.errors import EvalkitError
 from upstreams import load_upstream
 from upstreams.s3prl import apply_torchaudio_shims
 
@@ -94,7 +94,7 @@ def test_mfcc_baseline_and_frozen(s3prl_path, batch):
 
 
 def test_cache_fingerprint_tells_weightless_baselines_apart(s3prl_path):
-    from evalkit.features import upstream_fingerprint
+    from evalkit.evaluation.fingerprint import upstream_fingerprint
 
     fbank, no_cmvn = load_upstream("s3prl:fbank"), load_upstream("s3prl:fbank_no_cmvn")
     assert (fbank.hidden_size, fbank.frame_rate) == (no_cmvn.hidden_size, no_cmvn.frame_rate)

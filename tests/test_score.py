@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from evalkit.errors import ConfigError, EvalkitError
-from evalkit.score import (
+from evalkit.core.errors import ConfigError, EvalkitError
+from evalkit.leaderboard.score import (
     REFERENCES_DIR,
     SUPERB_FBANK,
     SUPERB_SOTA,

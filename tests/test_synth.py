@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from evalkit.manifest import audio_path, read_manifest
+from evalkit.core.manifest import audio_path, read_manifest
 from evalkit.synth import phonemes, synthesize
 from evalkit.synth.speakers import speaker_pools
 from evalkit.synth.suite import CORPORA, build_suite
@@ -181,7 +181,7 @@ def test_resume_after_interruption(smoke_suite, tmp_path):
 
 
 def test_profile_or_seed_mismatch_is_refused(tmp_path):
-    from evalkit.errors import EvalkitError
+    from evalkit.core.errors import EvalkitError
 
     build_suite(tmp_path, "smoke", seed=0, jobs=1, corpora=("ks",), progress=False)
     with pytest.raises(EvalkitError, match="seed"):
@@ -189,7 +189,7 @@ def test_profile_or_seed_mismatch_is_refused(tmp_path):
 
 
 def test_a_suite_of_another_version_is_refused(tmp_path):
-    from evalkit.errors import EvalkitError
+    from evalkit.core.errors import EvalkitError
 
     (tmp_path / "suite.json").write_text(json.dumps({"profile": "default", "seed": 0}))  # before versions: 1
     with pytest.raises(

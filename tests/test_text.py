@@ -11,7 +11,7 @@ from collections import Counter
 
 import pytest
 
-from evalkit.errors import EvalkitError
+from evalkit.core.errors import EvalkitError
 from evalkit.synth import text
 from evalkit.synth.espeak import Voice, engine
 from evalkit.synth.lexicon import article, lexicon

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from evalkit.errors import ConfigError
+from evalkit.core.errors import ConfigError
 from upstreams.base import padding_mask
 from upstreams.modules import compute_span_mask
 from upstreams.objective import Batch
@@ -140,8 +140,8 @@ def test_contrastive_loss_against_a_direct_computation():
 
 
 def make_batch(suite, n: int = 6, seconds: float = 3.0) -> Batch:
-    from evalkit.audio import load_audio
-    from evalkit.manifest import audio_path, read_manifest
+    from evalkit.core.audio import load_audio
+    from evalkit.core.manifest import audio_path, read_manifest
 
     manifest = suite / "pretrain" / "train.jsonl"
     records = read_manifest(manifest)[:n]
@@ -298,7 +298,7 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "pretrain"
 
 @pytest.mark.parametrize("size", ["tiny", "small", "base"])
 def test_summarymixing_recipes_differ_from_wav2vec2_only_in_the_mixer(size):
-    from evalkit.pretrain import load_config
+    from evalkit.pretraining.loop import load_config
 
     w2v = load_config(CONFIGS / f"wav2vec2-{size}.yaml").to_dict()
     summary = load_config(CONFIGS / f"summarymixing-{size}.yaml").to_dict()
@@ -309,7 +309,7 @@ def test_summarymixing_recipes_differ_from_wav2vec2_only_in_the_mixer(size):
 
 
 def test_base_recipe_is_the_papers_size():
-    from evalkit.pretrain import build_objective, load_config
+    from evalkit.pretraining.loop import build_objective, load_config
 
     cfg = load_config(CONFIGS / "wav2vec2-base.yaml")
     objective = build_objective(cfg)
@@ -325,7 +325,7 @@ def test_tiny_recipe_trains_and_resumes_exactly_through_the_loop(name, smoke_sui
     import yaml
     from safetensors.torch import load_file
 
-    from evalkit.pretrain import pretrain
+    from evalkit.pretraining.loop import pretrain
     from upstreams import load_upstream
 
     raw = yaml.safe_load((CONFIGS / f"{name}.yaml").read_text())

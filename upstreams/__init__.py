@@ -12,8 +12,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from evalkit.errors import EvalkitError
-from evalkit.registry import Registry
+from evalkit.core.errors import EvalkitError
+from evalkit.core.registry import Registry
 from upstreams.base import Upstream, padding_mask
 
 UPSTREAMS = Registry("upstream")

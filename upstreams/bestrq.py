@@ -30,13 +30,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from evalkit.audio import load_audio
-from evalkit.errors import ConfigError, EvalkitError
-from evalkit.manifest import atomic_write_text, audio_path
+from evalkit.core.audio import load_audio
+from evalkit.core.config import SerialisableConfig, check_positive
+from evalkit.core.errors import ConfigError, EvalkitError
+from evalkit.core.io import atomic_write_text
+from evalkit.core.manifest import audio_path
 from upstreams.base import padding_mask
 from upstreams.encoder import SSLEncoder
 from upstreams.modules import NoiseReplacement, compute_span_mask, kaldi_fbank, mix_utterances, scale_gradient
-from upstreams.modules.config import SerialisableConfig, check_positive
 from upstreams.modules.frontends import KALDI_SCALE
 from upstreams.objective import Batch, Objective, Output, PretrainData
 

@@ -32,11 +32,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from evalkit.errors import ConfigError
+from evalkit.core.config import SerialisableConfig, check_positive
+from evalkit.core.errors import ConfigError
 from upstreams.base import Upstream, padding_mask
 from upstreams.encoder import SSLEncoder
 from upstreams.hubert import checked_run_folder, resolve_work
-from upstreams.modules.config import SerialisableConfig, check_positive
 from upstreams.objective import Batch, Objective, Output, PretrainData
 
 SAMPLE_RATE = 16_000

@@ -49,7 +49,7 @@ from pathlib import Path
 
 import torch
 
-from evalkit.errors import EvalkitError
+from evalkit.core.errors import EvalkitError
 from upstreams.encoder import SSLEncoder
 from upstreams.modules.frontends import CNN_KERNELS, CNN_STRIDES
 

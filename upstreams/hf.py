@@ -33,7 +33,7 @@ from pathlib import Path
 
 import torch
 
-from evalkit.errors import AudioError, EvalkitError
+from evalkit.core.errors import AudioError, EvalkitError
 from upstreams.base import Upstream, padding_mask
 
 SAMPLE_RATE = 16_000

@@ -34,8 +34,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from evalkit.errors import ConfigError, EvalkitError
-from evalkit.manifest import atomic_write_text
+from evalkit.core.config import SerialisableConfig, check_choice, check_positive
+from evalkit.core.errors import ConfigError, EvalkitError
+from evalkit.core.io import atomic_write_text
 from upstreams.base import padding_mask
 from upstreams.encoder import SSLEncoder
 from upstreams.kmeans_targets import (
@@ -51,7 +52,6 @@ from upstreams.kmeans_targets import (
     target_quality,
 )
 from upstreams.modules import MaskEmbedding, compute_span_mask, mix_utterances, scale_gradient
-from upstreams.modules.config import SerialisableConfig, check_choice, check_positive
 from upstreams.objective import Batch, Objective, Output, PretrainData
 
 REPORT_FILE = "hubert_setup.json"

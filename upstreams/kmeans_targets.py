@@ -31,9 +31,10 @@ import torch
 from torchaudio.compliance import kaldi
 from torchaudio.functional import compute_deltas
 
-from evalkit.audio import load_audio
-from evalkit.errors import ConfigError, EvalkitError
-from evalkit.manifest import atomic_write_text, audio_path, frame_labels
+from evalkit.core.audio import load_audio
+from evalkit.core.errors import ConfigError, EvalkitError
+from evalkit.core.io import atomic_write_text
+from evalkit.core.manifest import audio_path, frame_labels
 from upstreams.modules.frontends import FBANK_SHIFT, FBANK_WINDOW, KALDI_SCALE
 
 SAMPLE_RATE = 16_000

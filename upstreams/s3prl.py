@@ -35,8 +35,8 @@ import types
 
 import torch
 
-from evalkit.errors import EvalkitError
-from evalkit.registry import suggest
+from evalkit.core.errors import EvalkitError
+from evalkit.core.registry import suggest
 from upstreams.base import Upstream, padding_mask
 
 SAMPLE_RATE = 16_000

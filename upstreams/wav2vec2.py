@@ -27,11 +27,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from evalkit.errors import ConfigError
+from evalkit.core.config import SerialisableConfig, check_positive, check_probability
+from evalkit.core.errors import ConfigError
 from upstreams.base import padding_mask
 from upstreams.encoder import SSLEncoder
 from upstreams.modules import MaskEmbedding, compute_span_mask, mix_utterances, scale_gradient
-from upstreams.modules.config import SerialisableConfig, check_positive, check_probability
 from upstreams.objective import Batch, Objective, Output
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from evalkit.registry import Registry
+from evalkit.core.registry import Registry
 
 CORPORA = Registry("corpus", plural="corpora")
 CORPORA.register("librispeech", "evalkit.corpora.librispeech:prepare_librispeech")

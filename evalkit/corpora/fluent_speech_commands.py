@@ -15,6 +15,7 @@ import csv
 import os
 from pathlib import Path
 
+from evalkit.core.errors import EvalkitError
 from evalkit.corpora.prep import (
     duration,
     first_existing,
@@ -24,7 +25,6 @@ from evalkit.corpora.prep import (
     require_file,
     write_prepared,
 )
-from evalkit.errors import EvalkitError
 
 SPLIT_FILES = {"train": "train_data.csv", "dev": "valid_data.csv", "test": "test_data.csv"}
 COLUMNS = ("path", "speakerId", "transcription", "action", "object", "location")

@@ -34,10 +34,9 @@ import numpy as np
 import soundfile as sf
 import yaml
 
-from evalkit import SAMPLE_RATE
-from evalkit.audio import load_audio, save_wav
+from evalkit.core.audio import SAMPLE_RATE, load_audio, save_wav
+from evalkit.core.errors import AudioError, ConfigError, EvalkitError
 from evalkit.corpora.prep import is_prepared, manifest_paths, write_prepared
-from evalkit.errors import AudioError, ConfigError, EvalkitError
 
 CORPUS = "hf_dataset"
 SPLIT_NAMES = {"validation": "dev", "valid": "dev"}

@@ -23,6 +23,7 @@ import random
 import re
 from pathlib import Path
 
+from evalkit.core.errors import EvalkitError
 from evalkit.corpora.prep import (
     duration,
     first_existing,
@@ -32,7 +33,6 @@ from evalkit.corpora.prep import (
     require_dir,
     write_prepared,
 )
-from evalkit.errors import EvalkitError
 
 EMOTIONS = {"neu": "neutral", "hap": "happy", "exc": "happy", "ang": "angry", "sad": "sad"}
 SESSIONS = (1, 2, 3, 4, 5)

@@ -21,6 +21,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from evalkit.core.errors import EvalkitError
 from evalkit.corpora.prep import (
     duration,
     is_prepared,
@@ -30,7 +31,6 @@ from evalkit.corpora.prep import (
     require_file,
     write_prepared,
 )
-from evalkit.errors import EvalkitError
 
 SPLITS = ("train", "dev", "test")
 CORPUS = "libri2mix"

@@ -17,6 +17,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from evalkit.core.errors import EvalkitError
 from evalkit.corpora.prep import (
     duration,
     first_existing,
@@ -25,7 +26,6 @@ from evalkit.corpora.prep import (
     require_dir,
     write_prepared,
 )
-from evalkit.errors import EvalkitError
 
 SUPERB_SPLITS = {"train": "train-clean-100", "dev": "dev-clean", "test": "test-clean"}
 CORPUS = "librispeech"

@@ -15,9 +15,10 @@ import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from evalkit.audio import audio_info
-from evalkit.errors import EvalkitError
-from evalkit.manifest import atomic_write_text, write_manifest
+from evalkit.core.audio import audio_info
+from evalkit.core.errors import EvalkitError
+from evalkit.core.io import atomic_write_text
+from evalkit.core.manifest import write_manifest
 
 MARKER = ".done.json"
 

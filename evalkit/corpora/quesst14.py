@@ -24,6 +24,7 @@ import os
 import re
 from pathlib import Path
 
+from evalkit.core.errors import EvalkitError
 from evalkit.corpora.prep import (
     duration,
     first_existing,
@@ -32,7 +33,6 @@ from evalkit.corpora.prep import (
     require_file,
     write_prepared,
 )
-from evalkit.errors import EvalkitError
 
 SPLITS = {"dev": "dev", "test": "eval"}
 CORPUS = "quesst14"

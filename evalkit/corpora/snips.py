@@ -23,6 +23,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
+from evalkit.core.errors import EvalkitError
 from evalkit.corpora.prep import (
     duration,
     first_existing,
@@ -31,7 +32,6 @@ from evalkit.corpora.prep import (
     require_dir,
     write_prepared,
 )
-from evalkit.errors import EvalkitError
 
 TRAIN_SPEAKERS = ("Ivy", "Joanna", "Joey", "Justin", "Kendra", "Kimberly", "Matthew", "Salli")
 DEV_SPEAKERS = ("Aditi", "Amy", "Geraint", "Nicole")

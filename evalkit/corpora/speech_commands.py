@@ -24,8 +24,8 @@ import os
 import re
 from pathlib import Path
 
-from evalkit import SAMPLE_RATE
-from evalkit.audio import load_audio, save_wav
+from evalkit.core.audio import SAMPLE_RATE, load_audio, save_wav
+from evalkit.core.errors import EvalkitError
 from evalkit.corpora.prep import (
     duration,
     is_prepared,
@@ -35,7 +35,6 @@ from evalkit.corpora.prep import (
     require_file,
     write_prepared,
 )
-from evalkit.errors import EvalkitError
 
 KEYWORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
 UNKNOWN, SILENCE = "_unknown_", "_silence_"

@@ -29,8 +29,8 @@ import os
 import random
 from pathlib import Path
 
+from evalkit.core.errors import EvalkitError
 from evalkit.corpora.prep import duration, first_existing, is_prepared, manifest_paths, write_prepared
-from evalkit.errors import EvalkitError
 
 AUDIO_ROOTS = ("wav", "dev/wav", "test/wav", "vox1_dev_wav/wav", "vox1_test_wav/wav")
 TRIAL_FILES = ("veri_test2.txt", "veri_test.txt")

@@ -13,16 +13,22 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from evalkit.errors import EvalkitError
+from evalkit.core.errors import EvalkitError
+from evalkit.core.io import atomic_write_text
+from evalkit.core.results import upstream_tag
 from evalkit.leaderboard.collect import Suite, budget_gap, collect
 from evalkit.leaderboard.page import render_page
 from evalkit.leaderboard.plots import layer_weights_heatmap, score_bars
+from evalkit.leaderboard.score import (
+    Reference,
+    load_reference,
+    reference_from_fbank,
+    stored_reference,
+    superb_reference,
+)
 from evalkit.leaderboard.significance import mark_column
 from evalkit.leaderboard.table import build_table, to_csv, to_json, to_latex, to_markdown
 from evalkit.leaderboard.twins import twin_table
-from evalkit.manifest import atomic_write_text
-from evalkit.results import upstream_tag
-from evalkit.score import Reference, load_reference, reference_from_fbank, stored_reference, superb_reference
 
 
 @dataclass

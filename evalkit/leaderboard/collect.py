@@ -13,8 +13,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from evalkit.errors import ConfigError
-from evalkit.results import read_result, samples_path
+from evalkit.core.errors import ConfigError
+from evalkit.core.results import read_result, samples_path
 
 SUPERB_ORDER = ("pr", "ks", "ic", "sid", "er", "asr", "qbe", "sf", "asv", "sd")
 

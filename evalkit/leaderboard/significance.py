@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from evalkit.errors import ConfigError, EvalkitError
+from evalkit.core.errors import ConfigError, EvalkitError
 from evalkit.leaderboard.collect import Entry
 from evalkit.metrics import Metric, metric_from_spec, parse_tagged_slots
 
@@ -65,7 +65,7 @@ def _ref_hyp(metric: str, row: dict, task_config: dict, terms: dict[str, int]):
     if metric == "der":
         return ([tuple(s) for s in row["ref"]], [(s, e, f"h{k}") for s, e, k in row["pred"]])
     if metric in ("wer", "cer") and (task_config.get("labels") or {}).get("unit") == "slot_chars":
-        from evalkit.recipes.ctc import untag  # the recipe's own rule: WER/CER on the untagged transcript
+        from evalkit.evaluation.kinds.ctc import untag
 
         return untag(row["ref"]), untag(row["pred"])
     return row["ref"], row["pred"]

@@ -17,8 +17,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from evalkit.leaderboard.collect import Entry, Suite, budget_gap
+from evalkit.leaderboard.score import LOWER_IS_BETTER, Reference, rank_score
 from evalkit.leaderboard.significance import Marks
-from evalkit.score import LOWER_IS_BETTER, Reference, rank_score
 
 METRIC_LABELS = {
     "accuracy": "Acc",

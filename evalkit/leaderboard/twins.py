@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from evalkit.errors import ConfigError, EvalkitError
+from evalkit.core.errors import ConfigError, EvalkitError
 from evalkit.leaderboard.collect import Entry, Suite
 from evalkit.leaderboard.significance import ItemStats, load_item_stats, paired_bootstrap
 from evalkit.leaderboard.table import (

@@ -12,7 +12,7 @@ import functools
 from dataclasses import dataclass
 from pathlib import Path
 
-from evalkit.errors import EvalkitError
+from evalkit.core.errors import EvalkitError
 
 DATA = Path(__file__).parent / "data"
 CLASSES = "patvgfdli"  # person animal thing vehicle plant food drink place idea (see nouns.txt)

@@ -18,7 +18,7 @@ import numpy as np
 import soundfile as sf
 from scipy.signal import resample_poly
 
-from evalkit.manifest import atomic_write_text
+from evalkit.core.io import atomic_write_text
 from evalkit.synth.channel import SR, ChannelConfig, apply_channel, colored_noise
 from evalkit.synth.espeak import Speech, Voice, engine
 from evalkit.synth.speakers import Speaker

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from evalkit.manifest import audio_path, read_manifest
+from evalkit.core.manifest import audio_path, read_manifest
 
 # corpus -> how a record's class label is read
 LABELS = {
@@ -27,7 +27,7 @@ def utterance_mfcc(path: Path) -> np.ndarray:
     import torch
     import torchaudio
 
-    from evalkit.audio import load_audio
+    from evalkit.core.audio import load_audio
 
     wav = torch.from_numpy(load_audio(path))[None]
     feats = torchaudio.compliance.kaldi.mfcc(wav * 32768, num_ceps=13, sample_frequency=16000)

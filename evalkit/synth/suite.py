@@ -21,8 +21,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from evalkit.errors import EvalkitError
-from evalkit.manifest import atomic_write_text, write_manifest
+from evalkit.core.errors import EvalkitError
+from evalkit.core.io import atomic_write_text
+from evalkit.core.manifest import write_manifest
 from evalkit.synth import text as T
 from evalkit.synth.channel import ChannelConfig
 from evalkit.synth.render import EMOTIONS, Chunk, Item, render_chunk
@@ -434,7 +435,7 @@ def build_suite(
 ) -> dict[str, dict[str, int]]:
     """Synthesise (or finish) the suite in `out`; returns utterance counts per corpus/split."""
     if profile not in PROFILES:
-        from evalkit.registry import suggest
+        from evalkit.core.registry import suggest
 
         raise EvalkitError(
             f"Unknown profile {profile!r}.{suggest(profile, PROFILES)} Choose from {', '.join(PROFILES)}."

@@ -34,7 +34,7 @@ import random
 import re
 from dataclasses import dataclass, replace
 
-from evalkit.errors import EvalkitError
+from evalkit.core.errors import EvalkitError
 from evalkit.synth.lexicon import (
     CLASSES,
     DATA,

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from evalkit.core.errors import EvalkitError
+from evalkit.core.manifest import read_manifest
 from evalkit.corpora.fluent_speech_commands import prepare_fluent_speech_commands
-from evalkit.errors import EvalkitError
-from evalkit.manifest import read_manifest
 
 HEADER = ",path,speakerId,transcription,action,object,location\n"
 ROWS = {

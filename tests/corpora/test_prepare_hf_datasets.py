@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from evalkit.core.errors import ConfigError, EvalkitError
+from evalkit.core.manifest import audio_path, read_manifest
 from evalkit.corpora import prepare
 from evalkit.corpora.hf_datasets import load_mapping, prepare_hf_dataset
-from evalkit.errors import ConfigError, EvalkitError
-from evalkit.manifest import audio_path, read_manifest
 
 datasets = pytest.importorskip("datasets")
 

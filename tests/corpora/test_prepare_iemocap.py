@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from evalkit.core.errors import EvalkitError
+from evalkit.core.manifest import read_manifest
 from evalkit.corpora.iemocap import prepare_iemocap
-from evalkit.errors import EvalkitError
-from evalkit.manifest import read_manifest
 
 TURNS = [
     ("F000", "neu"),

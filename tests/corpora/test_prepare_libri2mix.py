@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from evalkit.core.errors import EvalkitError
+from evalkit.core.manifest import read_manifest
 from evalkit.corpora.libri2mix import prepare_libri2mix
-from evalkit.errors import EvalkitError
-from evalkit.manifest import read_manifest
 
 MIX_A = "103-1240-0000_1034-121119-0001"
 MIX_B = "19-198-0001_26-495-0002"

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from evalkit.core.errors import EvalkitError
+from evalkit.core.manifest import read_manifest
 from evalkit.corpora import prepare
 from evalkit.corpora.librispeech import prepare_librispeech
-from evalkit.errors import EvalkitError
-from evalkit.manifest import read_manifest
 
 UTTERANCES = {
     "train-clean-100": {("19", "198"): ["YES NO", "STOP RIGHT THERE"], ("26", "495"): ["GO LEFT"]},

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from evalkit.core.errors import EvalkitError
+from evalkit.core.manifest import read_manifest
 from evalkit.corpora.quesst14 import prepare_quesst14
-from evalkit.errors import EvalkitError
-from evalkit.manifest import read_manifest
 
 DOCS = {
     "quesst14_00001": "nnenglish",

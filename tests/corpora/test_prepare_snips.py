@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from evalkit.core.errors import EvalkitError
+from evalkit.core.manifest import read_manifest
 from evalkit.corpora.snips import iob_to_slots, prepare_snips
-from evalkit.errors import EvalkitError
-from evalkit.manifest import read_manifest
 
 LINES = [
     (

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from evalkit.core.errors import EvalkitError
+from evalkit.core.manifest import audio_path, read_manifest
 from evalkit.corpora.speech_commands import prepare_speech_commands
-from evalkit.errors import EvalkitError
-from evalkit.manifest import audio_path, read_manifest
 
 WORD_FILES = [
     "yes/aaa_nohash_0.wav",

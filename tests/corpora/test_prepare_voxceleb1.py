@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from evalkit.core.errors import EvalkitError
+from evalkit.core.manifest import read_manifest
 from evalkit.corpora import prepare
 from evalkit.corpora.voxceleb1 import balanced_trials, prepare_voxceleb1_asv, prepare_voxceleb1_sid
-from evalkit.errors import EvalkitError
-from evalkit.manifest import read_manifest
 
 DEV_UTTS = [
     "id10001/vidA/00001.wav",

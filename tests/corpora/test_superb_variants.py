@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from evalkit.corpora import prepare
-from evalkit.recipes import RECIPES
-from evalkit.task import load_task
+from evalkit.evaluation.kinds import RECIPES
+from evalkit.evaluation.task import load_task
 
 HERE = Path(__file__).resolve().parent
 

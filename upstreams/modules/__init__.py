@@ -11,15 +11,14 @@ from __future__ import annotations
 
 from torch import nn
 
-from upstreams.modules.config import SerialisableConfig
-from upstreams.modules.encoders import (
+from evalkit.core.config import SerialisableConfig
+from upstreams.modules.context import (
     ENCODER_KINDS,
     ConformerLayer,
     ContextEncoder,
     ConvPositionalEmbedding,
     EncoderConfig,
     SelfAttention,
-    SummaryMixing,
     TransformerLayer,
     build_layer,
 )
@@ -33,7 +32,8 @@ from upstreams.modules.frontends import (
     scale_gradient,
 )
 from upstreams.modules.masking import MaskEmbedding, NoiseReplacement, compute_span_mask, replace_with_noise
-from upstreams.modules.mixing import mix_utterances
+from upstreams.modules.summarymixing import SummaryMixing
+from upstreams.modules.utterance_mixing import mix_utterances
 
 
 def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:

@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchaudio.compliance import kaldi
 
+from evalkit.core.config import SerialisableConfig, check_choice, check_positive
 from upstreams.base import padding_mask
-from upstreams.modules.config import SerialisableConfig, check_choice, check_positive
 
 CNN_KERNELS = (10, 3, 3, 3, 3, 2, 2)
 CNN_STRIDES = (5, 2, 2, 2, 2, 2, 2)  # product 320 samples = 20 ms

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from evalkit.errors import ConfigError
+from evalkit.core.errors import ConfigError
 from upstreams.base import padding_mask
 
 

@@ -1,1 +1,0 @@
-"""Pre-training recipes: `<method>-{tiny,small,base}.yaml`, run by `evalkit pretrain`."""

@@ -1,0 +1,48 @@
+"""Atomic file I/O: readers never see half a file, a crash leaves the old one in place."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from evalkit.core.errors import ConfigError
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike, mode: str = "w"):
+    """A file opened on a temporary name beside `path`, renamed into place (after fsync) when the
+    block ends without error; on error the temporary file is removed and `path` is untouched."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write text to a temporary file beside `path`, then rename it into place."""
+    with atomic_open(path, "w") as f:
+        f.write(text)
+
+
+def read_json_object(path: str | os.PathLike, kind: str) -> dict:
+    """A JSON file that must hold an object; `kind` ("result", "reference") words the errors, which
+    name the file."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise ConfigError(f"{path}: not a readable {kind} JSON ({e}).") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a {kind} file is a JSON object.")
+    return data

@@ -1,0 +1,99 @@
+"""Manifests: one JSON object per line, one file per split (`<corpus>/<split>.jsonl`).
+
+Every corpus, synthetic or real, is written in this one schema (lhotse-style),
+so a task never cares where its data came from.
+
+Required keys of every record:
+    id        unique within the split
+    path      audio file, relative to the manifest's folder (or absolute)
+    duration  seconds (float)
+    speaker   speaker label (string; "" when unknown)
+
+Label keys by corpus (a record carries those its task reads):
+    pretrain  text, phones (IPA list), alignment ([[start_s, end_s, phone], ...])
+    pr / asr  text (lower-case words), phones, alignment
+    ks        label: one of the ten keywords, "_unknown_" or "_silence_"
+    qbe       role: "query" | "document"; query: term (text);
+              document: text, occurrences ([{"term", "start", "end"}, ...])
+    ic        text, action, object, location
+    sf        text, slots ([{"type", "value", "start", "end"}, ...]; start/end are
+              character offsets of the value in text)
+    sid       (the speaker key is the label)
+    asv       (the speaker key); trials in `<split>_trials.txt`, one
+              "<1|0> <enroll id> <test id>" per line, as VoxCeleb's veri_test
+    sd        speakers (list), segments ([[start_s, end_s, speaker], ...]); the
+              same segments as RTTM in `<split>.rttm`
+    er        emotion: neutral | happy | angry | sad
+Optional: voice (synthesis parameters), fold (IEMOCAP session), gender.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from evalkit.core.errors import ConfigError
+from evalkit.core.io import atomic_write_text
+
+REQUIRED_KEYS = ("id", "path", "duration", "speaker")
+
+
+def read_manifest(path: str | os.PathLike) -> list[dict]:
+    """Read and validate a JSONL manifest; errors name the file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(
+            f"{path}: manifest not found. Run `evalkit synth` or `evalkit prepare` to create it."
+        )
+    records, seen = [], set()
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ConfigError(
+                    f"{path}:{lineno}: not valid JSON ({e.msg}). Re-create the manifest."
+                ) from None
+            if not isinstance(rec, dict):
+                raise ConfigError(f"{path}:{lineno}: expected a JSON object, got {type(rec).__name__}.")
+            missing = [k for k in REQUIRED_KEYS if k not in rec]
+            if missing:
+                raise ConfigError(f"{path}:{lineno}: record lacks required key(s) {', '.join(missing)}.")
+            if rec["id"] in seen:
+                raise ConfigError(
+                    f"{path}:{lineno}: duplicate id {rec['id']!r}; ids must be unique in a split."
+                )
+            seen.add(rec["id"])
+            records.append(rec)
+    return records
+
+
+def audio_path(manifest_path: str | os.PathLike, record: dict) -> Path:
+    """The absolute path of a record's audio (paths are relative to the manifest)."""
+    p = Path(record["path"])
+    return p if p.is_absolute() else Path(manifest_path).parent / p
+
+
+def write_manifest(path: str | os.PathLike, records: Iterable[dict]) -> None:
+    """Write a JSONL manifest atomically: readers never see half a file."""
+    lines = [json.dumps(r, ensure_ascii=False, sort_keys=False) + "\n" for r in records]
+    atomic_write_text(path, "".join(lines))
+
+
+def frame_labels(alignment: list, num_frames: int, frame_rate: float, blank: str = "sil") -> list[str]:
+    """Per-frame phone labels from `[[start_s, end_s, phone], ...]` at `frame_rate` Hz.
+
+    A frame takes the phone covering its centre; frames outside every segment
+    get `blank`.
+    """
+    labels = [blank] * num_frames
+    for start, end, phone in alignment:
+        first = max(0, int(round(start * frame_rate)))
+        last = min(num_frames, int(round(end * frame_rate)))
+        for i in range(first, last):
+            labels[i] = phone
+    return labels

@@ -1,0 +1,92 @@
+"""Utterance classification: KS, SID, ER, and IC (several label keys, right only if all are)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from evalkit.core.errors import ConfigError
+from evalkit.evaluation.kinds.base import Recipe
+
+
+def field_value(record: dict, key: str):
+    """`record[key]`, where a dotted key (`voice.accent`) reaches into nested fields."""
+    value = record
+    for part in key.split("."):
+        if not isinstance(value, dict) or part not in value:
+            raise KeyError(key)
+        value = value[part]
+    return value
+
+
+def _has(record: dict, key: str) -> bool:
+    try:
+        field_value(record, key)
+        return True
+    except KeyError:
+        return False
+
+
+class Classification(Recipe):
+    """`labels: {keys: [k1, k2, ...]}`: one output per record key; classes from the train split."""
+
+    def __init__(self, task, data) -> None:
+        super().__init__(task, data)
+        self.keys: list[str] = list(task.labels.get("keys", ["label"]))
+        train = self.records("train")
+        for k in self.keys:
+            if not all(_has(r, k) for r in train):
+                raise ConfigError(
+                    f"{self.manifest('train')}: records lack label key {k!r} needed by task "
+                    f"{task.name!r} (labels.keys in {task.source})."
+                )
+        self.classes = [sorted({str(field_value(r, k)) for r in train}) for k in self.keys]
+        self.index = [{c: i for i, c in enumerate(cs)} for cs in self.classes]
+
+    def head_args(self) -> dict[str, Any]:
+        sizes = [len(c) for c in self.classes]
+        return {"n_classes": sizes if len(sizes) > 1 else sizes[0]}
+
+    def label(self, record: dict):
+        vals = tuple(str(field_value(record, k)) for k in self.keys)
+        return vals if len(vals) > 1 else vals[0]
+
+    def target(self, record: dict) -> tuple[int, ...]:
+        return tuple(self.index[j].get(str(field_value(record, k)), -100) for j, k in enumerate(self.keys))
+
+    @staticmethod
+    def _outputs(out) -> list[torch.Tensor]:
+        return list(out) if isinstance(out, list | tuple) else [out]
+
+    def loss(self, out, targets, lens, criterion=None) -> torch.Tensor:
+        t = torch.tensor(targets, dtype=torch.long)
+        return sum(
+            F.cross_entropy(o.float(), t[:, j], ignore_index=-100) for j, o in enumerate(self._outputs(out))
+        )
+
+    def predict(self, out, lens) -> list:
+        outs = self._outputs(out)
+        idx = [o.argmax(-1).tolist() for o in outs]
+        preds = []
+        for i in range(len(idx[0])):
+            vals = tuple(self.classes[j][idx[j][i]] for j in range(len(outs)))
+            preds.append(vals if len(vals) > 1 else vals[0])
+        return preds
+
+    def score(self, split: str, preds: dict[str, Any]):
+        metrics = self.metrics()
+        rows = []
+        for r in self.records(split):
+            ref, hyp = self.label(r), preds[r["id"]]
+            stats = [m.update([ref], [hyp])[0] for m in metrics]
+            rows.append(
+                {
+                    "id": r["id"],
+                    "ref": ref,
+                    "pred": hyp,
+                    **{m.name: m.item_score(s) for m, s in zip(metrics, stats)},
+                }
+            )
+        return metrics, rows

@@ -1,0 +1,148 @@
+"""Sequence transcription with CTC: PR (phones), ASR (characters), SF (characters + slot tags).
+
+`labels: {unit: phones | chars | slot_chars, min_frame_rate: HZ}`. Token 0 is
+the CTC blank; the vocabulary comes from the train split (unseen symbols in
+dev/test are dropped from targets but still count against the hypothesis in the
+metrics).
+
+`min_frame_rate`: CTC needs at least one frame per label (two between repeated
+labels). At 40 ms (Fast-HuBERT, the CPU recipes) half of the synthetic SF
+utterances and a tenth of the ASR ones have more labels than frames, and CTC
+gives them no gradient; upstreams slower than this rate get each frame repeated
+in the head, as SUPERB's 50 Hz upstreams would need none.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from evalkit.core.errors import ConfigError
+from evalkit.evaluation.decoders import greedy_decode
+from evalkit.evaluation.kinds.base import Recipe, pad_targets
+from evalkit.metrics import parse_tagged_slots
+
+BLANK = "<blank>"
+SPACE = "|"
+UNITS = ("phones", "chars", "slot_chars")
+
+
+def slot_tagged_tokens(text: str, slots: list[dict]) -> list[str]:
+    """Characters of `text` with `B-type` / `E-type` tokens around each slot value (SUPERB SF)."""
+    tokens: list[str] = []
+    pos = 0
+    for s in sorted(slots, key=lambda s: s["start"]):
+        tokens += _chars(text[pos : s["start"]])
+        tokens += (
+            [SPACE, f"B-{s['type']}", SPACE]
+            + _chars(text[s["start"] : s["end"]])
+            + [SPACE, f"E-{s['type']}", SPACE]
+        )
+        pos = s["end"]
+    tokens += _chars(text[pos:])
+    out: list[str] = []  # collapse runs of word separators
+    for t in tokens:
+        if t == SPACE and (not out or out[-1] == SPACE):
+            continue
+        out.append(t)
+    while out and out[-1] == SPACE:
+        out.pop()
+    return out
+
+
+def _chars(text: str) -> list[str]:
+    return [SPACE if c == " " else c for c in text]
+
+
+class CTC(Recipe):
+    frame_rate: float = 50.0  # set by the trainer from the upstream
+
+    def __init__(self, task, data) -> None:
+        super().__init__(task, data)
+        self.unit = task.labels.get("unit", "chars")
+        self.min_frame_rate = float(task.labels.get("min_frame_rate", 0))
+        if self.unit not in UNITS:
+            raise ConfigError(f"{task.source}: labels.unit {self.unit!r} is not one of {', '.join(UNITS)}.")
+        need = {"phones": "phones", "chars": "text", "slot_chars": "slots"}[self.unit]
+        train = self.records("train")
+        if not all(need in r for r in train):
+            raise ConfigError(
+                f"{self.manifest('train')}: records lack key {need!r} needed by task {task.name!r}."
+            )
+        symbols = sorted({t for r in train for t in self.tokens(r)})
+        self.vocab = [BLANK, *symbols]
+        self.index = {s: i for i, s in enumerate(self.vocab)}
+
+    def tokens(self, record: dict) -> list[str]:
+        if self.unit == "phones":
+            return list(record["phones"])
+        if self.unit == "chars":
+            return _chars(" ".join(record["text"].lower().split()))
+        return slot_tagged_tokens(record["text"].lower(), record["slots"])
+
+    def upsample(self) -> int:
+        """How many times the head repeats each frame to reach `min_frame_rate`."""
+        return max(1, math.ceil(self.min_frame_rate / self.frame_rate - 1e-9))
+
+    def head_args(self) -> dict[str, Any]:
+        return {"vocab_size": len(self.vocab), "upsample": self.upsample()}
+
+    def target(self, record: dict) -> list[int]:
+        return [self.index[t] for t in self.tokens(record) if t in self.index]
+
+    @staticmethod
+    def _log_probs(out) -> torch.Tensor:
+        return out[0] if isinstance(out, tuple | list) else out
+
+    @staticmethod
+    def _lens(out, lens: torch.Tensor) -> torch.Tensor:
+        """The heads' own output lengths (they differ from the input's when frames are repeated)."""
+        return out[1] if isinstance(out, tuple | list) else lens
+
+    def loss(self, out, targets, lens, criterion=None) -> torch.Tensor:
+        log_probs, lens = self._log_probs(out).float(), self._lens(out, lens)
+        tgt, tgt_lens = pad_targets(targets)
+        return F.ctc_loss(
+            log_probs.transpose(0, 1), tgt, lens, tgt_lens, blank=0, reduction="mean", zero_infinity=True
+        )
+
+    def predict(self, out, lens) -> list:
+        paths = greedy_decode(self._log_probs(out), self._lens(out, lens), blank=0)
+        return [self.detokenize([self.vocab[t] for t in path]) for path in paths]
+
+    def detokenize(self, toks: list[str]):
+        if self.unit == "phones":
+            return toks
+        text = "".join(f" {t} " if t.startswith(("B-", "E-")) and len(t) > 2 else t for t in toks)
+        return " ".join(text.replace(SPACE, " ").split())
+
+    def reference(self, record: dict):
+        if self.unit == "phones":
+            return list(record["phones"])
+        if self.unit == "chars":
+            return " ".join(record["text"].lower().split())
+        return self.detokenize(slot_tagged_tokens(record["text"].lower(), record["slots"]))
+
+    def score(self, split: str, preds: dict[str, Any]):
+        metrics = self.metrics()
+        rows = []
+        for r in self.records(split):
+            ref, hyp = self.reference(r), preds[r["id"]]
+            row = {"id": r["id"], "ref": ref, "pred": hyp}
+            for m in metrics:
+                if m.name in ("slot_type_f1", "slot_value_cer"):
+                    s = m.update([parse_tagged_slots(ref)], [parse_tagged_slots(hyp)])[0]
+                elif self.unit == "slot_chars":  # text metrics on the transcript without tags
+                    s = m.update([untag(ref)], [untag(hyp)])[0]
+                else:
+                    s = m.update([ref], [hyp])[0]
+                row[m.name] = m.item_score(s)
+            rows.append(row)
+        return metrics, rows
+
+
+def untag(text: str) -> str:
+    return " ".join(w for w in text.split() if not (w.startswith(("B-", "E-")) and len(w) > 2))

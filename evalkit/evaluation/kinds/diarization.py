@@ -1,0 +1,105 @@
+"""Speaker diarization (SD): per-frame speaker activity with permutation-invariant BCE.
+
+Frame probabilities become segments as in SUPERB's scoring (s3prl's
+downstream/diarization, from EEND): threshold, then a median filter over
+frames. s3prl sweeps thresholds 0.3-0.7 and filters of 1 and 11 frames
+(10 ms frames: 0.11 s) and reads the best DER off the test set; here the same
+grid is searched on dev (`tune`) and only the chosen setting sees test.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from scipy.signal import medfilt
+
+from evalkit.evaluation.kinds.base import Recipe
+from evalkit.metrics import segments_from_activity
+
+THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)
+MEDIAN_SECONDS = (0.0, 0.11)  # 0: no filter
+
+
+def median_frames(seconds: float, frame_rate: float) -> int:
+    """An odd window of about `seconds` at `frame_rate` (1: no filtering)."""
+    k = max(1, round(seconds * frame_rate))
+    return k if k % 2 else k + 1
+
+
+class Diarization(Recipe):
+    """`labels: {speakers: 2}`; records carry `segments` [[start, end, speaker], ...]."""
+
+    frame_rate: float = 50.0  # set by the trainer from the upstream
+
+    def __init__(self, task, data) -> None:
+        super().__init__(task, data)
+        self.num_speakers = int(task.labels.get("speakers", 2))
+        self.threshold, self.median_s = 0.5, 0.0  # until `tune` picks them on dev
+
+    def head_args(self) -> dict[str, Any]:
+        return {"n_speakers": self.num_speakers}
+
+    def target(self, record: dict) -> list:
+        order = sorted({s for _, _, s in record["segments"]})[: self.num_speakers]
+        return [(float(s), float(e), order.index(spk)) for s, e, spk in record["segments"] if spk in order]
+
+    def activity(self, segments: list, n_frames: int) -> torch.Tensor:
+        act = torch.zeros(n_frames, self.num_speakers)
+        for s, e, k in segments:
+            act[int(round(s * self.frame_rate)) : int(round(e * self.frame_rate)), k] = 1.0
+        return act
+
+    def loss(self, out, targets, lens, criterion=None) -> torch.Tensor:
+        from evalkit.evaluation.losses import pit_bce_loss
+
+        labels = torch.stack([self.activity(t, out.shape[1]) for t in targets])
+        res = pit_bce_loss(out.float(), labels, lens)
+        return res[0] if isinstance(res, tuple) else res
+
+    def predict(self, out, lens) -> list:
+        """Per-frame speaker probabilities [frames, speakers] (float32 arrays); `score` makes segments."""
+        probs = torch.sigmoid(out.float()).numpy()
+        return [p[:n] for p, n in zip(probs, lens.tolist())]
+
+    def segments(self, probs: np.ndarray) -> list:
+        """[[start, end, speaker index], ...] from frame probabilities: threshold, then median filter."""
+        k = median_frames(self.median_s, self.frame_rate)
+        active = (probs > self.threshold).astype(np.float32)
+        if k > 1 and len(active):
+            active = medfilt(active, (k, 1))
+        return [
+            [round(s, 3), round(e, 3), int(spk)]
+            for s, e, spk in segments_from_activity(active > 0.5, self.frame_rate)
+        ]
+
+    def tune(self, preds: dict[str, Any]) -> dict:
+        """Pick threshold and median filter on dev predictions (lowest DER; ties: the earlier setting)."""
+        from evalkit.evaluation.trainer import primary_value
+
+        by_setting = {}
+        for median_s in MEDIAN_SECONDS:
+            for threshold in THRESHOLDS:
+                self.threshold, self.median_s = threshold, median_s
+                by_setting[(threshold, median_s)] = primary_value(self, self.score("dev", preds)[0])[0]
+        self.threshold, self.median_s = min(by_setting, key=by_setting.get)
+        return {
+            "threshold": self.threshold,
+            "median_s": self.median_s,
+            "median_frames": median_frames(self.median_s, self.frame_rate),
+            "dev_by_setting": {f"threshold {t:g}, median {m:g} s": v for (t, m), v in by_setting.items()},
+        }
+
+    def score(self, split: str, preds: dict[str, Any]):
+        metrics = self.metrics()
+        rows = []
+        for r in self.records(split):
+            ref = [(s, e, spk) for s, e, spk in r["segments"]]
+            pred = self.segments(preds[r["id"]])
+            hyp = [(s, e, f"h{k}") for s, e, k in pred]
+            row = {"id": r["id"], "ref": r["segments"], "pred": pred}
+            for m in metrics:
+                row[m.name] = m.item_score(m.update([ref], [hyp])[0])
+            rows.append(row)
+        return metrics, rows

@@ -1,0 +1,69 @@
+"""Query by example (QbE): no training; subsequence DTW on one layer, the best layer chosen on dev.
+
+Scoring follows s3prl's quesst14_dtw (SUPERB): features standardised per
+dimension over the split, and each query's scores z-normalised over the
+documents before MTWV applies one threshold to all of them. The alignment
+itself is evalkit's (evalkit/dtw.py: cosine distance, steps (1,0), (0,1),
+(1,1), cost per path cell), not s3prl's asymmetric steps on min-max scaled
+exp-cosine distances.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from evalkit.evaluation.kinds.base import Recipe
+
+
+class QbE(Recipe):
+    """Records with role query (term) or document (occurrences); every query is tried on every document."""
+
+    def split_roles(self, split: str) -> tuple[list[dict], list[dict]]:
+        recs = self.records(split)
+        return [r for r in recs if r.get("role") == "query"], [r for r in recs if r.get("role") == "document"]
+
+    def pairs(self, split: str) -> list[tuple[str, str, int]]:
+        queries, docs = self.split_roles(split)
+        out = []
+        for q in queries:
+            for d in docs:
+                present = any(o["term"] == q["term"] for o in d.get("occurrences", []))
+                out.append((q["id"], d["id"], int(present)))
+        return out
+
+    def layer_scores(self, split: str, features, layer: int) -> dict[tuple[str, str], float]:
+        from evalkit.evaluation.dtw import dtw_scores
+
+        queries, docs = self.split_roles(split)
+        q_feats = [_layer(features, r["id"], layer) for r in queries]
+        d_feats = [_layer(features, r["id"], layer) for r in docs]
+        # As s3prl's quesst14_dtw (SUPERB): each dimension standardised over the split's queries
+        # and documents, and each query's scores z-normalised over the documents, so that
+        # MTWV's one threshold means the same for every query
+        frames = np.concatenate(q_feats + d_feats)
+        mean, std = frames.mean(0), np.maximum(frames.std(0), 1e-9)
+        scores = dtw_scores([(q - mean) / std for q in q_feats], [(d - mean) / std for d in d_feats])
+        scores = (scores - scores.mean(1, keepdims=True)) / np.maximum(scores.std(1, keepdims=True), 1e-9)
+        return {
+            (q["id"], d["id"]): float(scores[i, j]) for i, q in enumerate(queries) for j, d in enumerate(docs)
+        }
+
+    def score_pairs(self, split: str, scores: dict[tuple[str, str], float]):
+        metrics = self.metrics()
+        term = {r["id"]: r["term"] for r in self.split_roles(split)[0]}
+        rows = []
+        for q, d, label in self.pairs(split):
+            s = scores[(q, d)]
+            for m in metrics:
+                m.update([(term[q], label)], [s])
+            rows.append({"query": q, "document": d, "term": term[q], "label": label, "score": s})
+        return metrics, rows
+
+    def score(self, split: str, preds: dict[str, Any]):
+        return self.score_pairs(split, preds)
+
+
+def _layer(features, utt_id: str, layer: int) -> np.ndarray:
+    return features.get(utt_id)[layer].float().numpy()

@@ -1,0 +1,180 @@
+"""Runs a frozen upstream over a manifest's utterances, batched by padded seconds of audio; `OnTheFlyFeatures` is s3prl's recompute-every-step path (`--no-cache`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from evalkit.core.audio import SAMPLE_RATE, load_batch
+from evalkit.core.errors import ConfigError, EvalkitError
+from evalkit.core.manifest import audio_path, read_manifest
+
+
+class OnTheFlyFeatures:
+    """The `--no-cache` path: runs the upstream at every call, as s3prl does.
+
+    Same interface as CachedFeatures. `lengths` are estimated from the
+    manifest durations (exact ones need a forward pass); `batch` returns the
+    true frame counts. The upstream is put in eval mode on `device`.
+    """
+
+    def __init__(
+        self,
+        upstream: nn.Module,
+        manifest_path: str | os.PathLike,
+        *,
+        device: str | torch.device = "cpu",
+        autocast: bool = False,
+    ) -> None:
+        self.manifest_path = Path(manifest_path)
+        self._utts = {u.id: u for u in utterances_of(manifest_path, read_manifest(manifest_path))}
+        self._runner = UpstreamRunner(upstream, device, autocast, None, math.inf)
+        self.upstream = upstream.to(device).eval()
+        self.ids = list(self._utts)
+        self.num_layers, self.hidden_size = self._runner.num_layers, self._runner.hidden_size
+        self.frame_rate = self._runner.frame_rate
+        self.lengths = dict(zip(self.ids, self._runner.estimate_frames(list(self._utts.values()))))
+
+    def get(self, utt_id: str, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """One utterance's hidden states, [L, T, D]."""
+        hidden, lens = self.batch([utt_id], dtype)
+        return hidden[:, 0, : int(lens[0])].contiguous()
+
+    def batch(
+        self, ids: Sequence[str], dtype: torch.dtype = torch.float32
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """[L, B, T, D] zero beyond each length, and frame counts [B] (int64), freshly computed."""
+        missing = [u for u in ids if u not in self._utts]
+        if missing:
+            raise EvalkitError(f"{self.manifest_path}: utterance(s) {missing[:5]} are not in this manifest.")
+        # no_grad, not inference_mode: the featurizer's weights need autograd through these tensors.
+        with torch.no_grad():
+            hidden, lens = self._runner.forward([self._utts[u] for u in ids])
+        t = int(lens.max()) if len(lens) else 0
+        stacked = torch.stack([h[:, :t] for h in hidden]).to(dtype)
+        valid = torch.arange(t, device=lens.device)[None, :] < lens[:, None]
+        return stacked.masked_fill(~valid[None, :, :, None], 0).cpu(), lens.cpu()
+
+
+@dataclasses.dataclass(frozen=True)
+class Utterance:
+    id: str
+    path: Path
+    duration: float
+    position: int  # in the manifest, to break ties when sorting by duration
+
+
+def utterances_of(manifest_path: str | os.PathLike, records: list[dict]) -> list[Utterance]:
+    utts = []
+    for i, rec in enumerate(records):
+        duration = rec["duration"]
+        if isinstance(duration, bool) or not isinstance(duration, int | float) or not duration >= 0:
+            raise ConfigError(
+                f"{manifest_path}: record {rec['id']!r} has duration {duration!r}; expected seconds >= 0. "
+                "Re-create the manifest."
+            )
+        utts.append(Utterance(str(rec["id"]), audio_path(manifest_path, rec), float(duration), i))
+    return utts
+
+
+class UpstreamRunner:
+    """Runs the upstream on lists of utterances, batched by padded seconds of audio."""
+
+    def __init__(
+        self,
+        upstream: nn.Module,
+        device: str | torch.device,
+        autocast: bool,
+        storage: torch.dtype | None,
+        batch_seconds: float,
+    ) -> None:
+        self.upstream, self.device, self.autocast = upstream, torch.device(device), autocast
+        self.batch_seconds = batch_seconds
+        self.storage = storage  # the dtype features are stored in (None: returned as computed)
+        missing = [a for a in ("frame_rate", "num_layers", "hidden_size") if not hasattr(upstream, a)]
+        if missing:
+            raise EvalkitError(
+                f"upstream {type(upstream).__name__} lacks {', '.join(missing)}; the upstream contract "
+                "(upstreams/base.py) requires them."
+            )
+        self.frame_rate = float(upstream.frame_rate)
+        self.num_layers, self.hidden_size = int(upstream.num_layers), int(upstream.hidden_size)
+
+    def estimate_frames(self, utts: Sequence[Utterance]) -> list[int]:
+        """Frame counts from the manifest durations (by `frames_for` where the upstream has it)."""
+        frames_for = getattr(self.upstream, "frames_for", None)
+        if not callable(frames_for):
+            return [int(u.duration * self.frame_rate) for u in utts]
+        samples = torch.tensor([round(u.duration * SAMPLE_RATE) for u in utts], dtype=torch.int64)
+        return frames_for(samples).clamp(min=0).tolist()
+
+    def forward(self, utts: Sequence[Utterance]) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """One batch through the upstream (the caller picks no_grad or inference_mode)."""
+        wavs, lens = load_batch([u.path for u in utts])
+        wavs, lens = wavs.to(self.device), lens.to(self.device)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+            hidden, frames = self.upstream(wavs, lens)
+        hidden = list(hidden)
+        shapes = {tuple(h.shape[::2]) for h in hidden}
+        if len(hidden) != self.num_layers or shapes != {(len(utts), self.hidden_size)}:
+            raise EvalkitError(
+                f"upstream {type(self.upstream).__name__} returned {len(hidden)} hidden states of shapes "
+                f"{sorted(shapes)} ([B, D]) but declares num_layers={self.num_layers}, "
+                f"hidden_size={self.hidden_size}. Fix its attributes or its forward."
+            )
+        frames = frames.to(torch.int64)
+        if int(frames.max()) > hidden[0].shape[1] or int(frames.min()) < 0:
+            raise EvalkitError(
+                f"upstream {type(self.upstream).__name__} returned frame counts {frames.tolist()} outside "
+                f"[0, {hidden[0].shape[1]}] (the hidden states' length)."
+            )
+        return hidden, frames
+
+    def run(self, utts: list[Utterance], bar: tqdm) -> list[np.ndarray]:
+        """Each utterance's [n, L, D] frames in the storage dtype, in the order given."""
+        out: list[np.ndarray] = []
+        for batch in self._batches(utts):
+            with torch.inference_mode():
+                hidden, frames = self.forward(batch)
+                stacked = torch.stack([h.to(self.storage) for h in hidden], dim=2).cpu()
+            if self.storage == torch.bfloat16:
+                stacked = stacked.view(torch.uint16)
+            for i, n in enumerate(frames.tolist()):
+                out.append(stacked[i, :n].numpy())
+            bar.update(sum(u.duration for u in batch))
+        return out
+
+    def _batches(self, utts: list[Utterance]) -> Iterator[list[Utterance]]:
+        batch: list[Utterance] = []
+        longest = 0.0
+        for u in utts:
+            longest = max(longest, u.duration)
+            if batch and longest * (len(batch) + 1) > self.batch_seconds:
+                yield batch
+                batch, longest = [], u.duration
+            batch.append(u)
+        if batch:
+            yield batch
+
+    @contextmanager
+    def active(self) -> Iterator[None]:
+        """Eval mode on the target device for the duration; the caller's state afterwards."""
+        was_training = self.upstream.training
+        first = next(self.upstream.parameters(), None)
+        home = first.device if first is not None else None
+        self.upstream.to(self.device).eval()
+        try:
+            yield
+        finally:
+            self.upstream.train(was_training)
+            if home is not None and home != self.device:
+                self.upstream.to(home)

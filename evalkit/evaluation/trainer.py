@@ -1,0 +1,193 @@
+"""The downstream trainer: every head of a task, at every learning rate of its grid, in one pass.
+
+Each (head, learning rate) pair is a `Run` with its own featurizer and head.
+One optimizer holds a parameter group per run, and every batch of (cached)
+features feeds every run, so an LR sweep costs little more than one run: the
+expensive part, reading or computing upstream features, happens once per
+batch. Dev is scored every `eval_every` steps; each run keeps its best state,
+each head picks its best learning rate on dev, and only that state sees test.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from evalkit.evaluation.featurizer import WeightedLayerSum
+from evalkit.evaluation.kinds.base import Recipe
+
+
+@dataclass
+class Run:
+    head_name: str
+    lr: float
+    featurizer: WeightedLayerSum
+    head: nn.Module
+    criterion: nn.Module | None
+    best_dev: float | None = None
+    best_step: int = 0
+    best_state: dict | None = None
+    dev_curve: list[tuple[int, float]] = field(default_factory=list)
+
+    def modules(self) -> nn.ModuleList:
+        return nn.ModuleList([m for m in (self.featurizer, self.head, self.criterion) if m is not None])
+
+    def forward(self, hidden: torch.Tensor, lens: torch.Tensor) -> Any:
+        return self.head(self.featurizer(hidden), lens)
+
+
+def make_batches(
+    ids: list[str], durations: dict[str, float], batch_seconds: float, rng: random.Random
+) -> list[list[str]]:
+    """Batches of similar-length utterances whose padded length sums to at most `batch_seconds`."""
+    order = sorted(ids, key=lambda i: durations[i])
+    batches, cur, longest = [], [], 0.0
+    for i in order:
+        longest_if = max(longest, durations[i])
+        if cur and longest_if * (len(cur) + 1) > batch_seconds:
+            batches.append(cur)
+            cur, longest_if = [], durations[i]
+        cur.append(i)
+        longest = longest_if
+    if cur:
+        batches.append(cur)
+    if len(batches) > 1 and len(batches[-1]) == 1:  # BatchNorm in training needs two utterances
+        last = batches.pop()
+        batches[-1] += last
+    rng.shuffle(batches)
+    return batches
+
+
+def build_runs(
+    recipe: Recipe, num_layers: int, hidden_size: int, lr_grid: list[float], heads=None
+) -> list[Run]:
+    """A run per (head, learning rate); `heads` defaults to all the task's heads."""
+    from evalkit.evaluation.heads import HEADS
+
+    runs = []
+    task = recipe.task
+    for h in task.heads if heads is None else heads:
+        for lr in lr_grid:
+            torch.manual_seed(task.seed)  # every LR starts from the same initial head
+            feat = WeightedLayerSum(
+                num_layers,
+                layer=task.featurizer.get("layer"),
+                layer_norm=bool(task.featurizer.get("layer_norm", False)),
+            )
+            head = HEADS.get(h.type)(hidden_size, **{**recipe.head_args(), **h.args})
+            runs.append(Run(h.name, lr, feat, head, recipe.criterion(head)))
+    return runs
+
+
+@torch.no_grad()
+def predict_split(
+    recipe: Recipe, features, split: str, run: Run, batch_seconds: float, bf16: bool = False
+) -> dict:
+    recs = recipe.records(split)
+    durations = {r["id"]: r["duration"] for r in recs}
+    run.modules().eval()
+    preds: dict[str, Any] = {}
+    for batch in make_batches(list(durations), durations, batch_seconds, random.Random(0)):
+        hidden, lens = features.batch(batch)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            out = run.forward(hidden, lens)
+        preds.update(zip(batch, recipe.predict(out, lens)))
+    run.modules().train()
+    return preds
+
+
+def primary_value(recipe: Recipe, metrics) -> tuple[float, bool]:
+    m = next(m for m in metrics if m.primary)
+    return m.compute(), m.higher_is_better
+
+
+def train(
+    recipe: Recipe,
+    features: dict,
+    lr_grid: list[float],
+    *,
+    steps: int,
+    eval_every: int,
+    bf16: bool = False,
+    progress: bool = True,
+    log=print,
+    heads=None,
+) -> list[Run]:
+    """Train every (head, lr) run on `features["train"]`, keeping each run's best dev state.
+
+    `heads` (default: all of the task's) limits which head specs train.
+    """
+    task = recipe.task
+    train_feats = features["train"]
+    runs = build_runs(recipe, train_feats.num_layers, train_feats.hidden_size, lr_grid, heads)
+    groups = [{"params": list(r.modules().parameters()), "lr": r.lr} for r in runs]
+    wd = float(task.optimizer.get("weight_decay", 0.0))
+    opt = torch.optim.AdamW(groups, weight_decay=wd)
+    warmup = max(1, steps // 20)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt,
+        lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / max(steps, 1))),
+    )
+    recs = {r["id"]: r for r in recipe.records("train")}
+    targets = {i: recipe.target(r) for i, r in recs.items()}
+    durations = {i: r["duration"] for i, r in recs.items()}
+    rng = random.Random(task.seed)
+    torch.manual_seed(task.seed)
+    batches: list[list[str]] = []
+    bar = tqdm(range(steps), desc=f"{task.name} train", disable=not progress, leave=False)
+    t0 = time.time()
+    for step in bar:
+        if not batches:
+            batches = make_batches(list(recs), durations, task.batch_seconds, rng)
+        batch = batches.pop()
+        hidden, lens = train_feats.batch(batch)
+        tgt = [targets[i] for i in batch]
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            losses = [recipe.loss(r.forward(hidden, lens), tgt, lens, r.criterion) for r in runs]
+        loss = sum(losses)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        for r in runs:
+            torch.nn.utils.clip_grad_norm_(r.modules().parameters(), 5.0)
+        opt.step()
+        sched.step()
+        total = loss.item() / len(runs)
+        bar.set_postfix(loss=f"{total:.3f}")
+        if (step + 1) % eval_every == 0 or step + 1 == steps:
+            for r in runs:
+                value, higher = primary_value(
+                    recipe,
+                    recipe.score(
+                        "dev", predict_split(recipe, features["dev"], "dev", r, task.batch_seconds, bf16)
+                    )[0],
+                )
+                r.dev_curve.append((step + 1, value))
+                if r.best_dev is None or (value > r.best_dev if higher else value < r.best_dev):
+                    r.best_dev, r.best_step = value, step + 1
+                    r.best_state = copy.deepcopy(r.modules().state_dict())
+            best = ", ".join(f"{r.head_name}@{r.lr:g}={r.dev_curve[-1][1]:.4f}" for r in runs)
+            log(
+                f"[{task.name}] step {step + 1}/{steps} loss {total:.3f} dev {best} ({time.time() - t0:.0f} s)"
+            )
+    for r in runs:
+        if r.best_state is not None:
+            r.modules().load_state_dict(r.best_state)
+    return runs
+
+
+def select(runs: list[Run], higher_is_better: bool) -> dict[str, Run]:
+    """The best-on-dev run of each head (ties: the smaller learning rate)."""
+    best: dict[str, Run] = {}
+    for r in sorted(runs, key=lambda r: r.lr):
+        cur = best.get(r.head_name)
+        if cur is None or (r.best_dev > cur.best_dev if higher_is_better else r.best_dev < cur.best_dev):
+            best[r.head_name] = r
+    return best

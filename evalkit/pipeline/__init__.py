@@ -1,0 +1,1 @@
+"""`evalkit run`: the whole pipeline (profiles, plan, scheduler, twins, publishing)."""

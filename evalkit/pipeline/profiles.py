@@ -1,0 +1,26 @@
+"""Run profiles of `evalkit run` (`--profile smoke|default|full`): which suite, which recipe size, which budget.
+
+Not to be confused with a suite profile (`evalkit synth --profile`, `evalkit.synth.suite.SUITE_PROFILES`),
+the size of the synthetic suite, which a run profile names in `suite`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class RunProfile:
+    suite: str  # synth profile
+    size: str  # pre-training config size: tiny | small
+    max_steps: int | None = None  # cap on pre-training steps (smoke)
+    eval_steps: int | None = None  # downstream steps for every task (None: each task's budget)
+    protocol: str = "superb"  # evalkit.evaluate.PROTOCOLS
+
+
+PROFILES = {
+    "smoke": RunProfile("smoke", "tiny", max_steps=12, eval_steps=8, protocol="quick"),
+    # eval_steps: half the tasks' budgets, so that synthesis + pre-training + 120 evaluations fit 45 min on 2 cores
+    "default": RunProfile("default", "tiny", eval_steps=400, protocol="quick"),
+    "full": RunProfile("default", "small"),
+}

@@ -1,0 +1,208 @@
+"""`evalkit run`: the whole pipeline, resumable stage by stage.
+
+    synthesise the suite -> pre-train the five upstreams -> make their random-init twins
+    -> evaluate them and the baselines on the ten tasks -> build the leaderboard
+
+Every stage is skipped when its outputs exist (a finished pre-training has
+`pretraining.finished` in its config.json; an evaluation has its result
+file), so a killed run re-run with the same command resumes where it stopped.
+Pre-training and evaluation jobs run side by side in `workers` processes of one
+thread each, in the order their dependencies allow (HuBERT iteration 2 after
+iteration 1, DistilHuBERT after HuBERT, each evaluation after its checkpoint).
+Each stage's wall time goes to WORKDIR/stages.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from evalkit.core.errors import EvalkitError
+from evalkit.core.io import atomic_write_text
+from evalkit.pipeline.plan import (
+    BASELINES,
+    PUBLISHED,
+    UPSTREAM_PLAN,
+    check_only,
+    evaluated,
+    finished,
+    has_work,
+    resolved_config,
+    with_dependencies,
+)
+from evalkit.pipeline.profiles import PROFILES
+from evalkit.pipeline.publish import seed_from_published
+from evalkit.pipeline.scheduler import Job, Stages, default_workers, run_jobs
+from evalkit.pipeline.twins import make_random_twin, shared_twins
+
+
+def _suite_done(suite: Path) -> bool:
+    """True when `suite` holds a finished synthesis: its stamp, every corpus's manifests, no pending parts."""
+    from evalkit.synth.suite import CORPORA
+
+    return (suite / "suite.json").is_file() and all(
+        any((suite / c).glob("*.jsonl")) and not (suite / c / ".parts").exists() for c in CORPORA
+    )
+
+
+def _pretrain_job(cfg: Path, data: Path, out: Path, max_steps: int | None) -> None:
+    from evalkit.pretraining.loop import pretrain
+
+    pretrain(
+        cfg, data=data, out=out, max_steps=max_steps, resume=(out / "train_state").exists(), progress=False
+    )
+
+
+def _eval_job(spec: str, opts) -> None:
+    from evalkit.evaluation.evaluate import resolve_tasks, run_eval
+
+    run_eval(spec, resolve_tasks("all"), opts)
+
+
+def record_invocation(work: Path, profile: str) -> None:
+    """Append this invocation (evalkit commit, start time) to WORKDIR/run.json, with the machine it runs on."""
+    import platform
+
+    import torch
+
+    from evalkit.core.results import git_hash
+
+    path = work / "run.json"
+    run = json.loads(path.read_text()) if path.is_file() else {}
+    run.update(
+        profile=profile,
+        settings=asdict(PROFILES[profile]),
+        cpus=os.cpu_count(),
+        machine=platform.machine(),
+        python=platform.python_version(),
+        torch=torch.__version__,
+    )
+    run.setdefault("invocations", []).append(
+        {"evalkit_commit": git_hash(dirty=True), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    )
+    work.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(run, indent=1))
+
+
+def finish_invocation(work: Path, ran: list[str], took: float) -> None:
+    """Add to this invocation's record in WORKDIR/run.json the stages it ran and its wall time.
+
+    A run finished over several invocations (a resume after a crash, or a later one that
+    redoes the stages whose results were deleted) then says which invocation made what.
+    An invocation that found nothing to do made nothing: its record is dropped.
+    """
+    path = work / "run.json"
+    run = json.loads(path.read_text())
+    if ran:
+        run["invocations"][-1].update(stages=ran, wall_s=round(took, 1))
+    else:
+        run["invocations"].pop()
+    atomic_write_text(path, json.dumps(run, indent=1))
+
+
+def run_pipeline(
+    profile: str = "default",
+    workdir: str | Path = "work",
+    jobs: int | None = None,
+    workers: int | None = None,
+    only: list[str] | None = None,
+    from_published: str | Path | None = None,
+    log=print,
+) -> Path:
+    """Run (or resume) the whole pipeline; returns the leaderboard folder.
+
+    `jobs`: synthesis processes; `workers`: pre-training/evaluation jobs run side by side.
+    `only`: run the stages of these upstreams (and baselines) alone, with the pre-trainings they
+    need; the rest of the work folder is left as it is. `from_published`: start an empty work
+    folder from a published leaderboard folder (`publish`), less the results of `only`, so
+    that one changed recipe is redone without re-running everything.
+    """
+    if profile not in PROFILES:
+        from evalkit.core.registry import suggest
+
+        raise EvalkitError(
+            f"Unknown run profile {profile!r}.{suggest(profile, PROFILES)} Choose from {', '.join(PROFILES)}."
+        )
+    p = PROFILES[profile]
+    work = Path(workdir) / profile
+    suite, upstream_dir, results = work / "suite", work / "upstreams", work / "results"
+    selected = check_only(only)
+    if from_published is not None:
+        seed_from_published(Path(from_published), work, skip=selected or set(), log=log)
+    stages = Stages(work)
+    record_invocation(work, profile)
+    t0 = time.time()
+
+    from evalkit.synth.suite import build_suite
+
+    # build_suite always runs (it checks the folder's profile and version, and finishes a partial suite)
+    stages.run(
+        "synth", lambda: build_suite(suite, p.suite, seed=0, jobs=jobs), log, did_work=not _suite_done(suite)
+    )
+
+    from evalkit.evaluation.evaluate import EvalOptions
+
+    opts = EvalOptions(
+        data=suite,
+        output=results,
+        cache=work / "cache",
+        steps=p.eval_steps,
+        protocol=p.protocol,
+        progress=False,
+    )
+    twins = shared_twins(p.size)
+    plan: list[Job] = []
+    # A checkpoint is made only for evaluations still missing (its own or its twin's) or for a later
+    # pre-training that builds on it: a folder seeded with results pre-trains nothing it does not use.
+    chosen = [n for n in PUBLISHED if selected is None or n in selected]
+    wanted = with_dependencies({n for n in chosen if has_work(n, upstream_dir, twins, opts)}, upstream_dir)
+    for name, (_, needs) in UPSTREAM_PLAN.items():
+        out = upstream_dir / name
+        if finished(out):
+            log(f"[pretrain] {name}: done ({out})")
+            continue
+        if name not in wanted:
+            if selected is None:
+                log(f"[pretrain] {name}: not needed (the evaluations that would use it have results)")
+            continue
+        cfg = resolved_config(name, p.size, upstream_dir, work / "configs")
+        deps = tuple(d for d in needs.values() if not finished(upstream_dir / d))
+        plan.append(
+            Job(
+                f"pretrain {name}",
+                _pretrain_job,
+                (cfg, suite, out, p.max_steps),
+                tuple(f"pretrain {d}" for d in deps),
+            )
+        )
+    planned = {j.name for j in plan}
+    for spec in BASELINES:
+        if (selected is None or spec in selected) and not evaluated(spec, opts):
+            plan.append(Job(f"eval {spec}", _eval_job, (spec, opts)))
+    for name in chosen:
+        trained = upstream_dir / name
+        needs = tuple(n for n in [f"pretrain {name}"] if n in planned)
+        if not evaluated(str(trained), opts):
+            plan.append(Job(f"eval {name}", _eval_job, (str(trained), opts), needs))
+        if name in twins:
+            twin = upstream_dir / f"{name}-random"
+            if not evaluated(str(twin), opts):
+                plan.append(Job(f"twin {name}", make_random_twin, (trained, twin, 0, twins[name]), needs))
+                plan.append(Job(f"eval {name}-random", _eval_job, (str(twin), opts), (f"twin {name}",)))
+    for job in plan:
+        log(f"[plan] {job.name}")
+    run_jobs(plan, workers or default_workers(), stages, log)
+
+    from evalkit.leaderboard.build import build_leaderboard
+
+    board = work / "leaderboard"
+    stages.run("leaderboard", lambda: build_leaderboard(results, board), log)
+    took = time.time() - t0
+    if plan:  # an invocation with nothing left to do keeps the total of the one that did the work
+        stages.times.pop("total (last invocation)", None)
+        stages.record("total (last invocation)", took, log)
+    finish_invocation(work, [job.name for job in plan], took)
+    return board

@@ -1,0 +1,105 @@
+"""Runs the pipeline's jobs in dependency order in a local process pool, recording each stage's wall time."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from evalkit.core.errors import EvalkitError
+from evalkit.core.io import atomic_write_text
+
+
+class Stages:
+    """Records the wall time of each stage in WORKDIR/stages.json (kept across resumes)."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.path = workdir / "stages.json"
+        self.times = json.loads(self.path.read_text()) if self.path.exists() else {}
+
+    def record(self, name: str, took: float, log, did_work: bool = True) -> None:
+        if (
+            did_work or name not in self.times
+        ):  # a stage found already done keeps the time of the run that did it
+            self.times[name] = round(took, 1)
+        atomic_write_text(self.path, json.dumps(self.times, indent=1))
+        log(f"== {name}: {took:.0f} s")
+
+    def run(self, name: str, fn, log, did_work: bool = True):
+        t0 = time.time()
+        result = fn()
+        self.record(name, time.time() - t0, log, did_work)
+        return result
+
+
+@dataclass
+class Job:
+    """One stage for the scheduler: `fn(*args)` (picklable, for worker processes) after `needs`."""
+
+    name: str
+    fn: Callable
+    args: tuple
+    needs: tuple[str, ...] = ()
+
+
+def _worker_init() -> None:
+    # Each worker gets one core's worth of threads: the jobs are small models, and two
+    # one-thread jobs side by side beat one two-thread job (evalkit/evaluate.py, train_threads).
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _timed(fn: Callable, args: tuple) -> float:
+    t0 = time.time()
+    fn(*args)
+    return time.time() - t0
+
+
+def run_jobs(jobs: list[Job], workers: int, stages: Stages, log=print) -> None:
+    """Run `jobs` respecting `needs`, up to `workers` at once (1: in this process, in order).
+
+    A failed job stops the scheduling of new ones; jobs already running finish (and
+    keep their outputs), then the first error is raised. Re-running resumes.
+    """
+    known = {j.name for j in jobs}
+    for j in jobs:
+        if missing := [n for n in j.needs if n not in known]:
+            raise EvalkitError(f"pipeline job {j.name!r} needs unknown job(s) {missing}")
+    if workers <= 1:
+        for j in jobs:
+            stages.record(j.name, _timed(j.fn, j.args), log)
+        return
+    import multiprocessing as mp
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    pending, done, running, error = list(jobs), set(), {}, None
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_worker_init) as pool:
+        while pending or running:
+            while error is None and len(running) < workers:
+                ready = next((j for j in pending if all(n in done for n in j.needs)), None)
+                if ready is None:
+                    break
+                pending.remove(ready)
+                running[pool.submit(_timed, ready.fn, ready.args)] = ready
+            if not running:
+                break
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                job = running.pop(fut)
+                if fut.exception() is not None:
+                    error = error or fut.exception()
+                    log(f"== {job.name}: failed: {fut.exception()}")
+                    continue
+                done.add(job.name)
+                stages.record(job.name, fut.result(), log)
+    if error is not None:
+        raise error
+
+
+def default_workers() -> int:
+    """Two workers where there are two cores or more (the downstream jobs are single-threaded)."""
+    return 2 if (os.cpu_count() or 1) >= 2 else 1
