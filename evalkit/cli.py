@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from evalkit.core.errors import EvalkitError
+from evalkit.evaluation.protocols import PROTOCOLS
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
@@ -225,9 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--protocol",
         default="sweep",
-        choices=["sweep", "superb", "quick"],
-        help="sweep: every head x every LR of the grid; superb: the reference head x every LR "
-        "(s3prl's protocol); quick: the reference head at the grid's middle LR",
+        choices=list(PROTOCOLS),
+        help="; ".join(f"{name}: {what}" for name, what in PROTOCOLS.items()),
     )
     p.add_argument("--cache", default=None, help="feature cache folder (default: OUTPUT/.cache)")
     p.add_argument("--no-cache", action="store_true", help="recompute the upstream every step, as s3prl does")

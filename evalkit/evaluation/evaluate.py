@@ -21,16 +21,8 @@ import torch
 from evalkit.core.errors import ConfigError
 from evalkit.core.results import git_hash, package_versions, result_path, write_result
 from evalkit.evaluation.kinds import RECIPES
+from evalkit.evaluation.protocols import PROTOCOLS
 from evalkit.evaluation.task import TaskConfig, load_task, task_files
-
-# Which (head, learning rate) runs a task trains. The reference head's numbers are the same
-# maths under `sweep` and `superb` (runs train independently in one pass); `quick` is not
-# comparable with them, and the leaderboard keeps it apart.
-PROTOCOLS = {
-    "sweep": "every head of the task at every learning rate of its grid",
-    "superb": "the task's reference (SUPERB) head at every learning rate of its grid, as s3prl",
-    "quick": "the reference head at the middle learning rate of its grid",
-}
 
 
 @dataclass

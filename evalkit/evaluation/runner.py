@@ -15,6 +15,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from evalkit.core.audio import SAMPLE_RATE, load_batch
+from evalkit.core.batching import pack_by_padded_length
 from evalkit.core.errors import ConfigError, EvalkitError
 from evalkit.core.manifest import audio_path, read_manifest
 
@@ -142,7 +143,7 @@ class UpstreamRunner:
     def run(self, utts: list[Utterance], bar: tqdm) -> list[np.ndarray]:
         """Each utterance's [n, L, D] frames in the storage dtype, in the order given."""
         out: list[np.ndarray] = []
-        for batch in self._batches(utts):
+        for batch in pack_by_padded_length(utts, lambda u: u.duration, self.batch_seconds):
             with torch.inference_mode():
                 hidden, frames = self.forward(batch)
                 stacked = torch.stack([h.to(self.storage) for h in hidden], dim=2).cpu()
@@ -152,18 +153,6 @@ class UpstreamRunner:
                 out.append(stacked[i, :n].numpy())
             bar.update(sum(u.duration for u in batch))
         return out
-
-    def _batches(self, utts: list[Utterance]) -> Iterator[list[Utterance]]:
-        batch: list[Utterance] = []
-        longest = 0.0
-        for u in utts:
-            longest = max(longest, u.duration)
-            if batch and longest * (len(batch) + 1) > self.batch_seconds:
-                yield batch
-                batch, longest = [], u.duration
-            batch.append(u)
-        if batch:
-            yield batch
 
     @contextmanager
     def active(self) -> Iterator[None]:

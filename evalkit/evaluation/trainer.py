@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from evalkit.core.batching import pack_by_padded_length
 from evalkit.evaluation.featurizer import WeightedLayerSum
 from evalkit.evaluation.kinds.base import Recipe
 
@@ -48,17 +49,9 @@ def make_batches(
     ids: list[str], durations: dict[str, float], batch_seconds: float, rng: random.Random
 ) -> list[list[str]]:
     """Batches of similar-length utterances whose padded length sums to at most `batch_seconds`."""
-    order = sorted(ids, key=lambda i: durations[i])
-    batches, cur, longest = [], [], 0.0
-    for i in order:
-        longest_if = max(longest, durations[i])
-        if cur and longest_if * (len(cur) + 1) > batch_seconds:
-            batches.append(cur)
-            cur, longest_if = [], durations[i]
-        cur.append(i)
-        longest = longest_if
-    if cur:
-        batches.append(cur)
+    batches = pack_by_padded_length(
+        sorted(ids, key=lambda i: durations[i]), durations.__getitem__, batch_seconds
+    )
     if len(batches) > 1 and len(batches[-1]) == 1:  # BatchNorm in training needs two utterances
         last = batches.pop()
         batches[-1] += last

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from evalkit.core.audio import SAMPLE_RATE, load_audio
+from evalkit.core.batching import pack_by_padded_length
 from evalkit.core.config import SerialisableConfig
 from evalkit.core.errors import EvalkitError
 from evalkit.core.manifest import audio_path, read_manifest
@@ -68,15 +69,9 @@ def plan_epoch(data: PretrainData, cfg: DataConfig, seed: int, epoch: int) -> li
         length = min(n, limit)
         crops.append((length * rng.uniform(0.95, 1.05), Crop(i, rng.randrange(n - length + 1), length)))
     crops.sort(key=lambda pair: pair[0])
-    batches: list[list[Crop]] = []
-    current: list[Crop] = []
-    for _, crop in crops:
-        longest = max([c.samples for c in current] + [crop.samples])
-        if current and longest * (len(current) + 1) > cfg.batch_seconds * SAMPLE_RATE:
-            batches.append(current)
-            current = []
-        current.append(crop)
-    batches.append(current)
+    batches = pack_by_padded_length(
+        [c for _, c in crops], lambda c: c.samples, cfg.batch_seconds * SAMPLE_RATE
+    )
     rng.shuffle(batches)
     return batches
 

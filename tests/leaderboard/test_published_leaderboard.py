@@ -11,7 +11,7 @@ import pytest
 from evalkit.leaderboard import build_leaderboard
 from evalkit.pipeline.plan import PUBLISHED
 
-PUBLISHED_DIR = Path(__file__).resolve().parents[1] / "leaderboard"
+PUBLISHED_DIR = Path(__file__).resolve().parents[2] / "leaderboard"
 
 
 @pytest.fixture(scope="module")

@@ -226,7 +226,7 @@ def test_fingerprint_is_stable_across_processes() -> None:
         "m.config = Cfg()\n"
         "fp = upstream_fingerprint(m)\n"
     )
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": str(root)}
     command = [sys.executable, "-c", script + "print(fp)"]
     out = subprocess.run(command, capture_output=True, text=True, env=env, check=True)

@@ -293,7 +293,7 @@ def test_bad_objective_settings_name_the_key(bad):
         Wav2Vec2(tiny_encoder(), **bad)
 
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "pretrain"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "pretrain"
 
 
 @pytest.mark.parametrize("size", ["tiny", "small", "base"])

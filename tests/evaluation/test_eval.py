@@ -14,7 +14,7 @@ from evalkit.cli import main
 from evalkit.core.manifest import read_manifest, write_manifest
 from evalkit.evaluation.task import load_task, load_task_file
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TASKS = ("pr", "asr", "ks", "qbe", "ic", "sf", "sid", "asv", "sd", "er")
 
 

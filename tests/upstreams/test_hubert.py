@@ -342,7 +342,7 @@ def recipe(name: str):
 
     from evalkit.pretraining.loop import load_config
 
-    cfg = load_config(Path(__file__).parent.parent / "configs" / "pretrain" / f"{name}.yaml")
+    cfg = load_config(Path(__file__).resolve().parents[2] / "configs" / "pretrain" / f"{name}.yaml")
     cfg.data.crop_seconds, cfg.data.batch_seconds = 3.0, 12.0
     if "n_clusters" in cfg.objective:
         cfg.objective["n_clusters"] = K

@@ -32,7 +32,7 @@ from evalkit.pretraining.loop import (
 from upstreams import load_upstream
 from upstreams.bestrq import BestRQ
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 TINY = {
     "method": "bestrq",

@@ -223,7 +223,9 @@ def test_published_readme_lists_each_invocation_and_what_it_ran(tmp_path):
     assert "| T2 | bbb | 1238 | pretrain wav2vec2 |" in readme
     assert "evalkit commit aaa, bbb" in readme and "| hubert | 208.4 |" in readme
     assert "| pretrain wav2vec2 | 400 | 6.7 |" in readme
-    single = pipeline_publish.published_readme(tmp_path, "full", {**run, "invocations": run["invocations"][1:]}, 200)
+    single = pipeline_publish.published_readme(
+        tmp_path, "full", {**run, "invocations": run["invocations"][1:]}, 200
+    )
     assert "## Invocations" not in single
 
 
@@ -234,7 +236,7 @@ def test_publish_records_the_commit_as_it_was_before_copying(tmp_path, monkeypat
     work = tmp_path / "full"
     (work / "leaderboard").mkdir(parents=True)
     (work / "leaderboard" / "index.html").write_text("<html></html>")
-    published = Path(__file__).resolve().parents[1] / "leaderboard" / "results" / "fbank"
+    published = Path(__file__).resolve().parents[2] / "leaderboard" / "results" / "fbank"
     shutil.copytree(
         published,
         work / "results" / "fbank",
@@ -243,7 +245,9 @@ def test_publish_records_the_commit_as_it_was_before_copying(tmp_path, monkeypat
     (work / "stages.json").write_text("{}")
     dest = tmp_path / "pub"
     monkeypatch.setattr(
-        evalkit.core.results, "git_hash", lambda dirty=False: "abc-dirty" if (dest / "results").exists() else "abc"
+        evalkit.core.results,
+        "git_hash",
+        lambda dirty=False: "abc-dirty" if (dest / "results").exists() else "abc",
     )
     pipeline_publish.publish(tmp_path, dest, "full", log=lambda *_: None)
     assert json.loads((dest / "run.json").read_text())["published"]["evalkit_commit"] == "abc"

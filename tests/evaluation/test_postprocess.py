@@ -10,7 +10,7 @@ from evalkit.evaluation.kinds.diarization import Diarization, median_frames
 from evalkit.evaluation.kinds.qbe import QbE
 from evalkit.evaluation.task import load_task_file
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_median_window_is_odd_and_about_the_asked_seconds():
