@@ -43,42 +43,65 @@ def cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _suite_profiles(args: argparse.Namespace) -> list[str]:
+    from evalkit.synth.suite import PROFILES  # deferred: keeps `evalkit --help` fast
+
+    return list(PROFILES)
+
+
+def _corpora(args: argparse.Namespace) -> list[str]:
+    from evalkit.corpora import CORPORA  # deferred: keeps `evalkit --help` fast
+
+    return list(CORPORA.names())
+
+
+def _tasks(args: argparse.Namespace) -> list[str]:
+    from evalkit.evaluation.task import list_tasks  # deferred: keeps `evalkit --help` fast
+
+    return list(list_tasks(args.include_path))
+
+
+def _heads(args: argparse.Namespace) -> list[str]:
+    from evalkit.evaluation.heads import HEADS  # deferred: keeps `evalkit --help` fast
+
+    return list(HEADS.names())
+
+
+def _metrics(args: argparse.Namespace) -> list[str]:
+    from evalkit.metrics import METRICS  # deferred: keeps `evalkit --help` fast
+
+    return list(METRICS.names())
+
+
+def _upstreams(args: argparse.Namespace) -> list[str]:
+    from upstreams import UPSTREAMS  # deferred: keeps `evalkit --help` fast
+
+    return list(UPSTREAMS.names())
+
+
+def _methods(args: argparse.Namespace) -> list[str]:
+    from upstreams import METHODS  # deferred: keeps `evalkit --help` fast
+
+    return list(METHODS.names())
+
+
+# what `evalkit ls` lists, in the order its help shows them
+LISTINGS = {
+    "tasks": _tasks,
+    "upstreams": _upstreams,
+    "methods": _methods,
+    "heads": _heads,
+    "metrics": _metrics,
+    "profiles": _suite_profiles,
+    "corpora": _corpora,
+}
+
+
 def cmd_ls(args: argparse.Namespace) -> int:
-    what = args.what
-    if what == "profiles":
-        from evalkit.synth.suite import PROFILES
-
-        for name in PROFILES:
-            print(name)
-    elif what == "corpora":
-        from evalkit.corpora import CORPORA
-
-        for name in CORPORA.names():
-            print(name)
-    elif what == "tasks":
-        from evalkit.evaluation.task import list_tasks
-
-        for name in list_tasks(args.include_path):
-            print(name)
-    elif what == "heads":
-        from evalkit.evaluation.heads import HEADS
-
-        print("\n".join(HEADS.names()))
-    elif what == "metrics":
-        from evalkit.metrics import METRICS
-
-        print("\n".join(METRICS.names()))
-    elif what == "upstreams":
-        from upstreams import UPSTREAMS
-
-        for name in UPSTREAMS.names():
-            print(name)
-    elif what == "methods":
-        from upstreams import METHODS
-
-        print("\n".join(METHODS.names()))
-    else:
-        raise EvalkitError(f"`evalkit ls` does not know {what!r}.")
+    if args.what not in LISTINGS:
+        raise EvalkitError(f"`evalkit ls` does not know {args.what!r}.")
+    for name in LISTINGS[args.what](args):
+        print(name)
     return 0
 
 
@@ -312,9 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("ls", help="list tasks, upstreams, methods, profiles or corpora")
-    p.add_argument(
-        "what", choices=["tasks", "upstreams", "methods", "heads", "metrics", "profiles", "corpora"]
-    )
+    p.add_argument("what", choices=list(LISTINGS))
     p.add_argument("--include-path", action="append", default=[], help="extra task folders")
     p.set_defaults(func=cmd_ls)
 

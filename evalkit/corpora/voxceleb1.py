@@ -77,12 +77,7 @@ def prepare_voxceleb1_asv(
     non-target, fewer if the held-out utterances do not allow as many), `seed`
     seeds both draws.
     """
-    if not 0 < dev_speakers < 1:
-        raise EvalkitError(
-            f"dev_speakers must be a fraction between 0 and 1 (exclusive), got {dev_speakers}."
-        )
-    if dev_trials < 2:
-        raise EvalkitError(f"dev_trials must be at least 2 (one target, one non-target), got {dev_trials}.")
+    _check_asv_options(dev_speakers, dev_trials)
     src, out = Path(src).resolve(), Path(out)
     options = {
         "src": str(src),
@@ -95,6 +90,32 @@ def prepare_voxceleb1_asv(
         return manifest_paths(out)
     trial_file = _meta_file(src, (trials,) if trials else TRIAL_FILES, "VoxCeleb1 verification trial list")
     roots = _audio_roots(src)
+    test, lines = _read_trials(trial_file, roots)
+    train = _asv_train(src, roots, {r["speaker"] for r in test.values()})
+    train, dev = _hold_out_speakers(train, dev_speakers, random.Random(f"{seed}-voxceleb1-asv-dev-speakers"))
+    by_speaker: dict[str, list[str]] = {}
+    for r in dev:
+        by_speaker.setdefault(r["speaker"], []).append(r["id"])
+    drawn = balanced_trials(by_speaker, dev_trials, random.Random(f"{seed}-voxceleb1-asv-dev-trials"))
+    texts = {
+        "dev_trials.txt": "".join(f"{label} {a} {b}\n" for label, a, b in drawn),
+        "test_trials.txt": "".join(lines),
+    }
+    manifests = {"train": train, "dev": dev, "test": list(test.values())}
+    return write_prepared(out, "voxceleb1_asv", options, manifests, texts)
+
+
+def _check_asv_options(dev_speakers: float, dev_trials: int) -> None:
+    if not 0 < dev_speakers < 1:
+        raise EvalkitError(
+            f"dev_speakers must be a fraction between 0 and 1 (exclusive), got {dev_speakers}."
+        )
+    if dev_trials < 2:
+        raise EvalkitError(f"dev_trials must be at least 2 (one target, one non-target), got {dev_trials}.")
+
+
+def _read_trials(trial_file: Path, roots: list[Path]) -> tuple[dict[str, dict], list[str]]:
+    """(test records by relative path, trial lines with manifest ids) from the trial list."""
     test: dict[str, dict] = {}
     lines = []
     for lineno, line in enumerate(trial_file.read_text(encoding="utf-8").splitlines(), 1):
@@ -111,7 +132,11 @@ def prepare_voxceleb1_asv(
         lines.append(f"{parts[0]} {test[parts[1]]['id']} {test[parts[2]]['id']}\n")
     if not lines:
         raise EvalkitError(f"{trial_file}: holds no trials. Re-fetch the trial list.")
-    test_speakers = {r["speaker"] for r in test.values()}
+    return test, lines
+
+
+def _asv_train(src: Path, roots: list[Path], test_speakers: set[str]) -> list[dict]:
+    """Every utterance of the speakers that no trial mentions (VoxCeleb1 dev)."""
     train = [
         _record(roots, rel, "the audio tree")
         for rel in _all_utterances(roots)
@@ -122,17 +147,7 @@ def prepare_voxceleb1_asv(
             f"{src}: no training audio found: every speaker under {', '.join(map(str, roots))} is in the "
             "trial list. Extract the VoxCeleb1 dev archive (vox1_dev_wav) too."
         )
-    train, dev = _hold_out_speakers(train, dev_speakers, random.Random(f"{seed}-voxceleb1-asv-dev-speakers"))
-    by_speaker: dict[str, list[str]] = {}
-    for r in dev:
-        by_speaker.setdefault(r["speaker"], []).append(r["id"])
-    drawn = balanced_trials(by_speaker, dev_trials, random.Random(f"{seed}-voxceleb1-asv-dev-trials"))
-    texts = {
-        "dev_trials.txt": "".join(f"{label} {a} {b}\n" for label, a, b in drawn),
-        "test_trials.txt": "".join(lines),
-    }
-    manifests = {"train": train, "dev": dev, "test": list(test.values())}
-    return write_prepared(out, "voxceleb1_asv", options, manifests, texts)
+    return train
 
 
 def _hold_out_speakers(

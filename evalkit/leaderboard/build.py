@@ -27,7 +27,7 @@ from evalkit.leaderboard.score import (
     superb_reference,
 )
 from evalkit.leaderboard.significance import mark_column
-from evalkit.leaderboard.table import build_table, to_csv, to_json, to_latex, to_markdown
+from evalkit.leaderboard.table import Table, build_table, to_csv, to_json, to_latex, to_markdown
 from evalkit.leaderboard.twins import twin_table
 
 
@@ -100,65 +100,20 @@ def build_leaderboard(
     suite has any) and `<suite>/plots/`, plus `index.html` (the page) and `leaderboard.md` (all suites)
     at the top."""
     results, out = Path(results), Path(out)
-    if not results.is_dir():
-        raise EvalkitError(f"--results {results}: no such folder (it holds <upstream>/<task>.json files).")
-    suites, warnings = collect(results, exclude=out)
+    suites, warnings = _collect_suites(results, out)
     report = BuildReport(warnings=warnings)
-    if not suites:
-        raise EvalkitError(
-            f"--results {results}: no usable result file found"
-            + (f" ({len(warnings)} skipped; first: {warnings[0]})" if warnings else "")
-            + "."
-        )
     sections = []
     for sid, suite in sorted(suites.items()):
         ref, note, stale = choose_reference(suite, references_dir, warnings)
-        marks = {}
-        notes: list[str] = []
-        for task in suite.tasks:
-            marks[task] = mark_column(suite.column(task), n=n_boot, seed=seed)
-            notes += marks[task].notes
+        marks = {task: mark_column(suite.column(task), n=n_boot, seed=seed) for task in suite.tasks}
         table = build_table(suite, marks, ref, note, excluded=stale)
-        off = [
-            f"{e.upstream} x {e.task} ({gap[0]} steps)"
-            for e in suite.entries.values()
-            if (gap := budget_gap(e))
-        ]
-        if off and len(off) == len(suite.entries):
-            steps = sorted({gap[0] for e in suite.entries.values() if (gap := budget_gap(e))})
-            notes.insert(
-                0,
-                f"Every result here was trained off the profile's step budget ({', '.join(map(str, steps))} "
-                "steps, e.g. by `evalkit run --profile default`): compare them only with each other.",
-            )
-        elif off:
-            notes.insert(
-                0,
-                f"{len(off)} result(s) trained off the profile's step budget (e.g. with --steps), "
-                f"not comparable with results on budget: {', '.join(sorted(off))}.",
-            )
-        table.notes = notes
+        table.notes = _budget_notes(suite) + [n for task in suite.tasks for n in marks[task].notes]
         folder = out / sid
         twins = twin_table(suite, n_boot=n_boot, seed=seed)
-        for stem, t in (("leaderboard", table), ("twins", twins)):
-            if t is None:
-                continue
-            for ext, render in (("md", to_markdown), ("csv", to_csv), ("tex", to_latex), ("json", to_json)):
-                atomic_write_text(folder / f"{stem}.{ext}", render(t))
-                report.files.append(folder / f"{stem}.{ext}")
+        _write_tables(folder, {"leaderboard": table, "twins": twins}, report)
         section = {"table": table, "twins": twins, "score_png": None, "layer_pngs": {}}
         if plots:
-            section["score_png"] = score_bars(table)
-            for u in suite.upstreams:
-                png = layer_weights_heatmap(suite, u)
-                if png:
-                    section["layer_pngs"][u] = png
-            pngs = [("scores.png", section["score_png"])] if section["score_png"] else []
-            pngs += [(f"layer_weights_{upstream_tag(u)}.png", p) for u, p in section["layer_pngs"].items()]
-            for name, png in pngs:
-                (folder / "plots").mkdir(parents=True, exist_ok=True)
-                (folder / "plots" / name).write_bytes(png)
-                report.files.append(folder / "plots" / name)
+            _write_plots(suite, section, folder, report)
         sections.append(section)
         report.suites.append(sid)
     page = out / "index.html"
@@ -172,6 +127,64 @@ def build_leaderboard(
     )
     report.files += [page, summary]
     return report
+
+
+def _collect_suites(results: Path, out: Path) -> tuple[dict[str, Suite], list[str]]:
+    """The suites under `results` (leaving out the board folder `out`) and the warnings; at least one suite."""
+    if not results.is_dir():
+        raise EvalkitError(f"--results {results}: no such folder (it holds <upstream>/<task>.json files).")
+    suites, warnings = collect(results, exclude=out)
+    if not suites:
+        raise EvalkitError(
+            f"--results {results}: no usable result file found"
+            + (f" ({len(warnings)} skipped; first: {warnings[0]})" if warnings else "")
+            + "."
+        )
+    return suites, warnings
+
+
+def _budget_notes(suite: Suite) -> list[str]:
+    """A note on the results trained off the profile's step budget, if any."""
+    off = [
+        f"{e.upstream} x {e.task} ({gap[0]} steps)" for e in suite.entries.values() if (gap := budget_gap(e))
+    ]
+    if off and len(off) == len(suite.entries):
+        steps = sorted({gap[0] for e in suite.entries.values() if (gap := budget_gap(e))})
+        return [
+            f"Every result here was trained off the profile's step budget ({', '.join(map(str, steps))} "
+            "steps, e.g. by `evalkit run --profile default`): compare them only with each other."
+        ]
+    if off:
+        return [
+            f"{len(off)} result(s) trained off the profile's step budget (e.g. with --steps), "
+            f"not comparable with results on budget: {', '.join(sorted(off))}."
+        ]
+    return []
+
+
+def _write_tables(folder: Path, tables: dict[str, Table | None], report: BuildReport) -> None:
+    """`<folder>/<stem>.{md,csv,tex,json}` for every table that exists."""
+    for stem, t in tables.items():
+        if t is None:
+            continue
+        for ext, render in (("md", to_markdown), ("csv", to_csv), ("tex", to_latex), ("json", to_json)):
+            atomic_write_text(folder / f"{stem}.{ext}", render(t))
+            report.files.append(folder / f"{stem}.{ext}")
+
+
+def _write_plots(suite: Suite, section: dict, folder: Path, report: BuildReport) -> None:
+    """The score bars and each upstream's layer-weight heatmap, into `section` and `<folder>/plots/`."""
+    section["score_png"] = score_bars(section["table"])
+    for u in suite.upstreams:
+        png = layer_weights_heatmap(suite, u)
+        if png:
+            section["layer_pngs"][u] = png
+    pngs = [("scores.png", section["score_png"])] if section["score_png"] else []
+    pngs += [(f"layer_weights_{upstream_tag(u)}.png", p) for u, p in section["layer_pngs"].items()]
+    for name, png in pngs:
+        (folder / "plots").mkdir(parents=True, exist_ok=True)
+        (folder / "plots" / name).write_bytes(png)
+        report.files.append(folder / "plots" / name)
 
 
 def write_references(

@@ -104,46 +104,62 @@ def _is_number(x) -> bool:
 def check_result(path: Path) -> dict:
     """`read_result` plus the type checks a leaderboard relies on; raises ConfigError naming the key."""
     data = read_result(path)
+    _check_identity(path, data)
+    _check_metrics(path, data)
+    _check_extras(path, data)
+    return data
 
-    def bad(key: str, want: str):
-        return ConfigError(f"{path}: {key} must be {want}, got {data_at(key)!r:.80}.")
 
-    def data_at(key: str):
-        node = data
-        for part in key.split("."):
-            node = node.get(part) if isinstance(node, dict) else None
-        return node
+def _bad(path: Path, data: dict, key: str, want: str) -> ConfigError:
+    return ConfigError(f"{path}: {key} must be {want}, got {_data_at(data, key)!r:.80}.")
 
+
+def _data_at(data: dict, key: str):
+    node = data
+    for part in key.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
+
+
+def _check_identity(path: Path, data: dict) -> None:
+    """What was measured: task and upstream names, the metric's direction, the task's version and config."""
     for key in ("task", "upstream"):
         if not isinstance(data[key], str) or not data[key]:
-            raise bad(key, "a non-empty string")
+            raise _bad(path, data, key, "a non-empty string")
     if not isinstance(data["higher_is_better"], bool):
-        raise bad("higher_is_better", "true or false")
+        raise _bad(path, data, "higher_is_better", "true or false")
     if not (isinstance(data["task_version"], int | str) and not isinstance(data["task_version"], bool)):
-        raise bad("task_version", "an integer or string")
+        raise _bad(path, data, "task_version", "an integer or string")
     if not isinstance(data["task_config"], dict):
-        raise bad("task_config", "an object")
+        raise _bad(path, data, "task_config", "an object")
     if data["task_config"].get("name", data["task"]) != data["task"]:
         raise ConfigError(
             f"{path}: task {data['task']!r} but task_config.name {data['task_config']['name']!r}."
         )
+
+
+def _check_metrics(path: Path, data: dict) -> None:
+    """The numbers: metric blocks, a finite primary test metric, the layer weights."""
     for split in ("test", "dev"):
         block = data["metrics"].get(split, {})
         if not isinstance(block, dict) or not all(_is_number(v) or v is None for v in block.values()):
-            raise bad(f"metrics.{split}", "an object of numbers")
+            raise _bad(path, data, f"metrics.{split}", "an object of numbers")
     primary = data["metrics"]["test"][data["primary_metric"]]
     if not _is_number(primary) or not math.isfinite(primary):
-        raise bad(f"metrics.test.{data['primary_metric']}", "a finite number")
+        raise _bad(path, data, f"metrics.test.{data['primary_metric']}", "a finite number")
     weights = data.get("layer_weights")
     if weights is not None and (not isinstance(weights, list) or not all(_is_number(w) for w in weights)):
-        raise bad("layer_weights", "a list of numbers")
+        raise _bad(path, data, "layer_weights", "a list of numbers")
+
+
+def _check_extras(path: Path, data: dict) -> None:
+    """The optional blocks the tables and the page read."""
     for key in ("heads", "upstream_info", "suite", "ci95"):
         if data.get(key) is not None and not isinstance(data[key], dict):
-            raise bad(key, "an object")
+            raise _bad(path, data, key, "an object")
     params = (data.get("upstream_info") or {}).get("parameters")
     if params is not None and not (isinstance(params, int) and not isinstance(params, bool) and params >= 0):
-        raise bad("upstream_info.parameters", "a non-negative integer")
-    return data
+        raise _bad(path, data, "upstream_info.parameters", "a non-negative integer")
 
 
 def suite_of(data: dict) -> tuple[str, str, str, int | None]:
@@ -190,6 +206,29 @@ def result_files(results_dir: Path, exclude: Path | None = None) -> list[Path]:
 def collect(results_dir: Path, exclude: Path | None = None) -> tuple[dict[str, Suite], list[str]]:
     """Read and check every result under `results_dir`; returns suites by id and the warnings."""
     warnings: list[str] = []
+    suites, candidates = _read_candidates(results_dir, exclude, warnings)
+    candidates = _same_upstream(candidates, warnings)
+    columns: dict[tuple[str, str], Counter] = {}
+    for (sid, _, task), entries in candidates.items():
+        for e in entries:
+            columns.setdefault((sid, task), Counter())[_column_key(e)] += 1
+    for (sid, upstream, task), entries in sorted(candidates.items()):
+        keep = _agreeing(entries, task, columns[(sid, task)], warnings)
+        if len(keep) > 1:
+            names = ", ".join(str(e.path) for e in keep[1:])
+            warnings.append(
+                f"skipped {names}: a second result for upstream {upstream!r} x task {task!r} "
+                f"(kept {keep[0].path}); remove the duplicate."
+            )
+        if keep:
+            suites[sid].entries[(upstream, task)] = keep[0]
+    return {k: s for k, s in suites.items() if s.entries}, warnings
+
+
+def _read_candidates(
+    results_dir: Path, exclude: Path | None, warnings: list[str]
+) -> tuple[dict[str, Suite], dict[tuple[str, str, str], list[Entry]]]:
+    """Every well-formed result, by (suite id, upstream, task), and the (empty) suites they belong to."""
     suites: dict[str, Suite] = {}
     candidates: dict[tuple[str, str, str], list[Entry]] = {}
     first_spec: dict[tuple[str, str, str], str] = {}
@@ -207,34 +246,24 @@ def collect(results_dir: Path, exclude: Path | None = None) -> tuple[dict[str, S
         if (identity := _checkpoint_identity(data)) is not None:
             entry.alias = first_spec.setdefault((sid, *identity), data["upstream"])
         candidates.setdefault((sid, entry.upstream, data["task"]), []).append(entry)
-    candidates = _same_upstream(candidates, warnings)
-    columns: dict[tuple[str, str], Counter] = {}
-    for (sid, _, task), entries in candidates.items():
-        for e in entries:
-            columns.setdefault((sid, task), Counter())[_column_key(e)] += 1
-    for (sid, upstream, task), entries in sorted(candidates.items()):
-        counts = columns[(sid, task)]
-        # the column's majority (ties: the newest task version) defines what the column measures
-        want = max(counts, key=lambda k: (counts[k], str(k[0])))
-        keep = []
-        for e in entries:
-            if _column_key(e) != want:
-                warnings.append(
-                    f"skipped {e.path}: task {task!r} version {e.data['task_version']!r} with primary metric "
-                    f"{e.primary!r} disagrees with the {counts[want]} other result(s) of this suite "
-                    f"(version {want[0]!r}, {want[1]!r}); re-run it with the current task."
-                )
-            else:
-                keep.append(e)
-        if len(keep) > 1:
-            names = ", ".join(str(e.path) for e in keep[1:])
+    return suites, candidates
+
+
+def _agreeing(entries: list[Entry], task: str, counts: Counter, warnings: list[str]) -> list[Entry]:
+    """The entries that measure what their column measures; a warning for each of the others."""
+    # the column's majority (ties: the newest task version) defines what the column measures
+    want = max(counts, key=lambda k: (counts[k], str(k[0])))
+    keep = []
+    for e in entries:
+        if _column_key(e) != want:
             warnings.append(
-                f"skipped {names}: a second result for upstream {upstream!r} x task {task!r} "
-                f"(kept {keep[0].path}); remove the duplicate."
+                f"skipped {e.path}: task {task!r} version {e.data['task_version']!r} with primary metric "
+                f"{e.primary!r} disagrees with the {counts[want]} other result(s) of this suite "
+                f"(version {want[0]!r}, {want[1]!r}); re-run it with the current task."
             )
-        if keep:
-            suites[sid].entries[(upstream, task)] = keep[0]
-    return {k: s for k, s in suites.items() if s.entries}, warnings
+        else:
+            keep.append(e)
+    return keep
 
 
 def _column_key(e: Entry) -> tuple:

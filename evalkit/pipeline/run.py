@@ -28,15 +28,15 @@ from evalkit.pipeline.plan import (
     UPSTREAM_PLAN,
     check_only,
     evaluated,
-    finished,
     has_work,
     resolved_config,
     with_dependencies,
 )
-from evalkit.pipeline.profiles import PROFILES
+from evalkit.pipeline.profiles import PROFILES, RunProfile
 from evalkit.pipeline.publish import seed_from_published
 from evalkit.pipeline.scheduler import Job, Stages, default_workers, run_jobs
 from evalkit.pipeline.twins import make_random_twin, shared_twins
+from upstreams.checkpoint import is_finished
 
 
 def _suite_done(suite: Path) -> bool:
@@ -120,15 +120,9 @@ def run_pipeline(
     folder from a published leaderboard folder (`publish`), less the results of `only`, so
     that one changed recipe is redone without re-running everything.
     """
-    if profile not in PROFILES:
-        from evalkit.core.registry import suggest
-
-        raise EvalkitError(
-            f"Unknown run profile {profile!r}.{suggest(profile, PROFILES)} Choose from {', '.join(PROFILES)}."
-        )
-    p = PROFILES[profile]
+    p = _run_profile(profile)
     work = Path(workdir) / profile
-    suite, upstream_dir, results = work / "suite", work / "upstreams", work / "results"
+    suite, results = work / "suite", work / "results"
     selected = check_only(only)
     if from_published is not None:
         seed_from_published(Path(from_published), work, skip=selected or set(), log=log)
@@ -154,44 +148,9 @@ def run_pipeline(
         progress=False,
     )
     twins = shared_twins(p.size)
-    plan: list[Job] = []
-    # A checkpoint is made only for evaluations still missing (its own or its twin's) or for a later
-    # pre-training that builds on it: a folder seeded with results pre-trains nothing it does not use.
     chosen = [n for n in PUBLISHED if selected is None or n in selected]
-    wanted = with_dependencies({n for n in chosen if has_work(n, upstream_dir, twins, opts)}, upstream_dir)
-    for name, (_, needs) in UPSTREAM_PLAN.items():
-        out = upstream_dir / name
-        if finished(out):
-            log(f"[pretrain] {name}: done ({out})")
-            continue
-        if name not in wanted:
-            if selected is None:
-                log(f"[pretrain] {name}: not needed (the evaluations that would use it have results)")
-            continue
-        cfg = resolved_config(name, p.size, upstream_dir, work / "configs")
-        deps = tuple(d for d in needs.values() if not finished(upstream_dir / d))
-        plan.append(
-            Job(
-                f"pretrain {name}",
-                _pretrain_job,
-                (cfg, suite, out, p.max_steps),
-                tuple(f"pretrain {d}" for d in deps),
-            )
-        )
-    planned = {j.name for j in plan}
-    for spec in BASELINES:
-        if (selected is None or spec in selected) and not evaluated(spec, opts):
-            plan.append(Job(f"eval {spec}", _eval_job, (spec, opts)))
-    for name in chosen:
-        trained = upstream_dir / name
-        needs = tuple(n for n in [f"pretrain {name}"] if n in planned)
-        if not evaluated(str(trained), opts):
-            plan.append(Job(f"eval {name}", _eval_job, (str(trained), opts), needs))
-        if name in twins:
-            twin = upstream_dir / f"{name}-random"
-            if not evaluated(str(twin), opts):
-                plan.append(Job(f"twin {name}", make_random_twin, (trained, twin, 0, twins[name]), needs))
-                plan.append(Job(f"eval {name}-random", _eval_job, (str(twin), opts), (f"twin {name}",)))
+    plan = _pretrain_jobs(p, work, chosen, selected, twins, opts, log)
+    plan += _eval_jobs(chosen, selected, work / "upstreams", twins, opts, {j.name for j in plan})
     for job in plan:
         log(f"[plan] {job.name}")
     run_jobs(plan, workers or default_workers(), stages, log)
@@ -206,3 +165,77 @@ def run_pipeline(
         stages.record("total (last invocation)", took, log)
     finish_invocation(work, [job.name for job in plan], took)
     return board
+
+
+def _run_profile(profile: str) -> RunProfile:
+    if profile not in PROFILES:
+        from evalkit.core.registry import suggest
+
+        raise EvalkitError(
+            f"Unknown run profile {profile!r}.{suggest(profile, PROFILES)} Choose from {', '.join(PROFILES)}."
+        )
+    return PROFILES[profile]
+
+
+def _pretrain_jobs(
+    p: RunProfile,
+    work: Path,
+    chosen: list[str],
+    selected: set[str] | None,
+    twins: dict[str, list[str]],
+    opts,
+    log,
+) -> list[Job]:
+    """The pre-trainings still to run, each after the unfinished ones it builds on."""
+    upstream_dir = work / "upstreams"
+    # A checkpoint is made only for evaluations still missing (its own or its twin's) or for a later
+    # pre-training that builds on it: a folder seeded with results pre-trains nothing it does not use.
+    wanted = with_dependencies({n for n in chosen if has_work(n, upstream_dir, twins, opts)}, upstream_dir)
+    plan: list[Job] = []
+    for name, (_, needs) in UPSTREAM_PLAN.items():
+        out = upstream_dir / name
+        if is_finished(out):
+            log(f"[pretrain] {name}: done ({out})")
+            continue
+        if name not in wanted:
+            if selected is None:
+                log(f"[pretrain] {name}: not needed (the evaluations that would use it have results)")
+            continue
+        cfg = resolved_config(name, p.size, upstream_dir, work / "configs")
+        deps = tuple(d for d in needs.values() if not is_finished(upstream_dir / d))
+        plan.append(
+            Job(
+                f"pretrain {name}",
+                _pretrain_job,
+                (cfg, work / "suite", out, p.max_steps),
+                tuple(f"pretrain {d}" for d in deps),
+            )
+        )
+    return plan
+
+
+def _eval_jobs(
+    chosen: list[str],
+    selected: set[str] | None,
+    upstream_dir: Path,
+    twins: dict[str, list[str]],
+    opts,
+    planned: set[str],
+) -> list[Job]:
+    """The evaluations still missing: baselines, the pre-trained upstreams (after their pre-training)
+    and their random-init twins (made from the trained checkpoint's config)."""
+    plan: list[Job] = []
+    for spec in BASELINES:
+        if (selected is None or spec in selected) and not evaluated(spec, opts):
+            plan.append(Job(f"eval {spec}", _eval_job, (spec, opts)))
+    for name in chosen:
+        trained = upstream_dir / name
+        needs = tuple(n for n in [f"pretrain {name}"] if n in planned)
+        if not evaluated(str(trained), opts):
+            plan.append(Job(f"eval {name}", _eval_job, (str(trained), opts), needs))
+        if name in twins:
+            twin = upstream_dir / f"{name}-random"
+            if not evaluated(str(twin), opts):
+                plan.append(Job(f"twin {name}", make_random_twin, (trained, twin, 0, twins[name]), needs))
+                plan.append(Job(f"eval {name}-random", _eval_job, (str(twin), opts), (f"twin {name}",)))
+    return plan

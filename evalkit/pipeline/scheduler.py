@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import multiprocessing as mp
 import os
 import time
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
+
+import torch
 
 from evalkit.core.errors import EvalkitError
 from evalkit.core.io import atomic_write_text
@@ -47,9 +51,7 @@ class Job:
 
 def _worker_init() -> None:
     # Each worker gets one core's worth of threads: the jobs are small models, and two
-    # one-thread jobs side by side beat one two-thread job (evalkit/evaluate.py, train_threads).
-    import torch
-
+    # one-thread jobs side by side beat one two-thread job (evalkit/evaluation/evaluate.py, train_threads).
     torch.set_num_threads(1)
 
 
@@ -73,18 +75,18 @@ def run_jobs(jobs: list[Job], workers: int, stages: Stages, log=print) -> None:
         for j in jobs:
             stages.record(j.name, _timed(j.fn, j.args), log)
         return
-    import multiprocessing as mp
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    error = _run_in_pool(jobs, workers, stages, log)
+    if error is not None:
+        raise error
 
+
+def _run_in_pool(jobs: list[Job], workers: int, stages: Stages, log) -> BaseException | None:
+    """Run `jobs` in `workers` spawned processes; returns the first error (after the running jobs end)."""
     pending, done, running, error = list(jobs), set(), {}, None
     with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_worker_init) as pool:
         while pending or running:
-            while error is None and len(running) < workers:
-                ready = next((j for j in pending if all(n in done for n in j.needs)), None)
-                if ready is None:
-                    break
-                pending.remove(ready)
-                running[pool.submit(_timed, ready.fn, ready.args)] = ready
+            if error is None:
+                _submit_ready(pool, pending, done, running, workers)
             if not running:
                 break
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
@@ -96,8 +98,19 @@ def run_jobs(jobs: list[Job], workers: int, stages: Stages, log=print) -> None:
                     continue
                 done.add(job.name)
                 stages.record(job.name, fut.result(), log)
-    if error is not None:
-        raise error
+    return error
+
+
+def _submit_ready(
+    pool: ProcessPoolExecutor, pending: list[Job], done: set[str], running: dict[Future, Job], workers: int
+) -> None:
+    """Start pending jobs whose needs are done, in plan order, until `workers` run."""
+    while len(running) < workers:
+        ready = next((j for j in pending if all(n in done for n in j.needs)), None)
+        if ready is None:
+            break
+        pending.remove(ready)
+        running[pool.submit(_timed, ready.fn, ready.args)] = ready
 
 
 def default_workers() -> int:

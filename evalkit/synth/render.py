@@ -112,54 +112,16 @@ def _alignment(speech: Speech, offset: float = 0.0) -> list[list]:
 
 
 def render_item(item: Item, chunk: Chunk, babble: list[np.ndarray]) -> dict:
+    """Render one utterance to its WAV; returns its manifest record."""
     rng = np.random.default_rng(item_seed(chunk.seed, chunk.corpus, item.id))
     spk = Speaker(**item.speaker)
-    rec: dict = {}
-    cfg = chunk.channel
     if item.kind == "silence":
-        n = SR
-        x = colored_noise(rng, n, float(rng.integers(0, 3))) * 10 ** (rng.uniform(-50, -20) / 20)
-        if babble and rng.random() < 0.3:
-            src = babble[int(rng.integers(len(babble)))]
-            x = x + np.resize(src, n) * 10 ** (rng.uniform(-40, -25) / 20)
-        audio = x.astype(np.float32)
-        info = {"noise": "background"}
+        audio, info, rec = _render_silence(rng, babble), {"noise": "background"}, {}
     elif item.kind == "mixture":
         audio, rec = _render_mixture(item, rng)
-        audio, info = apply_channel(audio, rng, cfg, babble)
+        audio, info = apply_channel(audio, rng, chunk.channel, babble)
     else:
-        if item.emotion:
-            e = EMOTIONS[item.emotion]
-            jitter = lambda s: rng.normal(0, s)  # noqa: E731  (per-utterance prosody jitter)
-            voice = spk.voice(
-                pitch_shift=round(e["pitch"] + jitter(6)),
-                range_shift=round(e["range"] + jitter(12)),
-                rate_scale=e["rate"] * float(np.exp(jitter(0.08))),
-                volume=round(e["volume"] * float(np.exp(jitter(0.2)))),
-            )
-        else:
-            voice = spk.voice()
-        clean, speech = speak(item.text, voice)
-        if item.emotion:
-            clean = _tilt(clean, EMOTIONS[item.emotion]["tilt"] + rng.normal(0, 1.5))
-        if item.kind == "keyword":
-            clean, shift = _place_in_second(clean, rng)
-            rec["word_start"] = round(shift, 3)
-        audio, info = apply_channel(clean, rng, cfg, babble)
-        if chunk.with_alignment:
-            rec["phones"] = speech.phones
-            rec["alignment"] = _alignment(speech)
-        if item.kind == "document" and item.term_words is not None:
-            first, last = item.term_words
-            words = speech.words
-            if last - 1 < len(words):
-                rec["occurrences"] = [
-                    {
-                        "term": item.labels["term_in_doc"],
-                        "start": round(words[first][0], 3),
-                        "end": round(words[last - 1][1], 3),
-                    }
-                ]
+        audio, info, rec = _render_speech(item, chunk, spk, rng, babble)
     rel = Path("wav") / chunk.split / f"{item.id}.wav"
     path = Path(chunk.out_dir) / rel
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -174,6 +136,67 @@ def render_item(item: Item, chunk: Chunk, babble: list[np.ndarray]) -> dict:
     record.update(rec)
     record["voice"] = {**item.speaker, "channel": info}
     return record
+
+
+def _render_silence(rng: np.random.Generator, babble: list[np.ndarray]) -> np.ndarray:
+    """A second of quiet background noise, sometimes with faint babble (no channel)."""
+    n = SR
+    x = colored_noise(rng, n, float(rng.integers(0, 3))) * 10 ** (rng.uniform(-50, -20) / 20)
+    if babble and rng.random() < 0.3:
+        src = babble[int(rng.integers(len(babble)))]
+        x = x + np.resize(src, n) * 10 ** (rng.uniform(-40, -25) / 20)
+    return x.astype(np.float32)
+
+
+def _voice(item: Item, spk: Speaker, rng: np.random.Generator) -> Voice:
+    """The speaker's voice, with the item's emotion as prosody (jittered per utterance) if it has one."""
+    if not item.emotion:
+        return spk.voice()
+    e = EMOTIONS[item.emotion]
+    jitter = lambda s: rng.normal(0, s)  # noqa: E731  (per-utterance prosody jitter)
+    return spk.voice(
+        pitch_shift=round(e["pitch"] + jitter(6)),
+        range_shift=round(e["range"] + jitter(12)),
+        rate_scale=e["rate"] * float(np.exp(jitter(0.08))),
+        volume=round(e["volume"] * float(np.exp(jitter(0.2)))),
+    )
+
+
+def _render_speech(
+    item: Item, chunk: Chunk, spk: Speaker, rng: np.random.Generator, babble: list[np.ndarray]
+) -> tuple[np.ndarray, dict, dict]:
+    """(audio, channel record, extra record fields) of a spoken item: speech, keyword, query, document."""
+    rec: dict = {}
+    clean, speech = speak(item.text, _voice(item, spk, rng))
+    if item.emotion:
+        clean = _tilt(clean, EMOTIONS[item.emotion]["tilt"] + rng.normal(0, 1.5))
+    if item.kind == "keyword":
+        clean, shift = _place_in_second(clean, rng)
+        rec["word_start"] = round(shift, 3)
+    audio, info = apply_channel(clean, rng, chunk.channel, babble)
+    if chunk.with_alignment:
+        rec["phones"] = speech.phones
+        rec["alignment"] = _alignment(speech)
+    if item.kind == "document" and item.term_words is not None:
+        rec.update(_occurrences(item, speech))
+    return audio, info, rec
+
+
+def _occurrences(item: Item, speech: Speech) -> dict:
+    """Where the query term was said in a document (none if the speech has fewer words than planned)."""
+    first, last = item.term_words
+    words = speech.words
+    if last - 1 >= len(words):
+        return {}
+    return {
+        "occurrences": [
+            {
+                "term": item.labels["term_in_doc"],
+                "start": round(words[first][0], 3),
+                "end": round(words[last - 1][1], 3),
+            }
+        ]
+    }
 
 
 def _place_in_second(x: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, float]:

@@ -127,35 +127,47 @@ def test_sentence_length_and_kind_can_be_asked_for():
         text.sentence(rng, 19, 30)
 
 
-def test_fsc_labels_follow_fluent_speech_commands():
-    intents = text.command_intents()
-    assert 20 <= len(intents) <= 40 and len(set(intents)) == len(intents)
-    for action, obj, location in intents:
-        assert action in FSC_ACTIONS and obj in FSC_OBJECTS and location in FSC_LOCATIONS
-        if action == "bring":
-            assert obj in {"newspaper", "juice", "socks", "shoes"} and location == "none"
-        if action == "change language":
-            assert obj in {"Chinese", "Korean", "English", "German", "none"} and location == "none"
-        if obj in {"volume", "heat"}:
-            assert action in {"increase", "decrease"}
-        if obj in {"lights", "lamp", "music"}:
-            assert action in {"activate", "deactivate"}
-        if location != "none":
-            assert obj in {"lights", "heat"}
+def _check_fsc_intent(action: str, obj: str, location: str) -> None:
+    assert action in FSC_ACTIONS and obj in FSC_OBJECTS and location in FSC_LOCATIONS
+    if action == "bring":
+        assert obj in {"newspaper", "juice", "socks", "shoes"} and location == "none"
+    if action == "change language":
+        assert obj in {"Chinese", "Korean", "English", "German", "none"} and location == "none"
+    if obj in {"volume", "heat"}:
+        assert action in {"increase", "decrease"}
+    if obj in {"lights", "lamp", "music"}:
+        assert action in {"activate", "deactivate"}
+    if location != "none":
+        assert obj in {"lights", "heat"}
+
+
+def _check_fsc_phrasings() -> None:
     phrasings = {}
     for intent, texts in text._fsc():
         assert len(set(texts)) >= 2, intent
         for t in texts:
             assert WORDS.match(t), t
             assert phrasings.setdefault(t, intent) == intent, f"{t!r} is ambiguous"
+
+
+def _check_fsc_draw(d: dict) -> None:
+    if d["location"] != "none":
+        assert d["location"] in d["text"]
+    if d["object"] in {"Chinese", "Korean", "English", "German"}:
+        assert d["object"].lower() in d["text"]
+
+
+def test_fsc_labels_follow_fluent_speech_commands():
+    intents = text.command_intents()
+    assert 20 <= len(intents) <= 40 and len(set(intents)) == len(intents)
+    for action, obj, location in intents:
+        _check_fsc_intent(action, obj, location)
+    _check_fsc_phrasings()
     rng = random.Random(3)
     draws = [text.command(rng) for _ in range(2000)]
     assert {(d["action"], d["object"], d["location"]) for d in draws} == set(intents)
     for d in draws:
-        if d["location"] != "none":
-            assert d["location"] in d["text"]
-        if d["object"] in {"Chinese", "Korean", "English", "German"}:
-            assert d["object"].lower() in d["text"]
+        _check_fsc_draw(d)
 
 
 def test_slot_offsets_are_exact():
