@@ -27,12 +27,14 @@ def cmd_synth(args: argparse.Namespace) -> int:
         return 0
     if not args.out:
         raise EvalkitError("`evalkit synth` needs --out DIR (where the suite goes), or --report DIR.")
-    from evalkit.synth.suite import CORPORA, build_suite
+    from evalkit.synth.suite import SUITE_CORPORA, build_suite
 
-    corpora = tuple(args.corpora.split(",")) if args.corpora else CORPORA
-    unknown = [c for c in corpora if c not in CORPORA]
+    corpora = tuple(args.corpora.split(",")) if args.corpora else SUITE_CORPORA
+    unknown = [c for c in corpora if c not in SUITE_CORPORA]
     if unknown:
-        raise EvalkitError(f"Unknown corpus {unknown[0]!r} in --corpora; choose from {', '.join(CORPORA)}.")
+        raise EvalkitError(
+            f"Unknown corpus {unknown[0]!r} in --corpora; choose from {', '.join(SUITE_CORPORA)}."
+        )
     t0 = time.time()
     counts = build_suite(args.out, args.profile, args.seed, jobs=args.jobs, corpora=corpora)
     n = sum(sum(v.values()) for v in counts.values())
@@ -44,9 +46,9 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def _suite_profiles(args: argparse.Namespace) -> list[str]:
-    from evalkit.synth.suite import PROFILES  # deferred: keeps `evalkit --help` fast
+    from evalkit.synth.suite import SUITE_PROFILES  # deferred: keeps `evalkit --help` fast
 
-    return list(PROFILES)
+    return list(SUITE_PROFILES)
 
 
 def _corpora(args: argparse.Namespace) -> list[str]:

@@ -11,14 +11,14 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class RunProfile:
-    suite: str  # synth profile
+    suite: str  # suite profile (evalkit.synth.suite.SUITE_PROFILES)
     size: str  # pre-training config size: tiny | small
     max_steps: int | None = None  # cap on pre-training steps (smoke)
     eval_steps: int | None = None  # downstream steps for every task (None: each task's budget)
-    protocol: str = "superb"  # evalkit.evaluate.PROTOCOLS
+    protocol: str = "superb"  # evalkit.evaluation.protocols.PROTOCOLS
 
 
-PROFILES = {
+RUN_PROFILES = {
     "smoke": RunProfile("smoke", "tiny", max_steps=12, eval_steps=8, protocol="quick"),
     # eval_steps: half the tasks' budgets, so that synthesis + pre-training + 120 evaluations fit 45 min on 2 cores
     "default": RunProfile("default", "tiny", eval_steps=400, protocol="quick"),

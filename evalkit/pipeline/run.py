@@ -32,7 +32,7 @@ from evalkit.pipeline.plan import (
     resolved_config,
     with_dependencies,
 )
-from evalkit.pipeline.profiles import PROFILES, RunProfile
+from evalkit.pipeline.profiles import RUN_PROFILES, RunProfile
 from evalkit.pipeline.publish import seed_from_published
 from evalkit.pipeline.scheduler import Job, Stages, default_workers, run_jobs
 from evalkit.pipeline.twins import make_random_twin, shared_twins
@@ -41,10 +41,10 @@ from upstreams.checkpoint import is_finished
 
 def _suite_done(suite: Path) -> bool:
     """True when `suite` holds a finished synthesis: its stamp, every corpus's manifests, no pending parts."""
-    from evalkit.synth.suite import CORPORA
+    from evalkit.synth.suite import SUITE_CORPORA
 
     return (suite / "suite.json").is_file() and all(
-        any((suite / c).glob("*.jsonl")) and not (suite / c / ".parts").exists() for c in CORPORA
+        any((suite / c).glob("*.jsonl")) and not (suite / c / ".parts").exists() for c in SUITE_CORPORA
     )
 
 
@@ -74,7 +74,7 @@ def record_invocation(work: Path, profile: str) -> None:
     run = json.loads(path.read_text()) if path.is_file() else {}
     run.update(
         profile=profile,
-        settings=asdict(PROFILES[profile]),
+        settings=asdict(RUN_PROFILES[profile]),
         cpus=os.cpu_count(),
         machine=platform.machine(),
         python=platform.python_version(),
@@ -168,13 +168,13 @@ def run_pipeline(
 
 
 def _run_profile(profile: str) -> RunProfile:
-    if profile not in PROFILES:
+    if profile not in RUN_PROFILES:
         from evalkit.core.registry import suggest
 
         raise EvalkitError(
-            f"Unknown run profile {profile!r}.{suggest(profile, PROFILES)} Choose from {', '.join(PROFILES)}."
+            f"Unknown run profile {profile!r}.{suggest(profile, RUN_PROFILES)} Choose from {', '.join(RUN_PROFILES)}."
         )
-    return PROFILES[profile]
+    return RUN_PROFILES[profile]
 
 
 def _pretrain_jobs(

@@ -29,7 +29,7 @@ from evalkit.synth.channel import ChannelConfig
 from evalkit.synth.render import EMOTIONS, Chunk, Item, render_chunk
 from evalkit.synth.speakers import Speaker, speaker_pools
 
-CORPORA = ("pretrain", "pr", "asr", "ks", "qbe", "ic", "sf", "sid", "asv", "sd", "er")
+SUITE_CORPORA = ("pretrain", "pr", "asr", "ks", "qbe", "ic", "sf", "sid", "asv", "sd", "er")
 SPLITS = ("train", "dev", "test")
 CHUNK_SIZE = 40
 
@@ -63,7 +63,7 @@ class Profile:
     version: int = 1
 
 
-PROFILES = {
+SUITE_PROFILES = {
     "smoke": Profile(
         "smoke",
         pretrain=40,
@@ -104,8 +104,8 @@ PROFILES = {
         version=2,
     ),
 }
-PROFILES["large"] = replace(
-    PROFILES["default"],
+SUITE_PROFILES["large"] = replace(
+    SUITE_PROFILES["default"],
     name="large",
     pretrain=10400,
     pr=(400, 100, 200),
@@ -430,17 +430,17 @@ def build_suite(
     profile: str = "default",
     seed: int = 0,
     jobs: int | None = None,
-    corpora: tuple[str, ...] = CORPORA,
+    corpora: tuple[str, ...] = SUITE_CORPORA,
     progress: bool = True,
 ) -> dict[str, dict[str, int]]:
     """Synthesise (or finish) the suite in `out`; returns utterance counts per corpus/split."""
-    if profile not in PROFILES:
+    if profile not in SUITE_PROFILES:
         from evalkit.core.registry import suggest
 
         raise EvalkitError(
-            f"Unknown profile {profile!r}.{suggest(profile, PROFILES)} Choose from {', '.join(PROFILES)}."
+            f"Unknown profile {profile!r}.{suggest(profile, SUITE_PROFILES)} Choose from {', '.join(SUITE_PROFILES)}."
         )
-    p = PROFILES[profile]
+    p = SUITE_PROFILES[profile]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     _check_suite_stamp(out, p, seed)
@@ -477,7 +477,7 @@ def _check_suite_stamp(out: Path, p: Profile, seed: int) -> None:
     """Refuse to mix profiles, seeds or suite versions in one folder (resuming needs the same plan)."""
     stamp = out / "suite.json"
     profile = p.name
-    want = {"profile": profile, "seed": seed, "version": p.version, "corpora": list(CORPORA)}
+    want = {"profile": profile, "seed": seed, "version": p.version, "corpora": list(SUITE_CORPORA)}
     if stamp.exists():
         have = json.loads(stamp.read_text())
         if (have.get("profile"), have.get("seed")) != (profile, seed):

@@ -122,7 +122,7 @@ def test_seeding_from_a_published_folder_leaves_out_what_is_redone(tmp_path):
 def test_smoke_pipeline_runs_and_resumes_without_redoing_work(smoke_suite, tmp_path, monkeypatch):
     """The whole pipeline on the smoke suite, shortened further; a second run redoes nothing."""
     monkeypatch.setitem(
-        pipeline_profiles.PROFILES,
+        pipeline_profiles.RUN_PROFILES,
         "smoke",
         pipeline_profiles.RunProfile("smoke", "tiny", max_steps=2, eval_steps=2, protocol="quick"),
     )

@@ -13,7 +13,7 @@ import soundfile as sf
 from evalkit.core.manifest import audio_path, read_manifest
 from evalkit.synth import phonemes, synthesize
 from evalkit.synth.speakers import speaker_pools
-from evalkit.synth.suite import CORPORA, build_suite
+from evalkit.synth.suite import SUITE_CORPORA, build_suite
 
 
 def test_synthesize_gives_16k_float_speech():
@@ -64,7 +64,7 @@ def _suite_digest(root: Path) -> dict[str, str]:
 
 
 def test_smoke_suite_has_all_corpora(smoke_suite):
-    for corpus in CORPORA:
+    for corpus in SUITE_CORPORA:
         assert any((smoke_suite / corpus).glob("*.jsonl")), corpus
     assert (smoke_suite / "asv" / "test_trials.txt").exists()
     assert (smoke_suite / "sd" / "test.rttm").exists()
@@ -162,10 +162,10 @@ def test_resume_after_interruption(smoke_suite, tmp_path):
     import multiprocessing as mp
 
     from evalkit.synth.render import render_chunk
-    from evalkit.synth.suite import PROFILES, plan_jobs
+    from evalkit.synth.suite import SUITE_PROFILES, plan_jobs
 
     (tmp_path / "suite.json").write_text(json.dumps({"profile": "smoke", "seed": 0}))
-    first = plan_jobs(tmp_path, PROFILES["smoke"], 0, ("ic",))[0].chunks[0]
+    first = plan_jobs(tmp_path, SUITE_PROFILES["smoke"], 0, ("ic",))[0].chunks[0]
     proc = mp.get_context("spawn").Process(target=render_chunk, args=(first,))  # as a crashed run left it
     proc.start()
     proc.join()
