@@ -21,6 +21,7 @@ import time
 import torch
 import yaml
 
+from evalkit.core.audio import SAMPLE_RATE
 from upstreams.objective import Batch
 from upstreams.wav2vec2 import Wav2Vec2
 
@@ -54,7 +55,7 @@ def main() -> None:
     cnn = copy.deepcopy(fbank)
     cnn["frontend"] = {"kind": "cnn", "channels": args.cnn_channels}
     torch.manual_seed(0)
-    samples = int(args.seconds * 16000)
+    samples = int(args.seconds * SAMPLE_RATE)
     batch = Batch(
         torch.randn(args.batch, samples) * 0.1,
         torch.full((args.batch,), samples),

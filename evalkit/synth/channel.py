@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.signal import fftconvolve
 
-SR = 16_000
+from evalkit.core.audio import SAMPLE_RATE
 
 
 @dataclass(frozen=True)
@@ -39,10 +39,10 @@ def colored_noise(rng: np.random.Generator, n: int, exponent: float) -> np.ndarr
 
 def room_impulse_response(rng: np.random.Generator, rt60: float) -> np.ndarray:
     """A synthetic RIR: direct path, then exponentially decaying noise (60 dB in rt60 s)."""
-    n = int(rt60 * SR)
-    t = np.arange(n) / SR
+    n = int(rt60 * SAMPLE_RATE)
+    t = np.arange(n) / SAMPLE_RATE
     tail = rng.standard_normal(n) * np.exp(-6.9 * t / rt60)
-    delay = int(rng.uniform(0.002, 0.01) * SR)  # the first reflection comes a little late
+    delay = int(rng.uniform(0.002, 0.01) * SAMPLE_RATE)  # the first reflection comes a little late
     tail[:delay] = 0.0
     rir = 0.4 * tail / (np.sqrt(np.sum(tail**2)) + 1e-12)
     rir[0] = 1.0

@@ -18,8 +18,9 @@ import numpy as np
 import soundfile as sf
 from scipy.signal import resample_poly
 
+from evalkit.core.audio import SAMPLE_RATE
 from evalkit.core.io import atomic_write_text
-from evalkit.synth.channel import SR, ChannelConfig, apply_channel, colored_noise
+from evalkit.synth.channel import ChannelConfig, apply_channel, colored_noise
 from evalkit.synth.espeak import Speech, Voice, engine
 from evalkit.synth.speakers import Speaker
 
@@ -71,10 +72,10 @@ def item_seed(seed: int, corpus: str, item_id: str) -> int:
 
 def to_16k(speech: Speech) -> np.ndarray:
     x = speech.samples.astype(np.float64) / 32768.0
-    if speech.sample_rate == SR:
+    if speech.sample_rate == SAMPLE_RATE:
         return x
-    g = np.gcd(SR, speech.sample_rate)
-    return resample_poly(x, SR // g, speech.sample_rate // g)
+    g = np.gcd(SAMPLE_RATE, speech.sample_rate)
+    return resample_poly(x, SAMPLE_RATE // g, speech.sample_rate // g)
 
 
 def speak(text: str, voice: Voice) -> tuple[np.ndarray, Speech]:
@@ -87,7 +88,7 @@ def _tilt(x: np.ndarray, db_per_octave: float) -> np.ndarray:
     if db_per_octave == 0.0:
         return x
     spec = np.fft.rfft(x)
-    f = np.fft.rfftfreq(len(x), 1 / SR)
+    f = np.fft.rfftfreq(len(x), 1 / SAMPLE_RATE)
     octaves = np.log2(np.maximum(f, 1000.0) / 1000.0)
     spec *= 10 ** (db_per_octave * octaves / 20)
     return np.fft.irfft(spec, len(x))
@@ -126,9 +127,14 @@ def render_item(item: Item, chunk: Chunk, babble: list[np.ndarray]) -> dict:
     path = Path(chunk.out_dir) / rel
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    sf.write(tmp, np.clip(audio, -1, 1), SR, subtype="PCM_16", format="WAV")
+    sf.write(tmp, np.clip(audio, -1, 1), SAMPLE_RATE, subtype="PCM_16", format="WAV")
     os.replace(tmp, path)
-    record = {"id": item.id, "path": str(rel), "duration": round(len(audio) / SR, 4), "speaker": spk.id}
+    record = {
+        "id": item.id,
+        "path": str(rel),
+        "duration": round(len(audio) / SAMPLE_RATE, 4),
+        "speaker": spk.id,
+    }
     labels = {k: v for k, v in item.labels.items() if k != "term_in_doc"}
     if item.kind == "document":
         labels.setdefault("occurrences", [])
@@ -140,7 +146,7 @@ def render_item(item: Item, chunk: Chunk, babble: list[np.ndarray]) -> dict:
 
 def _render_silence(rng: np.random.Generator, babble: list[np.ndarray]) -> np.ndarray:
     """A second of quiet background noise, sometimes with faint babble (no channel)."""
-    n = SR
+    n = SAMPLE_RATE
     x = colored_noise(rng, n, float(rng.integers(0, 3))) * 10 ** (rng.uniform(-50, -20) / 20)
     if babble and rng.random() < 0.3:
         src = babble[int(rng.integers(len(babble)))]
@@ -204,11 +210,11 @@ def _place_in_second(x: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarra
     active = np.nonzero(np.abs(x) > 0.02 * (np.max(np.abs(x)) + 1e-12))[0]
     if len(active):
         x = x[active[0] : active[-1] + 1]
-    x = x[:SR]
-    shift = int(rng.integers(0, SR - len(x) + 1))
-    out = np.zeros(SR)
+    x = x[:SAMPLE_RATE]
+    shift = int(rng.integers(0, SAMPLE_RATE - len(x) + 1))
+    out = np.zeros(SAMPLE_RATE)
     out[shift : shift + len(x)] = x
-    return out, shift / SR
+    return out, shift / SAMPLE_RATE
 
 
 def _render_mixture(item: Item, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
@@ -220,13 +226,13 @@ def _render_mixture(item: Item, rng: np.random.Generator) -> tuple[np.ndarray, d
         if not speech.alignment:
             continue
         lead, tail = speech.alignment[0][0], speech.alignment[-1][1]
-        clean = clean[int(lead * SR) : int(tail * SR)] * 10 ** (rng.uniform(-4, 4) / 20)
+        clean = clean[int(lead * SAMPLE_RATE) : int(tail * SAMPLE_RATE)] * 10 ** (rng.uniform(-4, 4) / 20)
         start = max(0.0, t + gap)
-        pieces.append((int(round(start * SR)), clean))
-        end = start + len(clean) / SR
+        pieces.append((int(round(start * SAMPLE_RATE)), clean))
+        end = start + len(clean) / SAMPLE_RATE
         segments.append([round(start, 3), round(end, 3), spk.id])
         t = max(t, end)
-    total = max(s + len(c) for s, c in pieces) + int(0.3 * SR)
+    total = max(s + len(c) for s, c in pieces) + int(0.3 * SAMPLE_RATE)
     mix = np.zeros(total)
     for s, c in pieces:
         mix[s : s + len(c)] += c

@@ -11,7 +11,10 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import torch
+import torchaudio
 
+from evalkit.core.audio import SAMPLE_RATE, load_audio
 from evalkit.core.manifest import audio_path, read_manifest
 
 # corpus -> how a record's class label is read
@@ -24,13 +27,8 @@ LABELS = {
 
 
 def utterance_mfcc(path: Path) -> np.ndarray:
-    import torch
-    import torchaudio
-
-    from evalkit.core.audio import load_audio
-
     wav = torch.from_numpy(load_audio(path))[None]
-    feats = torchaudio.compliance.kaldi.mfcc(wav * 32768, num_ceps=13, sample_frequency=16000)
+    feats = torchaudio.compliance.kaldi.mfcc(wav * 32768, num_ceps=13, sample_frequency=SAMPLE_RATE)
     return torch.cat([feats.mean(0), feats.std(0)]).numpy()
 
 
@@ -41,6 +39,7 @@ def _features(manifest: Path) -> tuple[np.ndarray, list[dict]]:
 
 def baseline_report(suite: Path) -> dict[str, dict]:
     """Test accuracy of MFCC-mean logistic regression per classification corpus, with chance level."""
+    # deferred: scikit-learn is heavy and only this report needs it
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler

@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from evalkit.core.audio import SAMPLE_RATE
 
-def write_audio(path: Path, seconds: float, sample_rate: int = 16_000, seed: int = 0) -> Path:
+
+def write_audio(path: Path, seconds: float, sample_rate: int = SAMPLE_RATE, seed: int = 0) -> Path:
     """A tiny noise file (WAV or FLAC by suffix) of exactly `seconds`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     n = int(round(seconds * sample_rate))
