@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 import os
 import struct
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ import numpy as np
 import soundfile as sf
 
 from evalkit.core.errors import AudioError
+from evalkit.core.io import atomic_open
 
 if TYPE_CHECKING:
     import torch
@@ -145,18 +145,8 @@ def save_wav(path: str | os.PathLike, samples: np.ndarray, sample_rate: int = SA
         raise AudioError(
             f"{path}: cannot save at sample rate {sample_rate} Hz; use {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz."
         )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            sf.write(f, np.clip(samples, -1.0, 1.0), int(sample_rate), format="WAV", subtype="PCM_16")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_open(path, "wb") as f:
+        sf.write(f, np.clip(samples, -1.0, 1.0), int(sample_rate), format="WAV", subtype="PCM_16")
 
 
 def _open_checked(path: Path) -> sf.SoundFile:

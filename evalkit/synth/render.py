@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import soundfile as sf
 from scipy.signal import resample_poly
 
 from evalkit.core.audio import SAMPLE_RATE
-from evalkit.core.io import atomic_write_text
+from evalkit.core.io import atomic_open, atomic_write_text
 from evalkit.synth.channel import ChannelConfig, apply_channel, colored_noise
 from evalkit.synth.espeak import Speech, Voice, engine
 from evalkit.synth.speakers import Speaker
@@ -124,11 +123,8 @@ def render_item(item: Item, chunk: Chunk, babble: list[np.ndarray]) -> dict:
     else:
         audio, info, rec = _render_speech(item, chunk, spk, rng, babble)
     rel = Path("wav") / chunk.split / f"{item.id}.wav"
-    path = Path(chunk.out_dir) / rel
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    sf.write(tmp, np.clip(audio, -1, 1), SAMPLE_RATE, subtype="PCM_16", format="WAV")
-    os.replace(tmp, path)
+    with atomic_open(Path(chunk.out_dir) / rel, "wb") as f:
+        sf.write(f, np.clip(audio, -1, 1), SAMPLE_RATE, subtype="PCM_16", format="WAV")
     record = {
         "id": item.id,
         "path": str(rel),
