@@ -9,20 +9,12 @@ A spec is one of
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from evalkit.core.errors import EvalkitError
 from evalkit.core.registry import Registry
 from upstreams.base import Upstream, padding_mask
-
-UPSTREAMS = Registry("upstream")
-"""name -> a factory `f(**config) -> Upstream` (lazy "module:attr" entries allowed)."""
-
-UPSTREAMS.register("fbank", "upstreams.baselines:FbankUpstream")
-UPSTREAMS.register("fbank_context", "upstreams.baselines:FbankContextUpstream")
-UPSTREAMS.register("random_transformer", "upstreams.encoder:random_transformer")
-UPSTREAMS.register("encoder", "upstreams.encoder:SSLEncoder")
+from upstreams.checkpoint import load_checkpoint
+from upstreams.registry import UPSTREAMS
 
 METHODS = Registry("method")
 """Pre-training method -> its `upstreams.objective.Objective` class (`evalkit pretrain`'s `method:`)."""
@@ -50,45 +42,6 @@ def load_upstream(spec: str, device: str = "cpu") -> Upstream:
     model.eval().to(device)
     for p in model.parameters():
         p.requires_grad_(False)
-    return model
-
-
-def load_checkpoint(folder: Path) -> Upstream:
-    """An evalkit checkpoint: `config.json` names a registered upstream and its config."""
-    cfg_path = folder / "config.json"
-    weights = folder / "model.safetensors"
-    if not folder.is_dir():
-        raise EvalkitError(f"{folder}: no such checkpoint folder (expected config.json + model.safetensors).")
-    if not cfg_path.is_file():
-        raise EvalkitError(
-            f"{cfg_path}: missing. An evalkit checkpoint folder holds config.json and model.safetensors; "
-            "for a transformers folder use --upstream hf:DIR."
-        )
-    try:
-        cfg = json.loads(cfg_path.read_text())
-    except json.JSONDecodeError as e:
-        raise EvalkitError(f"{cfg_path}: not valid JSON ({e.msg}).") from None
-    name = cfg.get("upstream")
-    if not isinstance(name, str):
-        raise EvalkitError(f"{cfg_path}: key 'upstream' (the registered upstream name) is missing.")
-    model = UPSTREAMS.get(name)(**cfg.get("config", {}))
-    if weights.is_file():
-        from safetensors.torch import load_file
-
-        state = load_file(weights)
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        if missing or unexpected:
-            raise EvalkitError(
-                f"{weights}: weights do not fit upstream {name!r} (missing {missing[:3]}, unexpected {unexpected[:3]})."
-            )
-    elif any(True for _ in model.parameters()):
-        raise EvalkitError(f"{weights}: missing; upstream {name!r} has weights to load.")
-    model.checkpoint = str(folder)
-    pre = cfg.get("pretraining") or {}
-    # What the leaderboard shows of how it was made (not the whole recipe).
-    model.pretraining = {
-        k: pre[k] for k in ("method", "steps", "wall_time_s", "audio_seconds", "twin_of") if k in pre
-    }
     return model
 
 

@@ -50,6 +50,7 @@ from pathlib import Path
 import torch
 
 from evalkit.core.errors import EvalkitError
+from upstreams.checkpoint import load_checkpoint, read_config
 from upstreams.encoder import SSLEncoder
 from upstreams.modules.frontends import CNN_KERNELS, CNN_STRIDES
 
@@ -68,8 +69,6 @@ def export_checkpoint(
     """
     if fmt not in FORMATS:
         raise EvalkitError(f"export format {fmt!r} is not supported; choose one of {', '.join(FORMATS)}.")
-    from upstreams import load_checkpoint
-
     if Path(out).resolve() == Path(checkpoint).resolve():
         raise EvalkitError(
             f"{out}: the export would overwrite the checkpoint's own config.json and "
@@ -89,8 +88,8 @@ def export_checkpoint(
 def pretraining_method(checkpoint: Path) -> str | None:
     """config.json's pretraining.method (written by `evalkit pretrain`), if any."""
     try:
-        pretraining = json.loads((checkpoint / "config.json").read_text()).get("pretraining")
-    except (OSError, ValueError, AttributeError):
+        pretraining = read_config(checkpoint).get("pretraining")
+    except EvalkitError:
         return None
     return pretraining.get("method") if isinstance(pretraining, dict) else None
 

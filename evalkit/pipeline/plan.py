@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import yaml
@@ -10,6 +9,7 @@ import yaml
 from evalkit.core.errors import EvalkitError
 from evalkit.core.io import atomic_write_text
 from evalkit.core.resources import pretrain_recipes_dir
+from upstreams.checkpoint import is_finished
 
 CONFIGS = pretrain_recipes_dir()
 
@@ -56,13 +56,6 @@ def resolved_config(name: str, size: str, upstream_dir: Path, out: Path) -> Path
     return path
 
 
-def finished(folder: Path) -> bool:
-    cfg = folder / "config.json"
-    if not cfg.is_file():
-        return False
-    return bool(json.loads(cfg.read_text()).get("pretraining", {}).get("finished"))
-
-
 def check_only(only: list[str] | None) -> set[str] | None:
     if only is None:
         return None
@@ -94,7 +87,9 @@ def with_dependencies(names: set[str], upstream_dir: Path) -> set[str]:
         name = todo.pop()
         wanted.add(name)
         todo += [
-            d for d in UPSTREAM_PLAN[name][1].values() if d not in wanted and not finished(upstream_dir / d)
+            d
+            for d in UPSTREAM_PLAN[name][1].values()
+            if d not in wanted and not is_finished(upstream_dir / d)
         ]
     return wanted
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import torch
 import yaml
 
-from evalkit.core.io import atomic_write_text
 from evalkit.pipeline.plan import CONFIGS, PUBLISHED, UPSTREAM_PLAN
+from upstreams.checkpoint import WEIGHTS_FILE, read_config, write_checkpoint
+from upstreams.registry import UPSTREAMS
 
 # Encoder settings with no effect on a model in eval mode: two recipes differing only here build the same upstream.
 TRAINING_ONLY = ("dropout", "attention_dropout", "activation_dropout", "input_dropout", "layerdrop")
@@ -45,22 +47,15 @@ def make_random_twin(trained: Path, out: Path, seed: int = 0, twin_of: list[str]
 
     `twin_of`: the upstreams it stands for (default: `trained` alone).
     """
-    import torch
-    from safetensors.torch import save_file
-
-    from upstreams import UPSTREAMS
-
-    if (out / "model.safetensors").is_file():
+    if (out / WEIGHTS_FILE).is_file():
         return out
-    cfg = json.loads((trained / "config.json").read_text())
+    cfg = read_config(trained)
     torch.manual_seed(seed)
     model = UPSTREAMS.get(cfg["upstream"])(**cfg.get("config", {}))
-    out.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "model.safetensors"))
     twin = {
         "upstream": cfg["upstream"],
         "config": cfg.get("config", {}),
         "pretraining": {"method": "random-init", "twin_of": ", ".join(twin_of or [trained.name])},
     }
-    atomic_write_text(out / "config.json", json.dumps(twin, indent=1))
+    write_checkpoint(out, model.state_dict(), twin)
     return out

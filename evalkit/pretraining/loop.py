@@ -37,6 +37,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import yaml
+from safetensors.torch import load_model, save_model
 from tqdm import tqdm
 
 from evalkit.core.audio import SAMPLE_RATE
@@ -46,6 +47,7 @@ from evalkit.core.io import atomic_write_text
 from evalkit.core.registry import suggest
 from evalkit.core.resources import pretrain_recipe
 from evalkit.pretraining.data import DataConfig, batch_stream, read_data
+from upstreams.checkpoint import write_checkpoint
 from upstreams.modules import FrontendConfig
 from upstreams.modules.context import EncoderConfig
 from upstreams.objective import Objective
@@ -323,13 +325,8 @@ def find_train_state(out: Path) -> Path | None:
 
 def save_checkpoint(out: Path, procs: Processes, objective: Objective, summary: dict, state: dict) -> None:
     """The encoder (atomically) for `evalkit eval`, then train_state/ as a whole via a directory swap."""
-    from safetensors.torch import save_file, save_model
-
     if procs.main:
-        weights = {k: v.detach().contiguous().cpu() for k, v in objective.encoder.state_dict().items()}
-        save_file(weights, out / "model.safetensors.tmp")
-        os.replace(out / "model.safetensors.tmp", out / "model.safetensors")
-        atomic_write_text(out / "config.json", json.dumps(summary, indent=1))
+        write_checkpoint(out, objective.encoder.state_dict(), summary)
         tmp = out / "train_state.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
@@ -485,8 +482,6 @@ def _train(
     step, epoch, index, audio_before, wall_before = 0, 0, 0, 0.0, 0.0
     seed_everything(cfg.train.seed * 1000 + procs.rank)  # masks and dropout differ between processes
     if saved is not None:
-        from safetensors.torch import load_model
-
         load_model(objective, str(state_dir / "objective.safetensors"), device=str(procs.device))
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
