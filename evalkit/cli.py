@@ -20,6 +20,7 @@ from evalkit.evaluation.protocols import PROTOCOLS
 
 def cmd_synth(args: argparse.Namespace) -> int:
     if args.report:
+        # deferred: keeps `evalkit --help` fast
         from evalkit.synth.report import baseline_report
 
         rows = baseline_report(Path(args.report))
@@ -27,6 +28,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
         return 0
     if not args.out:
         raise EvalkitError("`evalkit synth` needs --out DIR (where the suite goes), or --report DIR.")
+    # deferred: keeps `evalkit --help` fast
     from evalkit.synth.suite import SUITE_CORPORA, build_suite
 
     corpora = tuple(args.corpora.split(",")) if args.corpora else SUITE_CORPORA
@@ -108,6 +110,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    # deferred: keeps `evalkit --help` fast
     from evalkit.evaluation.validate import validate_path
 
     problems = 0
@@ -121,6 +124,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    # deferred: keeps `evalkit --help` fast
     from evalkit.evaluation.evaluate import EvalOptions, resolve_tasks, run_eval
 
     tasks = resolve_tasks(args.tasks, args.include_path)
@@ -144,6 +148,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
+    # deferred: keeps `evalkit --help` fast
     import yaml
 
     from evalkit.corpora import prepare
@@ -166,6 +171,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    # deferred: keeps `evalkit --help` fast
     from upstreams.export import export_checkpoint
 
     out = export_checkpoint(Path(args.checkpoint), Path(args.out), args.format, args.model_type)
@@ -175,6 +181,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
+    # deferred: keeps `evalkit --help` fast
     from evalkit.pretraining.loop import pretrain
 
     pretrain(args.config, data=args.data, out=args.out, max_steps=args.max_steps, resume=args.resume)
@@ -182,6 +189,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    # deferred: keeps `evalkit --help` fast
     from evalkit.pipeline.run import run_pipeline
 
     t0 = time.time()
@@ -195,6 +203,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         from_published=args.from_published,
     )
     if args.publish:
+        # deferred: keeps `evalkit --help` fast
         from evalkit.pipeline.publish import publish
 
         board = publish(args.workdir, args.publish, args.profile)
@@ -207,6 +216,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
+    # deferred: keeps `evalkit --help` fast
     from evalkit.leaderboard import build_leaderboard, write_references
 
     if args.action == "references":

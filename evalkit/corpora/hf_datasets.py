@@ -98,7 +98,7 @@ def _read_source(src: Path, audio_column: str) -> dict[str, Iterator[tuple[str, 
 
 
 def _read_saved(src: Path, audio_column: str) -> dict[str, Iterator]:
-    import datasets
+    import datasets  # deferred: optional dependency, and a heavy one
 
     loaded = datasets.load_from_disk(str(src))
     splits = loaded if isinstance(loaded, datasets.DatasetDict) else {"train": loaded}
@@ -116,7 +116,7 @@ def _read_saved(src: Path, audio_column: str) -> dict[str, Iterator]:
 
 
 def _saved_rows(src: Path, split: str, ds, audio_column: str) -> Iterator[tuple[str, dict, dict, Path]]:
-    import datasets
+    import datasets  # deferred: optional dependency, and a heavy one
 
     names = {c: f for c, f in ds.features.items() if isinstance(f, datasets.ClassLabel)}
     for i, row in enumerate(ds):
@@ -198,6 +198,7 @@ def _decode(audio: dict, base: Path, where: str) -> np.ndarray:
             raise AudioError(f"{where}: the embedded audio holds NaN or Inf samples.")
         mono = data.mean(axis=1)
         if rate != SAMPLE_RATE:
+            # deferred: torch only to resample embedded audio that is not at 16 kHz already
             import torch
             import torchaudio.functional as AF
 

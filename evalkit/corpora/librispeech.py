@@ -26,6 +26,7 @@ from evalkit.corpora.prep import (
     require_dir,
     write_prepared,
 )
+from evalkit.synth.espeak import Voice, engine
 
 SUPERB_SPLITS = {"train": "train-clean-100", "dev": "dev-clean", "test": "test-clean"}
 CORPUS = "librispeech"
@@ -63,8 +64,6 @@ def _root(src: Path, subsets: Mapping[str, str]) -> Path:
 
 def _read_subset(subset_dir: Path, phones: bool) -> list[dict]:
     if phones:
-        from evalkit.synth.espeak import Voice, engine
-
         eng, voice = engine(), Voice("en-us")
     records = []
     for chapter in sorted(p for p in subset_dir.glob("*/*") if p.is_dir()):

@@ -8,15 +8,21 @@ from __future__ import annotations
 
 import io
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
+from evalkit.leaderboard.collect import Suite
+from evalkit.leaderboard.table import Table
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
 
-from evalkit.leaderboard.collect import Suite  # noqa: E402
-from evalkit.leaderboard.table import Table  # noqa: E402
+def _pyplot():
+    """matplotlib.pyplot on the Agg backend (files, no display)."""
+    # deferred: matplotlib is heavy, and a build with --no-plots never draws
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def _plain(text: str) -> str:
@@ -27,7 +33,7 @@ def _plain(text: str) -> str:
 def _png(fig) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    _pyplot().close(fig)
     return buf.getvalue()
 
 
@@ -45,7 +51,7 @@ def layer_weights_heatmap(suite: Suite, upstream: str) -> bytes | None:
     grid = np.full((len(rows), width), np.nan)
     for i, (_, w) in enumerate(rows):
         grid[i, : len(w)] = w
-    fig, ax = plt.subplots(figsize=(1.2 + 0.35 * width, 0.8 + 0.35 * len(rows)))
+    fig, ax = _pyplot().subplots(figsize=(1.2 + 0.35 * width, 0.8 + 0.35 * len(rows)))
     im = ax.imshow(grid, aspect="auto", cmap="viridis", vmin=0.0, vmax=max(1e-9, float(np.nanmax(grid))))
     ax.set_yticks(range(len(rows)), [_plain(t.upper()) for t, _ in rows])
     ax.set_xticks(range(width), [str(i) for i in range(width)], fontsize=7)
@@ -65,7 +71,7 @@ def score_bars(table: Table) -> bytes | None:
     names = [r.upstream for r in rows]
     values = [r.cells["score"].value for r in rows]
     partial = [r.cells["score"].display.startswith("(") for r in rows]
-    fig, ax = plt.subplots(figsize=(6, 0.6 + 0.35 * len(rows)))
+    fig, ax = _pyplot().subplots(figsize=(6, 0.6 + 0.35 * len(rows)))
     bars = ax.barh(range(len(rows)), values, color=["#9bb" if p else "#377" for p in partial])
     for bar, p in zip(bars, partial):
         if p:

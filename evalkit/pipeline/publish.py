@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 
 from evalkit.core.errors import EvalkitError
 from evalkit.core.io import atomic_write_text
+from evalkit.core.results import git_hash, samples_path
+from evalkit.leaderboard.build import build_leaderboard
+from evalkit.leaderboard.collect import result_files
 
 
 def seed_from_published(published: Path, work: Path, skip: set[str], log=print) -> None:
@@ -17,8 +21,6 @@ def seed_from_published(published: Path, work: Path, skip: set[str], log=print) 
     A work folder that already has results is left alone, so the command that seeded
     it can be re-run to resume.
     """
-    import shutil
-
     if (work / "results").is_dir():
         log(f"[from-published] {work / 'results'} exists: not seeded again")
         return
@@ -52,11 +54,6 @@ def publish(workdir: str | Path, dest: str | Path, profile: str = "full", log=pr
     feature caches) and `dest/board` are replaced; `dest/stages.json` gets the run's
     wall times and `dest/run.json` the run's provenance (`record_invocation`). Returns the board.
     """
-    import shutil
-
-    from evalkit.core.results import git_hash, samples_path
-    from evalkit.leaderboard.collect import result_files
-
     work, dest = Path(workdir) / profile, Path(dest)
     results = work / "results"
     if not (work / "leaderboard" / "index.html").is_file():
@@ -78,8 +75,6 @@ def publish(workdir: str | Path, dest: str | Path, profile: str = "full", log=pr
     run = json.loads((work / "run.json").read_text()) if (work / "run.json").is_file() else {}
     run["published"] = {"date": time.strftime("%Y-%m-%d"), "evalkit_commit": commit}
     atomic_write_text(dest / "run.json", json.dumps(run, indent=1))
-    from evalkit.leaderboard.build import build_leaderboard
-
     report = build_leaderboard(dest / "results", dest / "board")
     for w in report.warnings:
         log(f"warning: {w}")

@@ -16,12 +16,19 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import time
 from dataclasses import asdict
 from pathlib import Path
 
+import torch
+
 from evalkit.core.errors import EvalkitError
 from evalkit.core.io import atomic_write_text
+from evalkit.core.registry import suggest
+from evalkit.core.results import git_hash
+from evalkit.evaluation.evaluate import EvalOptions, resolve_tasks, run_eval
+from evalkit.leaderboard.build import build_leaderboard
 from evalkit.pipeline.plan import (
     BASELINES,
     PUBLISHED,
@@ -36,40 +43,30 @@ from evalkit.pipeline.profiles import RUN_PROFILES, RunProfile
 from evalkit.pipeline.publish import seed_from_published
 from evalkit.pipeline.scheduler import Job, Stages, default_workers, run_jobs
 from evalkit.pipeline.twins import make_random_twin, shared_twins
+from evalkit.pretraining.loop import pretrain
+from evalkit.synth.suite import SUITE_CORPORA, build_suite
 from upstreams.checkpoint import is_finished
 
 
 def _suite_done(suite: Path) -> bool:
     """True when `suite` holds a finished synthesis: its stamp, every corpus's manifests, no pending parts."""
-    from evalkit.synth.suite import SUITE_CORPORA
-
     return (suite / "suite.json").is_file() and all(
         any((suite / c).glob("*.jsonl")) and not (suite / c / ".parts").exists() for c in SUITE_CORPORA
     )
 
 
 def _pretrain_job(cfg: Path, data: Path, out: Path, max_steps: int | None) -> None:
-    from evalkit.pretraining.loop import pretrain
-
     pretrain(
         cfg, data=data, out=out, max_steps=max_steps, resume=(out / "train_state").exists(), progress=False
     )
 
 
-def _eval_job(spec: str, opts) -> None:
-    from evalkit.evaluation.evaluate import resolve_tasks, run_eval
-
+def _eval_job(spec: str, opts: EvalOptions) -> None:
     run_eval(spec, resolve_tasks("all"), opts)
 
 
 def record_invocation(work: Path, profile: str) -> None:
     """Append this invocation (evalkit commit, start time) to WORKDIR/run.json, with the machine it runs on."""
-    import platform
-
-    import torch
-
-    from evalkit.core.results import git_hash
-
     path = work / "run.json"
     run = json.loads(path.read_text()) if path.is_file() else {}
     run.update(
@@ -130,14 +127,10 @@ def run_pipeline(
     record_invocation(work, profile)
     t0 = time.time()
 
-    from evalkit.synth.suite import build_suite
-
     # build_suite always runs (it checks the folder's profile and version, and finishes a partial suite)
     stages.run(
         "synth", lambda: build_suite(suite, p.suite, seed=0, jobs=jobs), log, did_work=not _suite_done(suite)
     )
-
-    from evalkit.evaluation.evaluate import EvalOptions
 
     opts = EvalOptions(
         data=suite,
@@ -155,8 +148,6 @@ def run_pipeline(
         log(f"[plan] {job.name}")
     run_jobs(plan, workers or default_workers(), stages, log)
 
-    from evalkit.leaderboard.build import build_leaderboard
-
     board = work / "leaderboard"
     stages.run("leaderboard", lambda: build_leaderboard(results, board), log)
     took = time.time() - t0
@@ -169,8 +160,6 @@ def run_pipeline(
 
 def _run_profile(profile: str) -> RunProfile:
     if profile not in RUN_PROFILES:
-        from evalkit.core.registry import suggest
-
         raise EvalkitError(
             f"Unknown run profile {profile!r}.{suggest(profile, RUN_PROFILES)} Choose from {', '.join(RUN_PROFILES)}."
         )
@@ -183,7 +172,7 @@ def _pretrain_jobs(
     chosen: list[str],
     selected: set[str] | None,
     twins: dict[str, list[str]],
-    opts,
+    opts: EvalOptions,
     log,
 ) -> list[Job]:
     """The pre-trainings still to run, each after the unfinished ones it builds on."""
@@ -219,7 +208,7 @@ def _eval_jobs(
     selected: set[str] | None,
     upstream_dir: Path,
     twins: dict[str, list[str]],
-    opts,
+    opts: EvalOptions,
     planned: set[str],
 ) -> list[Job]:
     """The evaluations still missing: baselines, the pre-trained upstreams (after their pre-training)

@@ -22,6 +22,8 @@ def _voice(speaker: Speaker | Voice | str) -> Voice:
 
 def synthesize(text: str, speaker: Speaker | Voice | str = "en-us") -> np.ndarray:
     """16 kHz float32 speech of `text` (clean: no channel) as `speaker` says it."""
+    # deferred: the renderer pulls in scipy.signal (seconds), which `evalkit.synth`'s light users
+    # (text, speakers, phonemes) do not need
     from evalkit.synth.render import to_16k
 
     return to_16k(engine().speak(text, _voice(speaker))).astype(np.float32)

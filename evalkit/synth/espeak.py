@@ -92,6 +92,7 @@ class Engine:
     """A process-wide eSpeak NG instance (create it once per process)."""
 
     def __init__(self) -> None:
+        # deferred: the eSpeak NG library and voices load only when speech is made
         import espeakng_loader
 
         self._lib = ctypes.CDLL(espeakng_loader.get_library_path())

@@ -67,6 +67,7 @@ def _clip(x: int, lo: int, hi: int) -> int:
 
 def variants() -> list[str]:
     """The voice variant names shipped with eSpeak NG (`voices/!v`)."""
+    # deferred: the eSpeak NG library and voices load only when speech is made
     import espeakng_loader
 
     folder = Path(espeakng_loader.get_data_path()) / "voices" / "!v"

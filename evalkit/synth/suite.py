@@ -24,6 +24,7 @@ from tqdm import tqdm
 from evalkit.core.errors import EvalkitError
 from evalkit.core.io import atomic_write_text
 from evalkit.core.manifest import write_manifest
+from evalkit.core.registry import suggest
 from evalkit.synth import text as T
 from evalkit.synth.channel import ChannelConfig
 from evalkit.synth.render import EMOTIONS, Chunk, Item, render_chunk
@@ -435,8 +436,6 @@ def build_suite(
 ) -> dict[str, dict[str, int]]:
     """Synthesise (or finish) the suite in `out`; returns utterance counts per corpus/split."""
     if profile not in SUITE_PROFILES:
-        from evalkit.core.registry import suggest
-
         raise EvalkitError(
             f"Unknown profile {profile!r}.{suggest(profile, SUITE_PROFILES)} Choose from {', '.join(SUITE_PROFILES)}."
         )

@@ -6,6 +6,10 @@ grammar over a part-of-speech lexicon (``data/*.txt``: ~1,700 common lemmas with
 classes, so that "the farmer ate the bread" is likelier than "the bread ate the farmer")
 gives that; task templates reuse it.
 
+Why one module: every task template builds on the grammar's private pieces (noun phrases,
+verb groups, the lexicon's forms) and keeps its conventions below; split apart, those pieces
+would become a public API that nothing outside the suite's text should use.
+
 Conventions, for every function here:
 
 * Each takes a ``random.Random`` and uses nothing else that is random: the same seed gives

@@ -152,10 +152,10 @@ def test_smoke_pipeline_runs_and_resumes_without_redoing_work(smoke_suite, tmp_p
     first_times = json.loads((tmp_path / "smoke" / "stages.json").read_text())
     total = first_times["total (last invocation)"]
     lines: list[str] = []
-    import evalkit.synth.suite as synth_suite
-
-    slow_check = synth_suite.build_suite  # checking a big finished suite takes seconds: it must not count
-    monkeypatch.setattr(synth_suite, "build_suite", lambda *a, **k: (time.sleep(1.2), slow_check(*a, **k))[1])
+    slow_check = pipeline_run.build_suite  # checking a big finished suite takes seconds: it must not count
+    monkeypatch.setattr(
+        pipeline_run, "build_suite", lambda *a, **k: (time.sleep(1.2), slow_check(*a, **k))[1]
+    )
     pipeline_run.run_pipeline("smoke", tmp_path, workers=2, log=lines.append)
     assert not any(line.startswith("[plan]") for line in lines)  # nothing left to do: no job planned
     # and the total stays the one of the run that did the work
@@ -231,8 +231,6 @@ def test_published_readme_lists_each_invocation_and_what_it_ran(tmp_path):
 
 def test_publish_records_the_commit_as_it_was_before_copying(tmp_path, monkeypatch):
     """Publishing into the checkout dirties it; the recorded commit must be the one before that."""
-    import evalkit.core.results
-
     work = tmp_path / "full"
     (work / "leaderboard").mkdir(parents=True)
     (work / "leaderboard" / "index.html").write_text("<html></html>")
@@ -245,7 +243,7 @@ def test_publish_records_the_commit_as_it_was_before_copying(tmp_path, monkeypat
     (work / "stages.json").write_text("{}")
     dest = tmp_path / "pub"
     monkeypatch.setattr(
-        evalkit.core.results,
+        pipeline_publish,
         "git_hash",
         lambda dirty=False: "abc-dirty" if (dest / "results").exists() else "abc",
     )
