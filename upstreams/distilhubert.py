@@ -16,7 +16,7 @@ sizes match the teacher's, the student starts from the teacher's front-end
 and first layers, as in the paper; otherwise it starts at random (the setup
 report says which).
 
-The teacher is loaded frozen by `upstreams.load_upstream` and kept outside the
+The teacher is loaded frozen by `upstreams.load.load_upstream` and kept outside the
 module tree: it is not saved with the student, and only the student trains.
 Recipes name it `${work}/hubert-small` (see `upstreams.hubert`: `${work}` is
 $EVALKIT_WORK, else `exp`, where `evalkit pretrain` writes by default).
@@ -37,6 +37,7 @@ from evalkit.core.errors import ConfigError
 from upstreams.base import Upstream, padding_mask
 from upstreams.encoder import SSLEncoder
 from upstreams.hubert import checked_run_folder, resolve_work
+from upstreams.load import load_upstream
 from upstreams.objective import Batch, Objective, Output, PretrainData
 
 SAMPLE_RATE = 16_000
@@ -106,8 +107,6 @@ class DistilHuBERT(Objective):
 
     def __init__(self, encoder: dict, **objective) -> None:
         super().__init__()
-        from upstreams import load_upstream
-
         self.settings = c = DistilConfig.from_dict(objective, where="objective")
         self.teacher_path = checked_run_folder(c.teacher, "objective.teacher")
         teacher = load_upstream(self.teacher_path)

@@ -51,6 +51,7 @@ from upstreams.kmeans_targets import (
     mfcc_source,
     target_quality,
 )
+from upstreams.load import load_upstream
 from upstreams.modules import MaskEmbedding, compute_span_mask, mix_utterances, scale_gradient
 from upstreams.objective import Batch, Objective, Output, PretrainData
 
@@ -189,8 +190,6 @@ class HuBERT(Objective):
         t = self.settings.targets
         if t.source == "mfcc":
             return mfcc_source()
-        from upstreams import load_upstream
-
         path = checked_run_folder(t.path, "objective.targets.path")
         device = next(self.parameters()).device
         return checkpoint_source(load_upstream(path, device=str(device)), t.layer, path)

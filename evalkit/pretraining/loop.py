@@ -2,7 +2,7 @@
 
 Read it top to bottom, as nanoGPT's train.py: load the recipe, join the
 torchrun group if there is one (gloo on CPU, NCCL on GPU), build the method's
-`Objective` (`upstreams.METHODS`), run its one-off setup, then train with
+`Objective` (`upstreams.methods.METHODS`), run its one-off setup, then train with
 AdamW, linear warm-up + cosine (or linear) decay, bf16 autocast, gradient
 accumulation and clipping, on batches planned by seconds of audio. Every
 `checkpoint_every` steps and at the end it writes
@@ -48,6 +48,7 @@ from evalkit.core.registry import suggest
 from evalkit.core.resources import pretrain_recipe
 from evalkit.pretraining.data import DataConfig, batch_stream, read_data
 from upstreams.checkpoint import write_checkpoint
+from upstreams.methods import METHODS
 from upstreams.modules import FrontendConfig
 from upstreams.modules.context import EncoderConfig
 from upstreams.objective import Objective
@@ -125,8 +126,6 @@ def load_config(path: str | os.PathLike) -> PretrainConfig:
 
 
 def config_from_dict(raw: dict, source: str = "<dict>") -> PretrainConfig:
-    from upstreams import METHODS
-
     for key in raw:
         if key not in TOP_KEYS:
             raise ConfigError(
@@ -203,8 +202,6 @@ def _typed(section: SerialisableConfig, name: str) -> SerialisableConfig:
 
 def build_objective(cfg: PretrainConfig) -> Objective:
     """The method's objective; a method checks its own `objective:` settings, and errors name the recipe."""
-    from upstreams import METHODS
-
     with _in_file(cfg.source):
         return METHODS.get(cfg.method)(cfg.encoder, **cfg.objective)
 

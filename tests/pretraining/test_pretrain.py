@@ -29,8 +29,8 @@ from evalkit.pretraining.loop import (
     rng_state,
     set_rng_state,
 )
-from upstreams import load_upstream
 from upstreams.bestrq import BestRQ
+from upstreams.load import load_upstream
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -9,8 +9,8 @@ import torch
 from torchaudio.compliance import kaldi
 
 from evalkit.evaluation.heads import HEADS
-from upstreams import load_upstream
 from upstreams.baselines import FbankUpstream
+from upstreams.load import load_upstream
 
 
 def _tone(freq: float, seconds: float, amp: float = 0.3) -> torch.Tensor:

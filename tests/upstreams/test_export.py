@@ -15,8 +15,9 @@ import transformers
 from safetensors.torch import save_file
 
 from evalkit.cli import main
-from upstreams import load_checkpoint, load_upstream
+from upstreams.checkpoint import load_checkpoint
 from upstreams.encoder import SSLEncoder
+from upstreams.load import load_upstream
 
 TOL = 1e-4
 SMALL_ENCODER = {

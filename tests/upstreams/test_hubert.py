@@ -352,7 +352,7 @@ def recipe(name: str):
 @pytest.mark.slow  # ~10 s: four short runs, three setups
 def test_recipes_run_through_the_loop(smoke_pretrain, tmp_path, monkeypatch):
     from evalkit.pretraining.loop import pretrain
-    from upstreams import load_upstream
+    from upstreams.load import load_upstream
 
     suite = smoke_pretrain.manifest.parent.parent
     monkeypatch.setenv("EVALKIT_WORK", str(tmp_path))

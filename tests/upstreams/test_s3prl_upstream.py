@@ -19,7 +19,7 @@ import torch
 import torchaudio
 
 from evalkit.core.errors import EvalkitError
-from upstreams import load_upstream
+from upstreams.load import load_upstream
 from upstreams.s3prl import apply_torchaudio_shims
 
 SITE = Path(os.environ.get("EVALKIT_S3PRL_SITE", "/tmp/s3prl_site"))

@@ -326,7 +326,7 @@ def test_tiny_recipe_trains_and_resumes_exactly_through_the_loop(name, smoke_sui
     from safetensors.torch import load_file
 
     from evalkit.pretraining.loop import pretrain
-    from upstreams import load_upstream
+    from upstreams.load import load_upstream
 
     raw = yaml.safe_load((CONFIGS / f"{name}.yaml").read_text())
     raw["data"].update(crop_seconds=2.0, batch_seconds=8.0)
