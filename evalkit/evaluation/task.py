@@ -4,7 +4,7 @@ As in lm-evaluation-harness, a variant file may `include:` its parent (a path
 relative to itself) and override a few keys; `version` is bumped on any change
 that can move scores. Folders given with `--include-path` add tasks from
 outside the package. Task *kinds* (classification, ctc, ...) are the code in
-`evalkit/recipes/`; a task names one and configures it.
+`evalkit/evaluation/kinds/`, registered in `KINDS`; a task names one and configures it.
 """
 
 from __future__ import annotations
@@ -17,17 +17,25 @@ from typing import Any
 import yaml
 
 from evalkit.core.errors import ConfigError
-from evalkit.core.registry import suggest
+from evalkit.core.registry import Registry, suggest
 from evalkit.core.resources import tasks_dir
+from evalkit.evaluation.heads import HEADS
+from evalkit.metrics import METRICS, Metric, metric_from_spec
 
 TASKS_DIR = tasks_dir()
-KINDS = ("classification", "ctc", "verification", "diarization", "qbe")
+# The task kinds a YAML's `kind:` picks; lazy, so that reading a task loads no kind's code.
+KINDS = Registry("task kind")
+KINDS.register("classification", "evalkit.evaluation.kinds.classification:Classification")
+KINDS.register("ctc", "evalkit.evaluation.kinds.ctc:CTC")
+KINDS.register("verification", "evalkit.evaluation.kinds.verification:Verification")
+KINDS.register("diarization", "evalkit.evaluation.kinds.diarization:Diarization")
+KINDS.register("qbe", "evalkit.evaluation.kinds.qbe:QbE")
 
 
 @dataclass
 class HeadConfig:
     name: str  # how results refer to it, e.g. "linear" or "ecapa"
-    type: str  # a registered head (evalkit.heads.HEADS)
+    type: str  # a registered head (evalkit.evaluation.heads.HEADS)
     args: dict[str, Any] = field(default_factory=dict)
 
 
@@ -37,9 +45,7 @@ class MetricConfig:
     primary: bool = False
     options: dict[str, Any] = field(default_factory=dict)  # e.g. collar for der
 
-    def build(self):
-        from evalkit.metrics import metric_from_spec
-
+    def build(self) -> Metric:
         return metric_from_spec({"name": self.name, "primary": self.primary, **self.options})
 
 
@@ -104,6 +110,16 @@ def load_task_file(path: str | Path) -> TaskConfig:
     """Read, merge includes, and validate one task YAML; errors name the file and key."""
     path = Path(path).resolve()
     data = _read_yaml(path)
+    _check_keys(data, path)
+    heads, metrics = _heads_and_metrics(data, path)
+    _check_values(data, heads, metrics, path)
+    cfg = TaskConfig(**{**data, "heads": heads, "metrics": metrics}, source=str(path))
+    _check_registered(cfg, path)
+    return cfg
+
+
+def _check_keys(data: dict, path: Path) -> None:
+    """No unknown key, every required one, and a known kind."""
     unknown = [k for k in data if k not in _FIELDS]
     if unknown:
         k = unknown[0]
@@ -114,9 +130,13 @@ def load_task_file(path: str | Path) -> TaskConfig:
     if missing:
         raise ConfigError(f"{path}: missing required key(s) {', '.join(missing)}.")
     if data["kind"] not in KINDS:
+        kinds = KINDS.names()
         raise ConfigError(
-            f"{path}: kind {data['kind']!r} is not one of {', '.join(KINDS)}.{suggest(data['kind'], KINDS)}"
+            f"{path}: kind {data['kind']!r} is not one of {', '.join(kinds)}.{suggest(data['kind'], kinds)}"
         )
+
+
+def _heads_and_metrics(data: dict, path: Path) -> tuple[list[HeadConfig], list[MetricConfig]]:
     try:
         heads = [HeadConfig(**h) for h in data["heads"]]
         metrics = [
@@ -134,6 +154,10 @@ def load_task_file(path: str | Path) -> TaskConfig:
             f"{path}: bad head or metric entry ({e}); each head has name, type, args; "
             "each metric has name and optional primary."
         ) from None
+    return heads, metrics
+
+
+def _check_values(data: dict, heads: list[HeadConfig], metrics: list[MetricConfig], path: Path) -> None:
     if sum(m.primary for m in metrics) != 1:
         raise ConfigError(f"{path}: exactly one metric must have `primary: true`.")
     if not heads and data["kind"] != "qbe":
@@ -151,15 +175,9 @@ def load_task_file(path: str | Path) -> TaskConfig:
             not isinstance(data[key], list) or not all(isinstance(x, int | float) for x in data[key])
         ):
             raise ConfigError(f"{path}: key {key!r} must be a list of numbers.")
-    cfg = TaskConfig(**{**data, "heads": heads, "metrics": metrics}, source=str(path))
-    _check_registered(cfg, path)
-    return cfg
 
 
 def _check_registered(cfg: TaskConfig, path: Path) -> None:
-    from evalkit.evaluation.heads import HEADS
-    from evalkit.metrics import METRICS
-
     for h in cfg.heads:
         if h.type not in HEADS:
             raise ConfigError(

@@ -10,12 +10,14 @@ each head picks its best learning rate on dev, and only that state sees test.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import random
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -23,7 +25,11 @@ from tqdm import tqdm
 
 from evalkit.core.batching import pack_by_padded_length
 from evalkit.evaluation.featurizer import WeightedLayerSum
-from evalkit.evaluation.kinds.base import Recipe
+from evalkit.evaluation.heads import HEADS
+from evalkit.metrics import Metric
+
+if TYPE_CHECKING:
+    from evalkit.evaluation.kinds.base import TaskKind
 
 
 @dataclass
@@ -60,13 +66,11 @@ def make_batches(
 
 
 def build_runs(
-    recipe: Recipe, num_layers: int, hidden_size: int, lr_grid: list[float], heads=None
+    kind: TaskKind, num_layers: int, hidden_size: int, lr_grid: list[float], heads=None
 ) -> list[Run]:
     """A run per (head, learning rate); `heads` defaults to all the task's heads."""
-    from evalkit.evaluation.heads import HEADS
-
     runs = []
-    task = recipe.task
+    task = kind.task
     for h in task.heads if heads is None else heads:
         for lr in lr_grid:
             torch.manual_seed(task.seed)  # every LR starts from the same initial head
@@ -75,16 +79,16 @@ def build_runs(
                 layer=task.featurizer.get("layer"),
                 layer_norm=bool(task.featurizer.get("layer_norm", False)),
             )
-            head = HEADS.get(h.type)(hidden_size, **{**recipe.head_args(), **h.args})
-            runs.append(Run(h.name, lr, feat, head, recipe.criterion(head)))
+            head = HEADS.get(h.type)(hidden_size, **{**kind.head_args(), **h.args})
+            runs.append(Run(h.name, lr, feat, head, kind.criterion(head)))
     return runs
 
 
 @torch.no_grad()
 def predict_split(
-    recipe: Recipe, features, split: str, run: Run, batch_seconds: float, bf16: bool = False
+    kind: TaskKind, features, split: str, run: Run, batch_seconds: float, bf16: bool = False
 ) -> dict:
-    recs = recipe.records(split)
+    recs = kind.records(split)
     durations = {r["id"]: r["duration"] for r in recs}
     run.modules().eval()
     preds: dict[str, Any] = {}
@@ -92,18 +96,19 @@ def predict_split(
         hidden, lens = features.batch(batch)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             out = run.forward(hidden, lens)
-        preds.update(zip(batch, recipe.predict(out, lens)))
+        preds.update(zip(batch, kind.predict(out, lens)))
     run.modules().train()
     return preds
 
 
-def primary_value(recipe: Recipe, metrics) -> tuple[float, bool]:
+def primary_value(metrics: list[Metric]) -> tuple[float, bool]:
+    """The primary metric's value and direction, from scored metrics."""
     m = next(m for m in metrics if m.primary)
     return m.compute(), m.higher_is_better
 
 
 def train(
-    recipe: Recipe,
+    kind: TaskKind,
     features: dict,
     lr_grid: list[float],
     *,
@@ -118,9 +123,9 @@ def train(
 
     `heads` (default: all of the task's) limits which head specs train.
     """
-    task = recipe.task
+    task = kind.task
     train_feats = features["train"]
-    runs = build_runs(recipe, train_feats.num_layers, train_feats.hidden_size, lr_grid, heads)
+    runs = build_runs(kind, train_feats.num_layers, train_feats.hidden_size, lr_grid, heads)
     groups = [{"params": list(r.modules().parameters()), "lr": r.lr} for r in runs]
     wd = float(task.optimizer.get("weight_decay", 0.0))
     opt = torch.optim.AdamW(groups, weight_decay=wd)
@@ -129,8 +134,8 @@ def train(
         opt,
         lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / max(steps, 1))),
     )
-    recs = {r["id"]: r for r in recipe.records("train")}
-    targets = {i: recipe.target(r) for i, r in recs.items()}
+    recs = {r["id"]: r for r in kind.records("train")}
+    targets = {i: kind.target(r) for i, r in recs.items()}
     durations = {i: r["duration"] for i, r in recs.items()}
     rng = random.Random(task.seed)
     torch.manual_seed(task.seed)
@@ -144,7 +149,7 @@ def train(
         hidden, lens = train_feats.batch(batch)
         tgt = [targets[i] for i in batch]
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            losses = [recipe.loss(r.forward(hidden, lens), tgt, lens, r.criterion) for r in runs]
+            losses = [kind.loss(r.forward(hidden, lens), tgt, lens, r.criterion) for r in runs]
         loss = sum(losses)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -156,12 +161,8 @@ def train(
         bar.set_postfix(loss=f"{total:.3f}")
         if (step + 1) % eval_every == 0 or step + 1 == steps:
             for r in runs:
-                value, higher = primary_value(
-                    recipe,
-                    recipe.score(
-                        "dev", predict_split(recipe, features["dev"], "dev", r, task.batch_seconds, bf16)
-                    )[0],
-                )
+                dev_preds = predict_split(kind, features["dev"], "dev", r, task.batch_seconds, bf16)
+                value, higher = primary_value(kind.score("dev", dev_preds)[0])
                 r.dev_curve.append((step + 1, value))
                 if r.best_dev is None or (value > r.best_dev if higher else value < r.best_dev):
                     r.best_dev, r.best_step = value, step + 1
@@ -184,3 +185,15 @@ def select(runs: list[Run], higher_is_better: bool) -> dict[str, Run]:
         if cur is None or (r.best_dev > cur.best_dev if higher_is_better else r.best_dev < cur.best_dev):
             best[r.head_name] = r
     return best
+
+
+@contextlib.contextmanager
+def intra_op_threads(n: int | None) -> Iterator[None]:
+    """torch's intra-op thread count set to `n` (None: unchanged) inside the block."""
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

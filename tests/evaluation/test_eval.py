@@ -12,7 +12,8 @@ import torch
 
 from evalkit.cli import main
 from evalkit.core.manifest import read_manifest, write_manifest
-from evalkit.evaluation.task import load_task, load_task_file
+from evalkit.evaluation.task import KINDS, load_task, load_task_file
+from evalkit.evaluation.trainer import train
 
 ROOT = Path(__file__).resolve().parents[2]
 TASKS = ("pr", "asr", "ks", "qbe", "ic", "sf", "sid", "asv", "sd", "er")
@@ -135,9 +136,6 @@ class _LabelInLayer:
 
 
 def test_featurizer_weights_move_to_the_informative_layer(tmp_path):
-    from evalkit.evaluation.kinds import RECIPES
-    from evalkit.evaluation.trainer import train
-
     classes = ["a", "b", "c", "d"]
     for split, n in (("train", 64), ("dev", 16), ("test", 16)):
         write_manifest(
@@ -155,7 +153,7 @@ def test_featurizer_weights_move_to_the_informative_layer(tmp_path):
         )
     task = load_task_file(ROOT / "tasks" / "ks" / "task.yaml")
     task.corpus, task.heads = "toy", task.heads[:1]
-    recipe = RECIPES["classification"](task, tmp_path)
+    recipe = KINDS.get("classification")(task, tmp_path)
     feats = {s: _LabelInLayer(recipe.records(s), classes) for s in ("train", "dev", "test")}
     (run,) = train(recipe, feats, [3e-2], steps=200, eval_every=100, progress=False, log=lambda *_: None)
     weights = run.featurizer.layer_weights()

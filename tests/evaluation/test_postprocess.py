@@ -33,8 +33,7 @@ def _sd_recipe(tmp_path) -> Diarization:
         )
     task = load_task_file(ROOT / "tasks" / "sd" / "task.yaml")
     task.corpus = "toy"
-    recipe = Diarization(task, tmp_path)
-    recipe.frame_rate = 100.0
+    recipe = Diarization(task, tmp_path, frame_rate=100.0)
     return recipe
 
 
@@ -57,7 +56,7 @@ def test_sd_tune_picks_threshold_and_median_filter_on_dev(tmp_path):
     chosen = recipe.tune(dev)
     assert chosen["threshold"] in (0.3, 0.4) and chosen["median_s"] == 0.11 and chosen["median_frames"] == 11
     assert chosen["dev_by_setting"]["threshold 0.5, median 0 s"] == default_der
-    metrics, rows = recipe.score("test", {r["id"]: _probs(rng) for r in recipe.records("test")})
+    metrics, rows = recipe.score("test", {r["id"]: _probs(rng) for r in recipe.records("test")}, chosen)
     assert metrics[0].compute() < 0.01  # blips filtered out, speech found, overlap kept
     assert rows[0]["pred"] == [[1.0, 3.0, 0], [2.5, 4.0, 1]]
 

@@ -1,30 +1,67 @@
-"""What every task kind provides to the trainer.
+"""What every task kind provides: its data, its hooks for the trainer, and its run.
 
-A task YAML is data; its `kind` picks one of these recipes, which knows how
+A task YAML is data; its `kind` picks one of these classes, which knows how
 to turn manifest records into targets, a head's output into a loss and into
 predictions, and predictions into metrics and samples. The trainer
-(`evalkit/train.py`) is the same loop for all of them.
+(`evalkit/evaluation/trainer.py`) is the same loop for all of them. A kind
+also owns its run (`TaskKind.run`): which splits it needs and how features
+become the result's body; the default trains heads, and QbE overrides it.
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from evalkit.core.errors import ConfigError
 from evalkit.core.manifest import read_manifest
-from evalkit.evaluation.task import TaskConfig
+from evalkit.evaluation.protocols import PROTOCOLS
+from evalkit.evaluation.trainer import intra_op_threads, predict_split, select, train
+from evalkit.metrics import Metric
+
+if TYPE_CHECKING:
+    from evalkit.evaluation.task import TaskConfig
 
 
-class Recipe:
-    """Base class: data access and the hooks each kind fills in."""
+@dataclass(frozen=True)
+class RunSettings:
+    """How a trained kind runs: `evalkit eval`'s options, resolved per task by the kind itself."""
 
-    def __init__(self, task: TaskConfig, data: Path) -> None:
+    protocol: str = "sweep"  # which (head, learning rate) runs train: see PROTOCOLS
+    lr_grid: list[float] | None = None  # None: the task's
+    steps: int | None = None  # None: the task's budget for the suite's profile
+    suite_profile: str | None = None
+    train_threads: int | None = None  # torch intra-op threads while training (None: unchanged)
+    bf16: bool = False
+    progress: bool = True
+
+
+class TaskKind:
+    """Base class: data access, the hooks each kind fills in, and the trained run.
+
+    `frame_rate` is the upstream's (Hz), for kinds whose targets are per frame;
+    `settings` say how the run trains.
+    """
+
+    splits: tuple[str, ...] = ("train", "dev", "test")  # the splits its run reads
+
+    def __init__(
+        self,
+        task: TaskConfig,
+        data: Path,
+        *,
+        frame_rate: float | None = None,
+        settings: RunSettings | None = None,
+    ) -> None:
         self.task = task
         self.data = Path(data)
+        self.frame_rate = frame_rate
+        self.settings = settings or RunSettings()
         self.folder = self.data / task.corpus
         if not self.folder.is_dir():
             raise ConfigError(
@@ -67,16 +104,111 @@ class Recipe:
         """Fit post-processing settings on dev predictions (SD's threshold and median filter).
 
         Called once per selected run, before its dev and test scoring; returns what it chose
-        (recorded in the result), {} when the kind has nothing to tune.
+        (recorded in the result, and passed to `score`), {} when the kind has nothing to tune.
         """
         return {}
 
-    def score(self, split: str, preds: dict[str, Any]) -> tuple[dict, list[dict]]:
-        """Metric objects (updated) and per-item sample rows for a split's predictions."""
+    def score(
+        self, split: str, preds: dict[str, Any], postprocess: dict | None = None
+    ) -> tuple[list[Metric], list[dict]]:
+        """Metric objects (updated) and per-item sample rows for a split's predictions.
+
+        `postprocess`: what `tune` chose (None: the kind's defaults).
+        """
         raise NotImplementedError
 
-    def metrics(self):
+    def metrics(self) -> list[Metric]:
         return [m.build() for m in self.task.metrics]
+
+    # --- the run -----------------------------------------------------------------------------
+
+    def run(self, features: dict, log=print) -> tuple[dict, list[dict]]:
+        """Features of `splits` -> the result's body and the reference head's sample rows.
+
+        Trains every (head, learning rate) run the protocol asks for, picks each head's best
+        on dev, tunes post-processing on dev, and scores dev and test.
+        """
+        s, task = self.settings, self.task
+        if s.protocol not in PROTOCOLS:
+            raise ConfigError(f"protocol {s.protocol!r}: choose from {', '.join(PROTOCOLS)}.")
+        grid = s.lr_grid or task.lr_grid
+        head_specs = task.heads if s.protocol == "sweep" else task.heads[:1]
+        if s.protocol == "quick":
+            grid = [sorted(grid)[len(grid) // 2]]
+        steps, every = task.budget(s.suite_profile)
+        if s.steps is not None:
+            steps, every = s.steps, max(1, min(every, s.steps // 2 or 1))
+        # --no-cache runs the upstream inside every step: it gets all threads, as in s3prl
+        with intra_op_threads(s.train_threads):
+            return self._train_and_test(features, grid, head_specs, steps, every, log)
+
+    def _train_and_test(self, feats: dict, grid, head_specs, steps: int, every: int, log):
+        task, bf16 = self.task, self.settings.bf16
+        runs = train(
+            self,
+            feats,
+            grid,
+            steps=steps,
+            eval_every=every,
+            bf16=bf16,
+            progress=self.settings.progress,
+            log=log,
+            heads=head_specs,
+        )
+        primary = task.primary_metric
+        higher = primary.build().higher_is_better
+        chosen = select(runs, higher)
+        heads: dict[str, Any] = {}
+        samples: list[dict] = []
+        for k, (name, run) in enumerate(chosen.items()):
+            dev_preds = predict_split(self, feats["dev"], "dev", run, task.batch_seconds, bf16)
+            postprocess = self.tune(dev_preds)  # chosen on dev, before test is seen
+            dev_metrics, _ = self.score("dev", dev_preds, postprocess)
+            test_metrics, rows = self.score(
+                "test", predict_split(self, feats["test"], "test", run, task.batch_seconds, bf16), postprocess
+            )
+            dev, _ = metric_block(dev_metrics, ci=False)
+            test, ci = metric_block(test_metrics, ci=True)
+            heads[name] = {
+                "type": next(h.type for h in task.heads if h.name == name),
+                "metrics": {"dev": dev, "test": test},
+                "ci95": {"test": ci},
+                "lr": run.lr,
+                "lr_grid": {f"{r.lr:g}": r.best_dev for r in runs if r.head_name == name},
+                "best_step": run.best_step,
+                "dev_curves": {f"{r.lr:g}": r.dev_curve for r in runs if r.head_name == name},
+                "layer_weights": run.featurizer.layer_weights(),
+                "head_parameters": sum(p.numel() for p in run.head.parameters()),
+                "steps": steps,
+                **({"postprocess": postprocess} if postprocess else {}),
+            }
+            if k == 0:  # the first head is the task's reference (SUPERB) head
+                samples = [{"head": name, **row} for row in rows]
+        first = next(iter(heads))
+        ref = heads[first]
+        return {
+            "metrics": ref["metrics"],
+            "ci95": ref["ci95"],
+            "primary_metric": primary.name,
+            "higher_is_better": higher,
+            "head": first,
+            "lr": ref["lr"],
+            "lr_grid": grid,
+            "layer_weights": ref["layer_weights"],
+            **({"postprocess": ref["postprocess"]} if "postprocess" in ref else {}),
+            "heads": heads,
+        }, samples
+
+
+def metric_block(metrics: list[Metric], ci: bool) -> tuple[dict, dict]:
+    """{name: value} and, with `ci`, {name: [low, high] or None} (95 % bootstrap) of scored metrics."""
+    values = {m.name: m.compute() for m in metrics}
+    cis = {}
+    if ci:
+        for m in metrics:
+            low, high = m.confidence_interval()
+            cis[m.name] = None if math.isnan(low) else [low, high]
+    return values, cis
 
 
 def pad_targets(seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from evalkit.core.errors import ConfigError
-from evalkit.evaluation.kinds.base import Recipe
+from evalkit.evaluation.kinds.base import TaskKind
 
 
 def field_value(record: dict, key: str):
@@ -29,11 +29,11 @@ def _has(record: dict, key: str) -> bool:
         return False
 
 
-class Classification(Recipe):
+class Classification(TaskKind):
     """`labels: {keys: [k1, k2, ...]}`: one output per record key; classes from the train split."""
 
-    def __init__(self, task, data) -> None:
-        super().__init__(task, data)
+    def __init__(self, task, data, **kwargs) -> None:
+        super().__init__(task, data, **kwargs)
         self.keys: list[str] = list(task.labels.get("keys", ["label"]))
         train = self.records("train")
         for k in self.keys:
@@ -75,7 +75,7 @@ class Classification(Recipe):
             preds.append(vals if len(vals) > 1 else vals[0])
         return preds
 
-    def score(self, split: str, preds: dict[str, Any]):
+    def score(self, split: str, preds: dict[str, Any], postprocess: dict | None = None):
         metrics = self.metrics()
         rows = []
         for r in self.records(split):

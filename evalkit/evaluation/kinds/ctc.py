@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from evalkit.core.errors import ConfigError
 from evalkit.evaluation.decoders import greedy_decode
-from evalkit.evaluation.kinds.base import Recipe, pad_targets
+from evalkit.evaluation.kinds.base import RunSettings, TaskKind, pad_targets
 from evalkit.metrics import parse_tagged_slots
 
 BLANK = "<blank>"
@@ -57,11 +57,11 @@ def _chars(text: str) -> list[str]:
     return [SPACE if c == " " else c for c in text]
 
 
-class CTC(Recipe):
-    frame_rate: float = 50.0  # set by the trainer from the upstream
+class CTC(TaskKind):
+    """`frame_rate`: the upstream's, which `min_frame_rate` is compared with."""
 
-    def __init__(self, task, data) -> None:
-        super().__init__(task, data)
+    def __init__(self, task, data, *, frame_rate: float, settings: RunSettings | None = None) -> None:
+        super().__init__(task, data, frame_rate=frame_rate, settings=settings)
         self.unit = task.labels.get("unit", "chars")
         self.min_frame_rate = float(task.labels.get("min_frame_rate", 0))
         if self.unit not in UNITS:
@@ -126,7 +126,7 @@ class CTC(Recipe):
             return " ".join(record["text"].lower().split())
         return self.detokenize(slot_tagged_tokens(record["text"].lower(), record["slots"]))
 
-    def score(self, split: str, preds: dict[str, Any]):
+    def score(self, split: str, preds: dict[str, Any], postprocess: dict | None = None):
         metrics = self.metrics()
         rows = []
         for r in self.records(split):

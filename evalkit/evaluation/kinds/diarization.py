@@ -15,11 +15,13 @@ import numpy as np
 import torch
 from scipy.signal import medfilt
 
-from evalkit.evaluation.kinds.base import Recipe
+from evalkit.evaluation.kinds.base import RunSettings, TaskKind
+from evalkit.evaluation.losses import pit_bce_loss
 from evalkit.metrics import segments_from_activity
 
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)
 MEDIAN_SECONDS = (0.0, 0.11)  # 0: no filter
+UNTUNED = {"threshold": 0.5, "median_s": 0.0}  # what scoring uses before `tune` has chosen (training's dev)
 
 
 def median_frames(seconds: float, frame_rate: float) -> int:
@@ -28,15 +30,15 @@ def median_frames(seconds: float, frame_rate: float) -> int:
     return k if k % 2 else k + 1
 
 
-class Diarization(Recipe):
-    """`labels: {speakers: 2}`; records carry `segments` [[start, end, speaker], ...]."""
+class Diarization(TaskKind):
+    """`labels: {speakers: 2}`; records carry `segments` [[start, end, speaker], ...].
 
-    frame_rate: float = 50.0  # set by the trainer from the upstream
+    `frame_rate`: the upstream's, at which targets and predictions are per frame.
+    """
 
-    def __init__(self, task, data) -> None:
-        super().__init__(task, data)
+    def __init__(self, task, data, *, frame_rate: float, settings: RunSettings | None = None) -> None:
+        super().__init__(task, data, frame_rate=frame_rate, settings=settings)
         self.num_speakers = int(task.labels.get("speakers", 2))
-        self.threshold, self.median_s = 0.5, 0.0  # until `tune` picks them on dev
 
     def head_args(self) -> dict[str, Any]:
         return {"n_speakers": self.num_speakers}
@@ -52,8 +54,6 @@ class Diarization(Recipe):
         return act
 
     def loss(self, out, targets, lens, criterion=None) -> torch.Tensor:
-        from evalkit.evaluation.losses import pit_bce_loss
-
         labels = torch.stack([self.activity(t, out.shape[1]) for t in targets])
         res = pit_bce_loss(out.float(), labels, lens)
         return res[0] if isinstance(res, tuple) else res
@@ -63,10 +63,10 @@ class Diarization(Recipe):
         probs = torch.sigmoid(out.float()).numpy()
         return [p[:n] for p, n in zip(probs, lens.tolist())]
 
-    def segments(self, probs: np.ndarray) -> list:
+    def segments(self, probs: np.ndarray, threshold: float, median_s: float) -> list:
         """[[start, end, speaker index], ...] from frame probabilities: threshold, then median filter."""
-        k = median_frames(self.median_s, self.frame_rate)
-        active = (probs > self.threshold).astype(np.float32)
+        k = median_frames(median_s, self.frame_rate)
+        active = (probs > threshold).astype(np.float32)
         if k > 1 and len(active):
             active = medfilt(active, (k, 1))
         return [
@@ -75,28 +75,32 @@ class Diarization(Recipe):
         ]
 
     def tune(self, preds: dict[str, Any]) -> dict:
-        """Pick threshold and median filter on dev predictions (lowest DER; ties: the earlier setting)."""
-        from evalkit.evaluation.trainer import primary_value
+        """Pick threshold and median filter on dev predictions (lowest DER; ties: the earlier setting).
 
+        Returns the choice (`threshold`, `median_s`, what `score` takes), with the window in
+        frames and every setting's dev DER for the result file.
+        """
         by_setting = {}
         for median_s in MEDIAN_SECONDS:
             for threshold in THRESHOLDS:
-                self.threshold, self.median_s = threshold, median_s
-                by_setting[(threshold, median_s)] = primary_value(self, self.score("dev", preds)[0])[0]
-        self.threshold, self.median_s = min(by_setting, key=by_setting.get)
+                metrics, _ = self.score("dev", preds, {"threshold": threshold, "median_s": median_s})
+                by_setting[(threshold, median_s)] = next(m for m in metrics if m.primary).compute()
+        threshold, median_s = min(by_setting, key=by_setting.get)
         return {
-            "threshold": self.threshold,
-            "median_s": self.median_s,
-            "median_frames": median_frames(self.median_s, self.frame_rate),
+            "threshold": threshold,
+            "median_s": median_s,
+            "median_frames": median_frames(median_s, self.frame_rate),
             "dev_by_setting": {f"threshold {t:g}, median {m:g} s": v for (t, m), v in by_setting.items()},
         }
 
-    def score(self, split: str, preds: dict[str, Any]):
+    def score(self, split: str, preds: dict[str, Any], postprocess: dict | None = None):
+        """DER per recording, with the threshold and median filter of `postprocess` (default: `UNTUNED`)."""
+        post = postprocess or UNTUNED
         metrics = self.metrics()
         rows = []
         for r in self.records(split):
             ref = [(s, e, spk) for s, e, spk in r["segments"]]
-            pred = self.segments(preds[r["id"]])
+            pred = self.segments(preds[r["id"]], post["threshold"], post["median_s"])
             hyp = [(s, e, f"h{k}") for s, e, k in pred]
             row = {"id": r["id"], "ref": r["segments"], "pred": pred}
             for m in metrics:

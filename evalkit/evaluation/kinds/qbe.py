@@ -3,7 +3,7 @@
 Scoring follows s3prl's quesst14_dtw (SUPERB): features standardised per
 dimension over the split, and each query's scores z-normalised over the
 documents before MTWV applies one threshold to all of them. The alignment
-itself is evalkit's (evalkit/dtw.py: cosine distance, steps (1,0), (0,1),
+itself is evalkit's (evalkit/evaluation/dtw.py: cosine distance, steps (1,0), (0,1),
 (1,1), cost per path cell), not s3prl's asymmetric steps on min-max scaled
 exp-cosine distances.
 """
@@ -14,11 +14,17 @@ from typing import Any
 
 import numpy as np
 
-from evalkit.evaluation.kinds.base import Recipe
+from evalkit.evaluation.dtw import dtw_scores
+from evalkit.evaluation.kinds.base import TaskKind, metric_block
 
 
-class QbE(Recipe):
-    """Records with role query (term) or document (occurrences); every query is tried on every document."""
+class QbE(TaskKind):
+    """Records with role query (term) or document (occurrences); every query is tried on every document.
+
+    Nothing trains: the run reads dev and test only, and picks its layer on dev.
+    """
+
+    splits = ("dev", "test")
 
     def split_roles(self, split: str) -> tuple[list[dict], list[dict]]:
         recs = self.records(split)
@@ -34,8 +40,6 @@ class QbE(Recipe):
         return out
 
     def layer_scores(self, split: str, features, layer: int) -> dict[tuple[str, str], float]:
-        from evalkit.evaluation.dtw import dtw_scores
-
         queries, docs = self.split_roles(split)
         q_feats = [_layer(features, r["id"], layer) for r in queries]
         d_feats = [_layer(features, r["id"], layer) for r in docs]
@@ -61,8 +65,41 @@ class QbE(Recipe):
             rows.append({"query": q, "document": d, "term": term[q], "label": label, "score": s})
         return metrics, rows
 
-    def score(self, split: str, preds: dict[str, Any]):
+    def score(self, split: str, preds: dict[str, Any], postprocess: dict | None = None):
         return self.score_pairs(split, preds)
+
+    def run(self, features: dict, log=print) -> tuple[dict, list[dict]]:
+        """The best layer on dev (or the task's `featurizer.layer`), then test on that layer alone."""
+        task = self.task
+        num_layers = features["dev"].num_layers
+        candidates = [task.featurizer["layer"]] if "layer" in task.featurizer else list(range(num_layers))
+        primary = task.primary_metric
+        dev_by_layer = {}
+        for layer in candidates:
+            metrics, _ = self.score_pairs("dev", self.layer_scores("dev", features["dev"], layer))
+            dev_by_layer[layer] = next(m for m in metrics if m.name == primary.name).compute()
+            log(f"[{task.name}] layer {layer}: dev {primary.name} {dev_by_layer[layer]:.4f}")
+        higher = primary.build().higher_is_better
+        best = (max if higher else min)(dev_by_layer, key=lambda k: dev_by_layer[k])
+        dev_metrics, _ = self.score_pairs("dev", self.layer_scores("dev", features["dev"], best))
+        test_metrics, rows = self.score_pairs("test", self.layer_scores("test", features["test"], best))
+        dev, _ = metric_block(dev_metrics, ci=False)
+        test, ci = metric_block(test_metrics, ci=True)
+        weights = [0.0] * num_layers
+        weights[best] = 1.0
+        return {
+            "metrics": {"dev": dev, "test": test},
+            "ci95": {"test": ci},
+            "primary_metric": primary.name,
+            "higher_is_better": higher,
+            "head": "dtw",
+            "layer": best,
+            "dev_by_layer": {str(k): v for k, v in dev_by_layer.items()},
+            "lr": None,
+            "lr_grid": [],
+            "layer_weights": weights,
+            "heads": {},
+        }, rows
 
 
 def _layer(features, utt_id: str, layer: int) -> np.ndarray:

@@ -8,14 +8,15 @@ import torch
 import torch.nn.functional as F
 
 from evalkit.core.errors import ConfigError
-from evalkit.evaluation.kinds.base import Recipe
+from evalkit.evaluation.kinds.base import TaskKind
+from evalkit.evaluation.losses import AMSoftmaxLoss
 
 
-class Verification(Recipe):
+class Verification(TaskKind):
     """Train split: speaker labels (AM-softmax); dev/test: `<split>_trials.txt` ("1|0 enroll test")."""
 
-    def __init__(self, task, data) -> None:
-        super().__init__(task, data)
+    def __init__(self, task, data, **kwargs) -> None:
+        super().__init__(task, data, **kwargs)
         self.speakers = sorted({r["speaker"] for r in self.records("train")})
         self.index = {s: i for i, s in enumerate(self.speakers)}
         self.margin = float(task.labels.get("margin", 0.2))
@@ -43,8 +44,6 @@ class Verification(Recipe):
         return out
 
     def criterion(self, head) -> torch.nn.Module:
-        from evalkit.evaluation.losses import AMSoftmaxLoss
-
         return AMSoftmaxLoss(head.embed_dim, len(self.speakers), margin=self.margin, scale=self.scale)
 
     def target(self, record: dict) -> int:
@@ -57,7 +56,7 @@ class Verification(Recipe):
     def predict(self, out, lens) -> list:
         return list(F.normalize(out.float(), dim=-1))
 
-    def score(self, split: str, preds: dict[str, Any]):
+    def score(self, split: str, preds: dict[str, Any], postprocess: dict | None = None):
         metrics = self.metrics()
         rows = []
         for label, a, b in self.trials(split):
