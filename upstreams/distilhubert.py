@@ -18,8 +18,7 @@ report says which).
 
 The teacher is loaded frozen by `upstreams.load.load_upstream` and kept outside the
 module tree: it is not saved with the student, and only the student trains.
-Recipes name it `${work}/hubert-small` (see `upstreams.hubert`: `${work}` is
-$EVALKIT_WORK, else `exp`, where `evalkit pretrain` writes by default).
+Recipes name it `${work}/hubert-small`: the run of hubert-small.yaml (see `upstreams.work`).
 """
 
 from __future__ import annotations
@@ -36,9 +35,9 @@ from evalkit.core.config import SerialisableConfig, check_positive
 from evalkit.core.errors import ConfigError
 from upstreams.base import Upstream, padding_mask
 from upstreams.encoder import SSLEncoder
-from upstreams.hubert import checked_run_folder, resolve_work
 from upstreams.load import load_upstream
 from upstreams.objective import Batch, Objective, Output, PretrainData
+from upstreams.work import checked_run_folder, resolve_work
 
 SAMPLE_RATE = 16_000
 

@@ -13,19 +13,13 @@ vector; the context encoder's output at masked frames predicts their cluster
 heads); `head: cosine` with a CNN front-end is the original HuBERT recipe
 (projection, cosine similarity to learned label embeddings ÷ 0.1).
 
-Iteration 2 reads `targets: {source: checkpoint, path: DIR, layer: L}`. Recipes
-that depend on another run's output (this one, DistilHuBERT's teacher) write
-its folder as `${work}/<recipe name>`; `${work}` stands for the folder that
-holds the runs: $EVALKIT_WORK if set, else `exp`, where `evalkit pretrain`
-writes by default (`exp/<recipe name>`). So `evalkit pretrain
-hubert-small.yaml` followed by `evalkit pretrain hubert-iter2-small.yaml`
-works as is; a pipeline with another work folder sets EVALKIT_WORK.
+Iteration 2 reads `targets: {source: checkpoint, path: DIR, layer: L}`; recipes
+write DIR as `${work}/<recipe name>` of the iteration-1 run (see `upstreams.work`).
 """
 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,9 +48,9 @@ from upstreams.kmeans_targets import (
 from upstreams.load import load_upstream
 from upstreams.modules import MaskEmbedding, compute_span_mask, mix_utterances, scale_gradient
 from upstreams.objective import Batch, Objective, Output, PretrainData
+from upstreams.work import checked_run_folder, resolve_work
 
 REPORT_FILE = "hubert_setup.json"
-WORK = "${work}"
 PNMI_WARNING = (
     0.2  # MFCC k-means (k = 100-500) reach 0.31-0.42 on the default suite; far below: a bug or bad audio
 )
@@ -81,24 +75,6 @@ class TargetsConfig(SerialisableConfig):
                 "folder of the iteration-1 run, e.g. ${work}/hubert-small."
             )
         resolve_work(self.path, "objective.targets.path")
-
-
-def resolve_work(path: str, key: str) -> str:
-    """A recipe path with `${work}` replaced by $EVALKIT_WORK, or by `exp` (`evalkit pretrain`'s default)."""
-    if "${" in path.replace(WORK, ""):
-        raise ConfigError(f"{key} = {path!r}: the only placeholder a recipe path may hold is {WORK}.")
-    return path.replace(WORK, os.environ.get("EVALKIT_WORK", "exp"))
-
-
-def checked_run_folder(path: str, key: str) -> str:
-    """`resolve_work(path)`, refusing a `${work}` folder that does not exist with what to run first."""
-    resolved = resolve_work(path, key)
-    if WORK in path and not Path(resolved).is_dir():
-        raise EvalkitError(
-            f"{key} = {path!r} -> {resolved!r}: no such folder. Pre-train the recipe it names first (by "
-            f"default into exp/<recipe name>), or set EVALKIT_WORK to the folder that holds that run."
-        )
-    return resolved
 
 
 @dataclass

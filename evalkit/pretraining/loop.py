@@ -52,6 +52,7 @@ from upstreams.methods import METHODS
 from upstreams.modules import FrontendConfig
 from upstreams.modules.context import EncoderConfig
 from upstreams.objective import Objective
+from upstreams.work import work_dir
 
 # ---- the recipe ---------------------------------------------------------------------------------
 
@@ -404,9 +405,7 @@ def pretrain(
         if max_steps <= 0:
             raise EvalkitError(f"--max-steps must be a positive number of steps; got {max_steps}.")
         cfg.optim.max_steps = max_steps
-    out = (
-        Path(out) if out is not None else Path(os.environ.get("EVALKIT_WORK", "exp")) / Path(cfg.source).stem
-    )
+    out = Path(out) if out is not None else Path(work_dir()) / Path(cfg.source).stem
     with distributed() as procs:
         return _train(cfg, Path(data) if data is not None else None, out, resume, progress, procs)
 
