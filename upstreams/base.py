@@ -21,6 +21,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from evalkit.core.audio import SAMPLE_RATE
+
 
 class Upstream(nn.Module):
     frame_rate: float
@@ -32,7 +34,7 @@ class Upstream(nn.Module):
 
     def frames_for(self, wav_lens: torch.Tensor) -> torch.Tensor:
         """Valid frame counts for sample counts (override when the front-end differs)."""
-        return torch.div(wav_lens * self.frame_rate, 16_000, rounding_mode="floor").long()
+        return torch.div(wav_lens * self.frame_rate, SAMPLE_RATE, rounding_mode="floor").long()
 
 
 def padding_mask(lens: torch.Tensor, max_len: int) -> torch.Tensor:

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 import torchaudio
 
+from evalkit.core.audio import SAMPLE_RATE
 from upstreams.base import Upstream
 
 WIN, HOP = 400, 160  # 25 ms / 10 ms at 16 kHz
@@ -47,7 +48,7 @@ class FbankUpstream(Upstream):
 
     def _fbank(self, wav: torch.Tensor) -> torch.Tensor:
         feats = torchaudio.compliance.kaldi.fbank(
-            wav[None] * 32768, num_mel_bins=self.num_mel_bins, sample_frequency=16000, dither=0.0
+            wav[None] * 32768, num_mel_bins=self.num_mel_bins, sample_frequency=SAMPLE_RATE, dither=0.0
         )
         if not self.cmvn:
             return feats

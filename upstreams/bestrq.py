@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from evalkit.core.audio import load_audio
+from evalkit.core.audio import SAMPLE_RATE, load_audio
 from evalkit.core.config import SerialisableConfig, check_positive
 from evalkit.core.errors import ConfigError, EvalkitError
 from evalkit.core.io import atomic_write_text
@@ -287,7 +287,7 @@ class BestRQ(Objective):
         """Code perplexity and, where records carry `alignment`, PNMI and purities of codebook 0."""
         from upstreams.kmeans_targets import aligned_phones, cluster_quality
 
-        hop = round(16_000 / self.encoder.frame_rate)
+        hop = round(SAMPLE_RATE / self.encoder.frame_rate)
         records = data.records[: self.settings.quality_utterances]
         phones: list[str] = []
         aligned: list[np.ndarray] = []

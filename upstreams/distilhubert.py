@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from evalkit.core.audio import SAMPLE_RATE
 from evalkit.core.config import SerialisableConfig, check_positive
 from evalkit.core.errors import ConfigError
 from upstreams.base import Upstream, padding_mask
@@ -38,8 +39,6 @@ from upstreams.encoder import SSLEncoder
 from upstreams.load import load_upstream
 from upstreams.objective import Batch, Objective, Output, PretrainData
 from upstreams.work import checked_run_folder, resolve_work
-
-SAMPLE_RATE = 16_000
 
 
 @dataclass

@@ -49,6 +49,7 @@ from pathlib import Path
 
 import torch
 
+from evalkit.core.audio import SAMPLE_RATE
 from evalkit.core.errors import EvalkitError
 from upstreams.checkpoint import load_checkpoint, read_config
 from upstreams.encoder import SSLEncoder
@@ -168,7 +169,7 @@ def preprocessor_config() -> dict:
     return {
         "feature_extractor_type": "Wav2Vec2FeatureExtractor",
         "feature_size": 1,
-        "sampling_rate": 16_000,
+        "sampling_rate": SAMPLE_RATE,
         "padding_side": "right",
         "padding_value": 0.0,
         "do_normalize": False,

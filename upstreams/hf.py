@@ -33,10 +33,9 @@ from pathlib import Path
 
 import torch
 
+from evalkit.core.audio import SAMPLE_RATE
 from evalkit.core.errors import AudioError, EvalkitError
 from upstreams.base import Upstream, padding_mask
-
-SAMPLE_RATE = 16_000
 
 # config.json `model_type` -> transformers class holding the bare encoder.
 MODEL_CLASSES = {

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from evalkit.core.audio import SAMPLE_RATE
 from evalkit.core.config import SerialisableConfig, check_choice, check_positive
 from evalkit.core.errors import ConfigError, EvalkitError
 from evalkit.core.io import atomic_write_text
@@ -35,7 +36,6 @@ from upstreams.base import padding_mask
 from upstreams.encoder import SSLEncoder
 from upstreams.kmeans_targets import (
     CENTROIDS_FILE,
-    SAMPLE_RATE,
     ClusterTargets,
     FeatureSource,
     aligned_phones,

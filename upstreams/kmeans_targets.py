@@ -31,13 +31,12 @@ import torch
 from torchaudio.compliance import kaldi
 from torchaudio.functional import compute_deltas
 
-from evalkit.core.audio import load_audio
+from evalkit.core.audio import SAMPLE_RATE, load_audio
 from evalkit.core.errors import ConfigError, EvalkitError
 from evalkit.core.io import atomic_write_text
 from evalkit.core.manifest import audio_path, frame_labels
 from upstreams.modules.frontends import FBANK_SHIFT, FBANK_WINDOW, KALDI_SCALE
 
-SAMPLE_RATE = 16_000
 FRAME_CENTRE = FBANK_WINDOW // 2  # samples from an utterance's start to the centre of frame 0
 MFCC_HOP = FBANK_SHIFT  # 10 ms
 LABELS_FILE = "targets.npy"

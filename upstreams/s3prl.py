@@ -35,11 +35,11 @@ import types
 
 import torch
 
+from evalkit.core.audio import SAMPLE_RATE
 from evalkit.core.errors import EvalkitError
 from evalkit.core.registry import suggest
 from upstreams.base import Upstream, padding_mask
 
-SAMPLE_RATE = 16_000
 INSTALL_HINT = "pip install s3prl"
 
 

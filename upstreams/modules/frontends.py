@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchaudio.compliance import kaldi
 
+from evalkit.core.audio import SAMPLE_RATE
 from evalkit.core.config import SerialisableConfig, check_choice, check_positive
 from upstreams.base import padding_mask
 
@@ -130,7 +131,7 @@ class WaveformCNN(nn.Module):
 @functools.cache
 def _mel_banks(n_mels: int) -> torch.Tensor:
     """Kaldi's triangular mel filters [n_mels, FFT/2 + 1] (20 Hz to Nyquist), from torchaudio."""
-    banks, _ = kaldi.get_mel_banks(n_mels, FBANK_FFT, 16000.0, 20.0, 0.0, 100.0, -500.0, 1.0)
+    banks, _ = kaldi.get_mel_banks(n_mels, FBANK_FFT, float(SAMPLE_RATE), 20.0, 0.0, 100.0, -500.0, 1.0)
     return F.pad(banks.float(), (0, 1))
 
 
