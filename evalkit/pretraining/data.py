@@ -76,7 +76,8 @@ def plan_epoch(data: PretrainData, cfg: DataConfig, seed: int, epoch: int) -> li
     return batches
 
 
-def load_batch(data: PretrainData, crops: list[Crop]) -> Batch:
+def load_crops(data: PretrainData, crops: list[Crop]) -> Batch:
+    """One training batch: each crop cut from its utterance, zero-padded (whole files: core.audio.load_batch)."""
     wavs, offsets = [], []
     for c in crops:
         audio = load_audio(audio_path(data.manifest, data.records[c.index]))
@@ -98,7 +99,7 @@ class EpochBatches(torch.utils.data.Dataset):
         return len(self.batches)
 
     def __getitem__(self, i: int) -> Batch:
-        return load_batch(self.data, self.batches[i])
+        return load_crops(self.data, self.batches[i])
 
 
 def batch_stream(

@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 
 from evalkit.cli import main
 from evalkit.core.errors import ConfigError, EvalkitError
-from evalkit.pretraining.data import Crop, DataConfig, batch_stream, load_batch, plan_epoch, read_data
+from evalkit.pretraining.data import Crop, DataConfig, batch_stream, load_crops, plan_epoch, read_data
 from evalkit.pretraining.loop import (
     build_objective,
     build_optimizer,
@@ -251,7 +251,7 @@ def test_epoch_plan_covers_every_utterance_once_within_the_budget(corpus):
     assert all(max(c.samples for c in b) * len(b) <= 10.0 * 16000 for b in plan if len(b) > 1)
     assert plan == plan_epoch(data, cfg, seed=0, epoch=0)
     assert plan != plan_epoch(data, cfg, seed=0, epoch=1) and plan != plan_epoch(data, cfg, seed=1, epoch=0)
-    batch = load_batch(data, plan[0])
+    batch = load_crops(data, plan[0])
     assert batch.wavs.shape == (len(plan[0]), int(batch.wav_lens.max())) and batch.wav_lens.tolist() == [
         c.samples for c in plan[0]
     ]
@@ -337,7 +337,7 @@ def test_base_recipe_builds_and_trains_one_step(path, corpus, tmp_path, monkeypa
     objective.setup(data, tmp_path / "setup", log=lambda *_: None)
     objective.train()
     optimizer = build_optimizer(objective, cfg.optim)
-    batch = load_batch(data, [Crop(0, 0, 32000)])
+    batch = load_crops(data, [Crop(0, 0, 32000)])
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.train.bf16):
         output = objective(batch)
     output.loss.backward()
