@@ -43,7 +43,7 @@ from tqdm import tqdm
 from evalkit.core.audio import SAMPLE_RATE
 from evalkit.core.config import SerialisableConfig, check_choice
 from evalkit.core.errors import ConfigError, EvalkitError
-from evalkit.core.io import atomic_write_text
+from evalkit.core.io import atomic_open, atomic_write_text
 from evalkit.core.registry import suggest
 from evalkit.core.resources import pretrain_recipe
 from evalkit.pretraining.data import DataConfig, batch_stream, read_data
@@ -375,7 +375,8 @@ class TrainLog:
         self.tensorboard.flush()
 
     def _rewrite(self) -> None:
-        with open(self.path, "w", newline="") as f:
+        """The whole file anew (after a resume, or when a row brings a new column), atomically."""
+        with atomic_open(self.path, "w") as f:
             writer = csv.DictWriter(f, self.fields)
             writer.writeheader()
             writer.writerows(self.rows)
