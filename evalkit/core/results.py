@@ -12,6 +12,7 @@ import json
 import platform
 import re
 import subprocess
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,75 @@ REQUIRED = (
     "task_version",
     "task_config",
 )
+
+
+@dataclass(kw_only=True)
+class HeadResult:
+    """One head of a trained task: its best-on-dev run, the learning rates it tried, its layer weights."""
+
+    type: str  # the registered head
+    metrics: dict[str, dict[str, float]]  # {"dev": {...}, "test": {...}}
+    ci95: dict[str, dict[str, list[float] | None]]  # {"test": {metric: [low, high] or None}}
+    lr: float
+    lr_grid: dict[str, float | None]  # "<lr:g>" -> best dev value of the primary metric
+    best_step: int
+    dev_curves: dict[str, list[tuple[int, float]]]  # "<lr:g>" -> [(step, dev value), ...]
+    layer_weights: list[float]
+    head_parameters: int
+    steps: int
+    postprocess: dict | None = None  # what the kind tuned on dev (SD's threshold); written only when set
+
+    def to_dict(self) -> dict[str, Any]:
+        return _without_unset({f.name: getattr(self, f.name) for f in fields(self)}, ("postprocess",))
+
+
+@dataclass(kw_only=True)
+class Result:
+    """One upstream × task: what the task's kind measured, then how it was made.
+
+    A kind's run fills the measured part (the reference head's numbers on top,
+    every head under `heads`); the evaluation adds the provenance. `to_dict` is
+    the file's JSON object: keys in the order of the fields, as result files
+    have always had them, the optional ones (`layer`, `dev_by_layer`,
+    `postprocess`) only when set.
+    """
+
+    metrics: dict[str, dict[str, float]]  # {"dev": {...}, "test": {...}}
+    ci95: dict[str, dict[str, list[float] | None]]
+    primary_metric: str
+    higher_is_better: bool
+    head: str  # the reference head's name ("dtw" for QbE)
+    layer: int | None = None  # QbE: the layer chosen on dev
+    dev_by_layer: dict[str, float] | None = None  # QbE: dev value of every layer tried
+    lr: float | None
+    lr_grid: list[float]  # the grid the run trained (empty: nothing trained)
+    layer_weights: list[float]
+    postprocess: dict | None = None  # the reference head's tuned post-processing
+    heads: dict[str, HeadResult]
+    # provenance, set by the evaluation that writes the file
+    task: str | None = None
+    upstream: str | None = None
+    task_version: int | None = None
+    protocol: str | None = None
+    task_config: dict | None = None
+    seed: int | None = None
+    suite: dict | None = None
+    upstream_info: dict | None = None
+    versions: dict[str, str] | None = None
+    git_hash: str | None = None
+    cache: str | None = None  # "on" or "off" (--no-cache)
+    wall_time_s: float | None = None
+    feature_time_s: float | None = None
+    samples: dict[str, int] | None = None  # records per split
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["heads"] = {name: h.to_dict() for name, h in self.heads.items()}
+        return _without_unset(data, ("layer", "dev_by_layer", "postprocess"))
+
+
+def _without_unset(data: dict[str, Any], optional: tuple[str, ...]) -> dict[str, Any]:
+    return {k: v for k, v in data.items() if not (k in optional and v is None)}
 
 
 def upstream_tag(spec: str) -> str:

@@ -11,18 +11,18 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from evalkit.core.errors import AudioError, ConfigError
 from evalkit.core.manifest import audio_path
-from evalkit.core.results import git_hash, package_versions, result_path, write_result
+from evalkit.core.results import Result, git_hash, package_versions, result_path, write_result
 from evalkit.evaluation.features import extract
 from evalkit.evaluation.fingerprint import upstream_fingerprint
 from evalkit.evaluation.kinds.base import RunSettings, TaskKind
 from evalkit.evaluation.runner import OnTheFlyFeatures
 from evalkit.evaluation.task import KINDS, TaskConfig, load_task, task_files
-from upstreams import load_upstream
+from upstreams.load import load_upstream
 
 
 @dataclass
@@ -85,15 +85,17 @@ def task_kind(upstream, task: TaskConfig, opts: EvalOptions) -> TaskKind:
     return KINDS.get(task.kind)(task, opts.data, frame_rate=float(upstream.frame_rate), settings=settings)
 
 
-def evaluate_task(upstream, spec: str, task: TaskConfig, opts: EvalOptions, log=print) -> dict:
+def evaluate_task(upstream, spec: str, task: TaskConfig, opts: EvalOptions, log=print) -> Result:
+    """One task: its kind's run on the upstream's features, written as a result file with its provenance."""
     t0 = time.time()
     kind = task_kind(upstream, task, opts)
     for split in kind.splits:
         check_audio(kind.manifest(split), kind.records(split))
     feats = features_for(upstream, kind, opts)
     t_feat = time.time() - t0
-    body, samples = kind.run(feats, log)
-    body.update(
+    measured, samples = kind.run(feats, log)
+    result = replace(
+        measured,
         task=task.name,
         upstream=spec,
         task_version=task.version,
@@ -109,9 +111,8 @@ def evaluate_task(upstream, spec: str, task: TaskConfig, opts: EvalOptions, log=
         feature_time_s=round(t_feat, 2),
         samples={s: len(kind.records(s)) for s in kind.splits},
     )
-    path = result_path(opts.output, spec, task.name)
-    write_result(path, body, samples)
-    return body
+    write_result(result_path(opts.output, spec, task.name), result.to_dict(), samples)
+    return result
 
 
 def check_audio(manifest: Path, records: list[dict]) -> None:
@@ -152,10 +153,10 @@ def run_eval(spec: str, tasks: list[TaskConfig], opts: EvalOptions, log=print) -
         raise ConfigError(f"--data {opts.data}: no such folder. Make one with `evalkit synth --out DIR`.")
     upstream = load_upstream(spec)
     for t in todo:
-        body = evaluate_task(upstream, spec, t, opts, log)
-        pm = body["primary_metric"]
+        result = evaluate_task(upstream, spec, t, opts, log)
+        pm = result.primary_metric
         log(
-            f"[{t.name}] test {pm} = {body['metrics']['test'][pm]:.4f} ({body['wall_time_s']:.0f} s) -> "
+            f"[{t.name}] test {pm} = {result.metrics['test'][pm]:.4f} ({result.wall_time_s:.0f} s) -> "
             f"{result_path(opts.output, spec, t.name)}"
         )
     return [result_path(opts.output, spec, t.name) for t in tasks]

@@ -20,6 +20,7 @@ from torch import nn
 
 from evalkit.core.errors import ConfigError
 from evalkit.core.manifest import read_manifest
+from evalkit.core.results import HeadResult, Result
 from evalkit.evaluation.protocols import PROTOCOLS
 from evalkit.evaluation.trainer import intra_op_threads, predict_split, select, train
 from evalkit.metrics import Metric
@@ -122,8 +123,8 @@ class TaskKind:
 
     # --- the run -----------------------------------------------------------------------------
 
-    def run(self, features: dict, log=print) -> tuple[dict, list[dict]]:
-        """Features of `splits` -> the result's body and the reference head's sample rows.
+    def run(self, features: dict, log=print) -> tuple[Result, list[dict]]:
+        """Features of `splits` -> what the task measured and the reference head's sample rows.
 
         Trains every (head, learning rate) run the protocol asks for, picks each head's best
         on dev, tunes post-processing on dev, and scores dev and test.
@@ -142,7 +143,9 @@ class TaskKind:
         with intra_op_threads(s.train_threads):
             return self._train_and_test(features, grid, head_specs, steps, every, log)
 
-    def _train_and_test(self, feats: dict, grid, head_specs, steps: int, every: int, log):
+    def _train_and_test(
+        self, feats: dict, grid: list[float], head_specs: list, steps: int, every: int, log
+    ) -> tuple[Result, list[dict]]:
         task, bf16 = self.task, self.settings.bf16
         runs = train(
             self,
@@ -158,7 +161,7 @@ class TaskKind:
         primary = task.primary_metric
         higher = primary.build().higher_is_better
         chosen = select(runs, higher)
-        heads: dict[str, Any] = {}
+        heads: dict[str, HeadResult] = {}
         samples: list[dict] = []
         for k, (name, run) in enumerate(chosen.items()):
             dev_preds = predict_split(self, feats["dev"], "dev", run, task.batch_seconds, bf16)
@@ -169,35 +172,35 @@ class TaskKind:
             )
             dev, _ = metric_block(dev_metrics, ci=False)
             test, ci = metric_block(test_metrics, ci=True)
-            heads[name] = {
-                "type": next(h.type for h in task.heads if h.name == name),
-                "metrics": {"dev": dev, "test": test},
-                "ci95": {"test": ci},
-                "lr": run.lr,
-                "lr_grid": {f"{r.lr:g}": r.best_dev for r in runs if r.head_name == name},
-                "best_step": run.best_step,
-                "dev_curves": {f"{r.lr:g}": r.dev_curve for r in runs if r.head_name == name},
-                "layer_weights": run.featurizer.layer_weights(),
-                "head_parameters": sum(p.numel() for p in run.head.parameters()),
-                "steps": steps,
-                **({"postprocess": postprocess} if postprocess else {}),
-            }
+            heads[name] = HeadResult(
+                type=next(h.type for h in task.heads if h.name == name),
+                metrics={"dev": dev, "test": test},
+                ci95={"test": ci},
+                lr=run.lr,
+                lr_grid={f"{r.lr:g}": r.best_dev for r in runs if r.head_name == name},
+                best_step=run.best_step,
+                dev_curves={f"{r.lr:g}": r.dev_curve for r in runs if r.head_name == name},
+                layer_weights=run.featurizer.layer_weights(),
+                head_parameters=sum(p.numel() for p in run.head.parameters()),
+                steps=steps,
+                postprocess=postprocess or None,
+            )
             if k == 0:  # the first head is the task's reference (SUPERB) head
                 samples = [{"head": name, **row} for row in rows]
         first = next(iter(heads))
         ref = heads[first]
-        return {
-            "metrics": ref["metrics"],
-            "ci95": ref["ci95"],
-            "primary_metric": primary.name,
-            "higher_is_better": higher,
-            "head": first,
-            "lr": ref["lr"],
-            "lr_grid": grid,
-            "layer_weights": ref["layer_weights"],
-            **({"postprocess": ref["postprocess"]} if "postprocess" in ref else {}),
-            "heads": heads,
-        }, samples
+        return Result(
+            metrics=ref.metrics,
+            ci95=ref.ci95,
+            primary_metric=primary.name,
+            higher_is_better=higher,
+            head=first,
+            lr=ref.lr,
+            lr_grid=grid,
+            layer_weights=ref.layer_weights,
+            postprocess=ref.postprocess,
+            heads=heads,
+        ), samples
 
 
 def metric_block(metrics: list[Metric], ci: bool) -> tuple[dict, dict]:

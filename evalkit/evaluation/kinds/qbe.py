@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from evalkit.core.results import Result
 from evalkit.evaluation.dtw import dtw_scores
 from evalkit.evaluation.kinds.base import TaskKind, metric_block
 
@@ -68,7 +69,7 @@ class QbE(TaskKind):
     def score(self, split: str, preds: dict[str, Any], postprocess: dict | None = None):
         return self.score_pairs(split, preds)
 
-    def run(self, features: dict, log=print) -> tuple[dict, list[dict]]:
+    def run(self, features: dict, log=print) -> tuple[Result, list[dict]]:
         """The best layer on dev (or the task's `featurizer.layer`), then test on that layer alone."""
         task = self.task
         num_layers = features["dev"].num_layers
@@ -87,19 +88,19 @@ class QbE(TaskKind):
         test, ci = metric_block(test_metrics, ci=True)
         weights = [0.0] * num_layers
         weights[best] = 1.0
-        return {
-            "metrics": {"dev": dev, "test": test},
-            "ci95": {"test": ci},
-            "primary_metric": primary.name,
-            "higher_is_better": higher,
-            "head": "dtw",
-            "layer": best,
-            "dev_by_layer": {str(k): v for k, v in dev_by_layer.items()},
-            "lr": None,
-            "lr_grid": [],
-            "layer_weights": weights,
-            "heads": {},
-        }, rows
+        return Result(
+            metrics={"dev": dev, "test": test},
+            ci95={"test": ci},
+            primary_metric=primary.name,
+            higher_is_better=higher,
+            head="dtw",
+            layer=best,
+            dev_by_layer={str(k): v for k, v in dev_by_layer.items()},
+            lr=None,
+            lr_grid=[],
+            layer_weights=weights,
+            heads={},
+        ), rows
 
 
 def _layer(features, utt_id: str, layer: int) -> np.ndarray:
