@@ -509,6 +509,11 @@ def _mtwv(beta: float = 999.9) -> Metric:
     return Metric("mtwv", True, qbe_item, aggregate, dict(beta=beta))
 
 
+def higher_is_better(name: str) -> bool:
+    """The direction of a registered metric, the one source of it (the leaderboard asks here)."""
+    return METRICS.get(name)().higher_is_better
+
+
 def metric_from_spec(spec: str | dict, where: str = "metrics") -> Metric:
     """Build a metric from a task YAML entry: "wer" or {name: der, collar: 0.25, primary: true}."""
     if not isinstance(spec, str | dict):

@@ -26,6 +26,7 @@ import numpy as np
 
 from evalkit.core.errors import ConfigError, EvalkitError
 from evalkit.core.io import read_json_object
+from evalkit.metrics import METRICS, higher_is_better
 
 # Public reference points of the SUPERB leaderboard (percent; QbE is MTWV x 100), as the site's scoring
 # code has them. The table printed in the site's challenge policy swaps the SOTA points of ASV (5.11)
@@ -71,7 +72,8 @@ SUPERB_KEYS = {
     "SD": ("sd", "der"),
 }
 SUPERB_TASKS = ("PR", "KS", "IC", "SID", "ER", "ASR", "QbE", "SF", "ASV", "SD")
-LOWER_IS_BETTER = frozenset({"per", "wer", "cer", "eer", "der", "min_dcf", "slot_value_cer"})
+# Error rates and costs, as the metrics registry declares them (their arrows in the tables).
+LOWER_IS_BETTER = frozenset(name for name in METRICS.names() if not higher_is_better(name))
 
 
 def normalized_points(value: float, fbank: float, best: float) -> float:
@@ -140,7 +142,7 @@ def entry_task(entry: str) -> str:
 
 def perfect_value(metric: str) -> float:
     """The best value a metric can take: 0 for error rates, 1 for accuracy, F1 and MTWV."""
-    return 0.0 if metric in LOWER_IS_BETTER else 1.0
+    return 1.0 if higher_is_better(metric) else 0.0
 
 
 @dataclass
