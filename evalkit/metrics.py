@@ -174,6 +174,11 @@ def parse_tagged_slots(text: str) -> list[dict]:
     return slots
 
 
+def untag(text: str) -> str:
+    """A tagged transcript without its slot tags: the words that WER and CER score on SF."""
+    return " ".join(w for w in text.split() if not (w.startswith(("B-", "E-")) and len(w) > 2))
+
+
 # --- speaker verification ---------------------------------------------------------------------
 
 

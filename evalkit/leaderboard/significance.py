@@ -20,7 +20,7 @@ import numpy as np
 
 from evalkit.core.errors import ConfigError, EvalkitError
 from evalkit.leaderboard.collect import Entry
-from evalkit.metrics import Metric, metric_from_spec, parse_tagged_slots
+from evalkit.metrics import Metric, metric_from_spec, parse_tagged_slots, untag
 
 # Verification and QbE scores are logged rounded to 1e-6, which can merge near-tied
 # scores; their metrics are therefore only checked to within this much.
@@ -65,8 +65,6 @@ def _ref_hyp(metric: str, row: dict, task_config: dict, terms: dict[str, int]):
     if metric == "der":
         return ([tuple(s) for s in row["ref"]], [(s, e, f"h{k}") for s, e, k in row["pred"]])
     if metric in ("wer", "cer") and (task_config.get("labels") or {}).get("unit") == "slot_chars":
-        from evalkit.evaluation.kinds.ctc import untag
-
         return untag(row["ref"]), untag(row["pred"])
     return row["ref"], row["pred"]
 

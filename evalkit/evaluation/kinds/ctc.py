@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from evalkit.core.errors import ConfigError
 from evalkit.evaluation.decoders import greedy_decode
 from evalkit.evaluation.kinds.base import RunSettings, TaskKind, pad_targets
-from evalkit.metrics import parse_tagged_slots
+from evalkit.metrics import parse_tagged_slots, untag
 
 BLANK = "<blank>"
 SPACE = "|"
@@ -142,7 +142,3 @@ class CTC(TaskKind):
                 row[m.name] = m.item_score(s)
             rows.append(row)
         return metrics, rows
-
-
-def untag(text: str) -> str:
-    return " ".join(w for w in text.split() if not (w.startswith(("B-", "E-")) and len(w) > 2))
