@@ -20,7 +20,8 @@ import numpy as np
 
 from evalkit.core.errors import ConfigError, EvalkitError
 from evalkit.leaderboard.collect import Entry
-from evalkit.metrics import Metric, metric_from_spec, parse_tagged_slots, untag
+from evalkit.metrics import Metric, metric_from_spec
+from evalkit.metrics.text import parse_tagged_slots, untag
 
 # Verification and QbE scores are logged rounded to 1e-6, which can merge near-tied
 # scores; their metrics are therefore only checked to within this much.

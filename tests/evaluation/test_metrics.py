@@ -10,8 +10,25 @@ from scipy.interpolate import interp1d
 from scipy.optimize import brentq
 from sklearn.metrics import roc_curve
 
-from evalkit import metrics as M
 from evalkit.core.errors import ConfigError, EvalkitError
+from evalkit.metrics import METRICS, metric_from_spec
+from evalkit.metrics.classification import accuracy, accuracy_item
+from evalkit.metrics.detection import eer, min_dcf, mtwv, mtwv_from_stats, qbe_item, twv
+from evalkit.metrics.diarization import der, der_item, segments_from_activity
+from evalkit.metrics.stats import bootstrap_ci, ratio_of_sums
+from evalkit.metrics.text import (
+    cer,
+    edit_distance,
+    parse_tagged_slots,
+    per,
+    per_item,
+    slot_type_f1,
+    slot_type_f1_item,
+    slot_value_cer,
+    slot_value_cer_item,
+    wer,
+    wer_item,
+)
 
 WORDS = ["a", "b", "c", "dog", "cat", "the"]
 PHONES = ["aʊ", "tʃ", "ə", "k", "s", "iː", "ŋ"]
@@ -44,17 +61,17 @@ def _random_pairs(seed: int, vocab: list[str], n: int = 40) -> tuple[list[list[s
 def test_wer_matches_jiwer(seed):
     refs, hyps = _random_pairs(seed, WORDS)
     refs, hyps = [" ".join(r) for r in refs], [" ".join(h) for h in hyps]
-    assert M.wer(refs, hyps) == pytest.approx(jiwer.wer(refs, hyps), abs=1e-12)
+    assert wer(refs, hyps) == pytest.approx(jiwer.wer(refs, hyps), abs=1e-12)
     for r, h in zip(refs, hyps):
         out = jiwer.process_words(r, h)
-        assert M.wer_item(r, h) == (out.substitutions + out.deletions + out.insertions, len(r.split()))
+        assert wer_item(r, h) == (out.substitutions + out.deletions + out.insertions, len(r.split()))
 
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_cer_matches_jiwer(seed):
     refs, hyps = _random_pairs(seed, WORDS)
     refs, hyps = [" ".join(r) for r in refs], [" ".join(h) for h in hyps]
-    assert M.cer(refs, hyps) == pytest.approx(jiwer.cer(refs, hyps), abs=1e-12)
+    assert cer(refs, hyps) == pytest.approx(jiwer.cer(refs, hyps), abs=1e-12)
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -65,27 +82,27 @@ def test_per_matches_jiwer_over_placeholder_words(seed):
     expected = jiwer.wer(
         [" ".join(alias[p] for p in r) for r in refs], [" ".join(alias[p] for p in h) for h in hyps]
     )
-    assert M.per(refs, hyps) == pytest.approx(expected, abs=1e-12)
+    assert per(refs, hyps) == pytest.approx(expected, abs=1e-12)
     # "aʊ" is one phone: one substitution against "a", not an edit per character.
-    assert M.per_item(["aʊ", "k"], ["a", "k"]) == (1, 2)
-    assert M.per_item("aʊ k", "aʊ k") == (0, 2)
+    assert per_item(["aʊ", "k"], ["a", "k"]) == (1, 2)
+    assert per_item("aʊ k", "aʊ k") == (0, 2)
 
 
 def test_edit_distance_edge_cases():
-    assert M.edit_distance([], []) == 0
-    assert M.edit_distance(["a", "b"], []) == 2
-    assert M.edit_distance([], ["x"]) == 1
-    assert M.edit_distance("kitten", "sitting") == 3
-    assert M.edit_distance("flaw", "lawn") == 2
+    assert edit_distance([], []) == 0
+    assert edit_distance(["a", "b"], []) == 2
+    assert edit_distance([], ["x"]) == 1
+    assert edit_distance("kitten", "sitting") == 3
+    assert edit_distance("flaw", "lawn") == 2
 
 
 def test_wer_is_ratio_of_sums_not_mean_of_ratios():
     # 1 error in 1 word and 0 in 9 words: corpus WER 1/10, mean of ratios would be 0.5.
-    assert M.wer(["a", "a b c d e f g h i"], ["b", "a b c d e f g h i"]) == pytest.approx(0.1)
+    assert wer(["a", "a b c d e f g h i"], ["b", "a b c d e f g h i"]) == pytest.approx(0.1)
     with pytest.raises(EvalkitError, match="no tokens"):
-        M.wer([""], ["a"])
+        wer([""], ["a"])
     with pytest.raises(EvalkitError, match="references but"):
-        M.wer(["a"], [])
+        wer(["a"], [])
 
 
 # --- accuracy --------------------------------------------------------------------------------
@@ -104,8 +121,8 @@ def test_accuracy_compares_ic_slots_whole():
         ("bring", "shoes", "none"),
         "no",
     ]
-    assert M.accuracy(refs, hyps) == pytest.approx(0.5)
-    assert M.accuracy_item(np.array([1, 2]), (1, 2)) == (1,)
+    assert accuracy(refs, hyps) == pytest.approx(0.5)
+    assert accuracy_item(np.array([1, 2]), (1, 2)) == (1,)
 
 
 # --- EER / minDCF ----------------------------------------------------------------------------
@@ -124,7 +141,7 @@ def test_eer_matches_sklearn_roc_interpolated(seed, round_to):
     fpr, tpr, _ = roc_curve(labels, scores)
     # VoxCeleb's recipe: the FPR x where 1 - x equals the linearly interpolated TPR.
     expected = brentq(lambda x: 1.0 - x - interp1d(fpr, tpr)(x), 0.0, 1.0)
-    assert M.eer(scores, labels) == pytest.approx(expected, abs=1e-9)
+    assert eer(scores, labels) == pytest.approx(expected, abs=1e-9)
 
 
 @pytest.mark.parametrize("seed,p_target", [(0, 0.01), (1, 0.01), (2, 0.05), (3, 0.5)])
@@ -135,17 +152,17 @@ def test_min_dcf_matches_brute_force_over_sklearn_thresholds(seed, p_target):
     costs = [p_target * np.mean(pos < t) + (1 - p_target) * np.mean(neg >= t) for t in thresholds]
     costs.append(1 - p_target)  # accept everything: P_miss 0, P_fa 1
     expected = min(costs) / min(p_target, 1 - p_target)
-    assert M.min_dcf(scores, labels, p_target=p_target) == pytest.approx(expected, abs=1e-12)
+    assert min_dcf(scores, labels, p_target=p_target) == pytest.approx(expected, abs=1e-12)
 
 
 def test_eer_separable_and_inverted_scores():
-    assert M.eer([0.9, 0.8, 0.1, 0.2], [1, 1, 0, 0]) == 0.0
-    assert M.eer([0.1, 0.2, 0.9, 0.8], [1, 1, 0, 0]) == 1.0
-    assert M.min_dcf([0.9, 0.8, 0.1, 0.2], [1, 1, 0, 0]) == 0.0
+    assert eer([0.9, 0.8, 0.1, 0.2], [1, 1, 0, 0]) == 0.0
+    assert eer([0.1, 0.2, 0.9, 0.8], [1, 1, 0, 0]) == 1.0
+    assert min_dcf([0.9, 0.8, 0.1, 0.2], [1, 1, 0, 0]) == 0.0
     with pytest.raises(EvalkitError, match="both target and non-target"):
-        M.eer([0.1, 0.2], [1, 1])
+        eer([0.1, 0.2], [1, 1])
     with pytest.raises(EvalkitError, match="0 or 1"):
-        M.eer([0.1, 0.2], [1, 2])
+        eer([0.1, 0.2], [1, 2])
 
 
 # --- DER ---------------------------------------------------------------------------------------
@@ -219,7 +236,7 @@ def test_der_matches_pyannote_with_overlap(seed, collar, skip_overlap):
         a1 < b2 and a2 < b1 and s1 != s2 for ref, _ in recordings for a1, b1, s1 in ref for a2, b2, s2 in ref
     )
     expected, expected_items = _pyannote_der(recordings, collar, skip_overlap)
-    metric = M.metric_from_spec({"name": "der", "collar": collar, "skip_overlap": skip_overlap})
+    metric = metric_from_spec({"name": "der", "collar": collar, "skip_overlap": skip_overlap})
     items = metric.update([r for r, _ in recordings], [h for _, h in recordings])
     assert metric.compute() == pytest.approx(expected, abs=1e-6)
     for ours, theirs in zip(items, expected_items):
@@ -232,10 +249,10 @@ def test_der_hand_worked():
     # 5-10: two speakers, one hypothesised -> 5 s missed. 10-15: B right; 12-14 z extra -> 2 s FA.
     ref = [(0, 10, "A"), (5, 15, "B")]
     hyp = [(0, 10, "x"), (10, 15, "y"), (12, 14, "z")]
-    assert M.der_item(ref, hyp) == pytest.approx((5.0, 2.0, 0.0, 20.0))
-    assert M.der([ref], [hyp]) == pytest.approx(7 / 20)
+    assert der_item(ref, hyp) == pytest.approx((5.0, 2.0, 0.0, 20.0))
+    assert der([ref], [hyp]) == pytest.approx(7 / 20)
     # Hypothesis labels swapped throughout: the optimal mapping makes it perfect.
-    assert M.der([ref], [[(0, 10, "B"), (5, 15, "A")]]) == 0.0
+    assert der([ref], [[(0, 10, "B"), (5, 15, "A")]]) == 0.0
 
 
 def test_segments_from_activity_round_trip():
@@ -243,11 +260,11 @@ def test_segments_from_activity_round_trip():
     activity = np.zeros((200, 2), dtype=bool)
     activity[10:60, 0] = activity[100:200, 0] = True
     activity[40:120, 1] = True
-    segments = M.segments_from_activity(activity, frame_rate, speakers=["s1", "s2"])
+    segments = segments_from_activity(activity, frame_rate, speakers=["s1", "s2"])
     assert segments == [(0.2, 1.2, "s1"), (0.8, 2.4, "s2"), (2.0, 4.0, "s1")]
-    assert M.der([segments], [M.segments_from_activity(activity, frame_rate)]) == 0.0
+    assert der([segments], [segments_from_activity(activity, frame_rate)]) == 0.0
     with pytest.raises(EvalkitError, match="frames, speakers"):
-        M.segments_from_activity(np.zeros(5), frame_rate)
+        segments_from_activity(np.zeros(5), frame_rate)
 
 
 # --- slot filling ------------------------------------------------------------------------------
@@ -273,8 +290,8 @@ def test_slot_type_f1_hand_worked():
         _s(("city", "oslo")),  # reference empty, hypothesis not: 0
         _s(("date", "today"), ("city", "rome")),  # sets {date, city} equal (duplicates ignored): 1
     ]
-    assert [M.slot_type_f1_item(r, h)[0] for r, h in zip(refs, hyps)] == [0.5, 0.0, 1.0, 0.0, 1.0]
-    assert M.slot_type_f1(refs, hyps) == pytest.approx(2.5 / 5)
+    assert [slot_type_f1_item(r, h)[0] for r, h in zip(refs, hyps)] == [0.5, 0.0, 1.0, 0.0, 1.0]
+    assert slot_type_f1(refs, hyps) == pytest.approx(2.5 / 5)
 
 
 def test_slot_value_cer_hand_worked():
@@ -288,20 +305,20 @@ def test_slot_value_cer_hand_worked():
     # The extra hypothesis "album" slot costs nothing.
     # "today" vs "fryday" (the only date value): t->f, o->r, d->y, +d? edit distance 3; of 5.
     # "friday" vs "fryday": i->y -> 1 edit of 6.
-    assert M.edit_distance("today", "fryday") == 3
-    assert M.slot_value_cer_item(refs[0], hyps[0]) == (13, 20)
-    assert M.slot_value_cer_item(refs[1], hyps[1]) == (4, 11)
-    assert M.slot_value_cer(refs, hyps) == pytest.approx(17 / 31)
+    assert edit_distance("today", "fryday") == 3
+    assert slot_value_cer_item(refs[0], hyps[0]) == (13, 20)
+    assert slot_value_cer_item(refs[1], hyps[1]) == (4, 11)
+    assert slot_value_cer(refs, hyps) == pytest.approx(17 / 31)
     # With several hypothesis values of a type, each reference value takes its closest one.
-    assert M.slot_value_cer_item(_s(("date", "friday")), _s(("date", "today"), ("date", "friday"))) == (0, 6)
+    assert slot_value_cer_item(_s(("date", "friday")), _s(("date", "today"), ("date", "friday"))) == (0, 6)
     with pytest.raises(EvalkitError, match="'type' and 'value'"):
-        M.slot_value_cer([[{"type": "x"}]], [[]])
+        slot_value_cer([[{"type": "x"}]], [[]])
 
 
 def test_parse_tagged_slots():
     text = "play B-artist the  beatles E-artist on B-playlist road B-x trip E-playlist please"
-    assert M.parse_tagged_slots(text) == _s(("artist", "the beatles"), ("playlist", "road trip"))
-    assert M.parse_tagged_slots("no slots here B-city paris") == []
+    assert parse_tagged_slots(text) == _s(("artist", "the beatles"), ("playlist", "road trip"))
+    assert parse_tagged_slots("no slots here B-city paris") == []
 
 
 # --- MTWV --------------------------------------------------------------------------------------
@@ -334,13 +351,13 @@ def test_mtwv_hand_worked():
     # θ=0.4, 0.3: B false alarms d2, d1 (P_fa 2/4, 3/4)          -> 1 - (β/3 + 2β/4)/2, 1 - (β/3 + 3β/4)/2
     # θ=0.2, 0.1: A false alarms d4, d5 ...                       -> down to 1 - (β + β)/2
     # β = 1: the values are 0.25, 0.125, 0.625, 0.4583, 0.7083, 0.5833, 0.4583, 0.2917, 0 -> max 17/24 at 0.5.
-    assert M.mtwv(terms, scores, labels, beta=1.0) == pytest.approx(1 - (1 / 3 + 1 / 4) / 2)
-    assert M.twv(terms, scores, labels, threshold=0.7, beta=1.0) == pytest.approx(0.625)
-    assert M.twv(terms, scores, labels, threshold=0.65, beta=1.0) == pytest.approx(0.625)
+    assert mtwv(terms, scores, labels, beta=1.0) == pytest.approx(1 - (1 / 3 + 1 / 4) / 2)
+    assert twv(terms, scores, labels, threshold=0.7, beta=1.0) == pytest.approx(0.625)
+    assert twv(terms, scores, labels, threshold=0.65, beta=1.0) == pytest.approx(0.625)
     # β = 999.9: any false alarm costs hundreds, so the best is θ=0.9 with none: 0.25.
-    assert M.mtwv(terms, scores, labels) == pytest.approx(0.25)
+    assert mtwv(terms, scores, labels) == pytest.approx(0.25)
     # Detecting nothing gives TWV 0, so MTWV is never negative.
-    assert M.twv(terms, scores, labels, threshold=2.0) == 0.0
+    assert twv(terms, scores, labels, threshold=2.0) == 0.0
 
 
 def test_mtwv_perfect_scores_give_one():
@@ -349,7 +366,7 @@ def test_mtwv_perfect_scores_give_one():
     labels = (rng.random(len(terms)) < 0.2).astype(int)
     labels[::20] = 1  # every term occurs at least once
     scores = labels + 0.1 * rng.random(len(terms))
-    assert M.mtwv(terms, scores, labels) == pytest.approx(1.0)
+    assert mtwv(terms, scores, labels) == pytest.approx(1.0)
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -371,10 +388,10 @@ def test_mtwv_matches_definition_by_brute_force(seed):
             p_fa = (detected & (labels[m] == 0)).sum() / (labels[m] == 0).sum()
             cost.append(p_miss + beta * p_fa)
         best = max(best, 1 - np.mean(cost))
-    assert M.mtwv(terms.tolist(), scores, labels, beta=beta) == pytest.approx(best, abs=1e-12)
+    assert mtwv(terms.tolist(), scores, labels, beta=beta) == pytest.approx(best, abs=1e-12)
     # the numeric table the leaderboard's bootstrap passes (term ids as numbers) gives the same value
     table = np.column_stack([np.unique(terms, return_inverse=True)[1], scores, labels]).astype(float)
-    assert M.mtwv_from_stats(table, beta=beta) == pytest.approx(best, abs=1e-12)
+    assert mtwv_from_stats(table, beta=beta) == pytest.approx(best, abs=1e-12)
 
 
 # --- bootstrap ---------------------------------------------------------------------------------
@@ -382,17 +399,17 @@ def test_mtwv_matches_definition_by_brute_force(seed):
 
 def _wer_stats(n: int, seed: int) -> list[tuple]:
     refs, hyps = _random_pairs(seed, WORDS, n=n)
-    return [M.wer_item(" ".join(r), " ".join(h)) for r, h in zip(refs, hyps)]
+    return [wer_item(" ".join(r), " ".join(h)) for r, h in zip(refs, hyps)]
 
 
 def test_bootstrap_covers_point_and_narrows_with_more_items():
     small, large = _wer_stats(40, 0), _wer_stats(600, 1)
-    lo_s, hi_s = M.bootstrap_ci(small, M.ratio_of_sums, n=500, seed=0)
-    lo_l, hi_l = M.bootstrap_ci(large, M.ratio_of_sums, n=500, seed=0)
-    assert lo_s <= M.ratio_of_sums(small) <= hi_s
-    assert lo_l <= M.ratio_of_sums(large) <= hi_l
+    lo_s, hi_s = bootstrap_ci(small, ratio_of_sums, n=500, seed=0)
+    lo_l, hi_l = bootstrap_ci(large, ratio_of_sums, n=500, seed=0)
+    assert lo_s <= ratio_of_sums(small) <= hi_s
+    assert lo_l <= ratio_of_sums(large) <= hi_l
     assert hi_l - lo_l < 0.6 * (hi_s - lo_s)
-    assert M.bootstrap_ci(small, M.ratio_of_sums, n=500, seed=0) == (lo_s, hi_s)
+    assert bootstrap_ci(small, ratio_of_sums, n=500, seed=0) == (lo_s, hi_s)
 
 
 def test_bootstrap_resamples_items_and_recomputes_the_ratio():
@@ -400,22 +417,22 @@ def test_bootstrap_resamples_items_and_recomputes_the_ratio():
     # first has corpus WER k / (k + 99 (50 - k)), below 0.01 for any plausible k; a mean of
     # per-item ratios would sit near 1/50 = 0.02.
     stats = [(1, 1)] + [(0, 99)] * 49
-    lo, hi = M.bootstrap_ci(stats, M.ratio_of_sums, n=300, seed=0)
+    lo, hi = bootstrap_ci(stats, ratio_of_sums, n=300, seed=0)
     assert 0 <= lo <= hi < 0.01
     # Non-numeric stats (MTWV's query ids) take the list path.
     rng = np.random.default_rng(0)
     terms = np.repeat(["q0", "q1", "q2"], 30).tolist()
     labels = (rng.random(len(terms)) < 0.4).astype(int)
-    pairs = [M.qbe_item((t, y), 0.5 * y + rng.random()) for t, y in zip(terms, labels)]
-    lo, hi = M.bootstrap_ci(pairs, lambda s: M.mtwv_from_stats(s, beta=1.0), n=100, seed=0)
-    assert 0.0 <= lo <= M.mtwv_from_stats(pairs, beta=1.0) <= hi <= 1.0
+    pairs = [qbe_item((t, y), 0.5 * y + rng.random()) for t, y in zip(terms, labels)]
+    lo, hi = bootstrap_ci(pairs, lambda s: mtwv_from_stats(s, beta=1.0), n=100, seed=0)
+    assert 0.0 <= lo <= mtwv_from_stats(pairs, beta=1.0) <= hi <= 1.0
 
 
 # --- metric objects and specs ------------------------------------------------------------------
 
 
 def test_metric_specs_from_yaml_entries():
-    wer = M.metric_from_spec({"name": "wer", "primary": True})
+    wer = metric_from_spec({"name": "wer", "primary": True})
     assert wer.primary and not wer.higher_is_better
     wer.update(["a b", "c"], ["a", "c"])
     wer.update(["d"], ["d"])
@@ -424,27 +441,27 @@ def test_metric_specs_from_yaml_entries():
     wer.reset()
     assert wer.stats == []
 
-    directions = {name: M.metric_from_spec(name).higher_is_better for name in M.METRICS.names()}
+    directions = {name: metric_from_spec(name).higher_is_better for name in METRICS.names()}
     assert directions == {
         "accuracy": True, "cer": False, "der": False, "eer": False, "min_dcf": False, "mtwv": True,
         "per": False, "slot_type_f1": True, "slot_value_cer": False, "wer": False,
     }  # fmt: skip
 
-    dcf = M.metric_from_spec({"name": "min_dcf", "p_target": 0.05})
+    dcf = metric_from_spec({"name": "min_dcf", "p_target": 0.05})
     scores, labels = _trials(0)
     dcf.update(labels, scores)
-    assert dcf.compute() == pytest.approx(M.min_dcf(scores, labels, p_target=0.05))
+    assert dcf.compute() == pytest.approx(min_dcf(scores, labels, p_target=0.05))
     assert dcf.item_score(dcf.stats[0]) is None
 
     with pytest.raises(ConfigError, match="no option"):
-        M.metric_from_spec({"name": "der", "colar": 0.25})
+        metric_from_spec({"name": "der", "colar": 0.25})
     with pytest.raises(ConfigError, match="tasks/sd/task.yaml: metric 'der': option 'collar'"):
-        M.metric_from_spec({"name": "der", "collar": "big"}, where="tasks/sd/task.yaml")
+        metric_from_spec({"name": "der", "collar": "big"}, where="tasks/sd/task.yaml")
     with pytest.raises(ConfigError, match="probability"):
-        M.metric_from_spec({"name": "min_dcf", "p_target": 1.5})
+        metric_from_spec({"name": "min_dcf", "p_target": 1.5})
     with pytest.raises(ConfigError, match="needs a 'name'"):
-        M.metric_from_spec({"primary": True})
+        metric_from_spec({"primary": True})
     with pytest.raises(EvalkitError, match="Did you mean 'wer'"):
-        M.metric_from_spec("wef")
+        metric_from_spec("wef")
     with pytest.raises(EvalkitError, match="2 references but 1"):
         wer.update(["a", "b"], ["a"])

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from evalkit.core.errors import ConfigError
 from evalkit.evaluation.decoders import greedy_decode
 from evalkit.evaluation.kinds.base import RunSettings, TaskKind, pad_targets
-from evalkit.metrics import parse_tagged_slots, untag
+from evalkit.metrics.text import parse_tagged_slots, untag
 
 BLANK = "<blank>"
 SPACE = "|"

@@ -17,7 +17,7 @@ from scipy.signal import medfilt
 
 from evalkit.evaluation.kinds.base import RunSettings, TaskKind
 from evalkit.evaluation.losses import pit_bce_loss
-from evalkit.metrics import segments_from_activity
+from evalkit.metrics.diarization import segments_from_activity
 
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)
 MEDIAN_SECONDS = (0.0, 0.11)  # 0: no filter

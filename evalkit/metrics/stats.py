@@ -1,0 +1,77 @@
+"""Per-item sufficient statistics: the aggregates most metrics share and the bootstrap over items.
+
+A metric's items (utterances, recordings, trials, query-document pairs) each
+leave a tuple of statistics; the corpus value is an aggregate over them, so
+ratio metrics are ratios of sums and the bootstrap resamples items for every
+metric alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from evalkit.core.errors import EvalkitError
+
+Stats = tuple
+
+
+def stats_table(stats: Sequence[Stats] | np.ndarray, what: str) -> np.ndarray:
+    """Stats as a float matrix [items, fields]; an empty corpus has no metric."""
+    if len(stats) == 0:
+        raise EvalkitError(f"Cannot compute {what}: no items were scored. Check that the split is not empty.")
+    return np.asarray(stats, dtype=float).reshape(len(stats), -1)
+
+
+def ratio_of_sums(stats: Sequence[Stats] | np.ndarray) -> float:
+    """sum(numerator) / sum(denominator) over items: corpus-level WER, CER, PER."""
+    table = stats_table(stats, "an error rate")
+    num, den = table[:, 0].sum(), table[:, 1].sum()
+    if den == 0:
+        raise EvalkitError("Error rate undefined: the references hold no tokens. Check the reference labels.")
+    return float(num / den)
+
+
+def mean_of_items(stats: Sequence[Stats] | np.ndarray) -> float:
+    return float(stats_table(stats, "a mean")[:, 0].mean())
+
+
+def bootstrap_ci(
+    per_item_stats: Sequence[Stats],
+    compute_fn: Callable[[Sequence[Stats]], float],
+    n: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval: resample items with replacement, recompute the corpus metric.
+
+    `compute_fn` is a metric's aggregate, so a ratio metric is recomputed as a ratio of sums on
+    every resample. Numeric stats are resampled as one array (fast); others as lists.
+    Resamples where the metric is undefined are skipped; if more than a fifth are, the
+    interval is (nan, nan): the set is too small to say.
+    """
+    if len(per_item_stats) == 0:
+        raise EvalkitError("Cannot bootstrap a metric over zero items.")
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(per_item_stats), size=(n, len(per_item_stats)))
+    numeric = all(isinstance(v, int | float | np.number) for v in per_item_stats[0])
+    table = np.asarray(per_item_stats, dtype=float) if numeric else None
+    values = []
+    for idx in draws:
+        try:
+            values.append(compute_fn(table[idx] if numeric else [per_item_stats[i] for i in idx]))
+        except EvalkitError:
+            continue  # a degenerate resample (e.g. no target trial): undefined, so left out
+    if len(values) < 0.8 * n:  # too few items for a meaningful interval
+        return float("nan"), float("nan")
+    tail = 100 * (1 - level) / 2
+    low, high = np.percentile(values, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def corpus_value(item: Callable, aggregate: Callable, refs: Sequence, hyps: Sequence) -> float:
+    """A corpus metric in one call: each (ref, hyp) item's stats, then the aggregate."""
+    if len(refs) != len(hyps):
+        raise EvalkitError(f"{len(refs)} references but {len(hyps)} hypotheses.")
+    return aggregate([item(r, h) for r, h in zip(refs, hyps)])
