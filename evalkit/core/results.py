@@ -13,6 +13,7 @@ import platform
 import re
 import subprocess
 from dataclasses import dataclass, fields
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -119,8 +120,6 @@ def samples_path(result: Path) -> Path:
 
 
 def package_versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
     out = {"python": platform.python_version()}
     for pkg in ("evalkit", "torch", "torchaudio", "numpy", "scikit-learn", "speechbrain", "transformers"):
         try:

@@ -4,7 +4,7 @@ Every head is an `nn.Module` called as `head(x, lens)`: `x` [B, T, D] is the
 featurizer's output, zero-padded, and `lens` [B] the valid frame counts. Every
 head masks padding itself (whatever the padded frames hold), so an utterance
 alone and the same utterance padded in a batch give the same output in eval
-mode; tests/test_heads.py checks this for each head. Sizes are constructor
+mode; tests/evaluation/test_heads.py checks this for each head. Sizes are constructor
 arguments with CPU-sized defaults; task YAMLs name a head by its registry key
 (`type: mean_pool_linear`) and pass the rest as keyword arguments.
 
@@ -329,7 +329,8 @@ class _EcapaEmbedder(nn.Module):
         res2net_scale: int,
     ) -> None:
         super().__init__()
-        from speechbrain.lobes.models import ECAPA_TDNN as sb  # slow import, only when used
+        # deferred: speechbrain is a heavy import, needed only by the ECAPA heads
+        from speechbrain.lobes.models import ECAPA_TDNN as sb
         from speechbrain.nnet.CNN import Conv1d
 
         channels = list(channels)

@@ -12,15 +12,16 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from evalkit.core.errors import ConfigError
 from evalkit.core.registry import Registry, suggest
 from evalkit.core.resources import tasks_dir
-from evalkit.evaluation.heads import HEADS
-from evalkit.metrics import METRICS, Metric, metric_from_spec
+
+if TYPE_CHECKING:
+    from evalkit.metrics import Metric
 
 TASKS_DIR = tasks_dir()
 # The task kinds a YAML's `kind:` picks; lazy, so that reading a task loads no kind's code.
@@ -46,6 +47,9 @@ class MetricConfig:
     options: dict[str, Any] = field(default_factory=dict)  # e.g. collar for der
 
     def build(self) -> Metric:
+        # deferred: the metrics import scipy; `evalkit ls tasks` lists task files without them
+        from evalkit.metrics import metric_from_spec
+
         return metric_from_spec({"name": self.name, "primary": self.primary, **self.options})
 
 
@@ -178,6 +182,11 @@ def _check_values(data: dict, heads: list[HeadConfig], metrics: list[MetricConfi
 
 
 def _check_registered(cfg: TaskConfig, path: Path) -> None:
+    # deferred: heads import torch and metrics scipy (0.4 s -> 4 s for `evalkit ls tasks`, which
+    # reads this module but validates no task)
+    from evalkit.evaluation.heads import HEADS
+    from evalkit.metrics import METRICS
+
     for h in cfg.heads:
         if h.type not in HEADS:
             raise ConfigError(

@@ -1,4 +1,4 @@
-"""`evalkit validate`: check suites, manifests and (as they arrive) task YAMLs and result files.
+"""`evalkit validate`: check suites, manifests, task YAMLs and result files.
 
 Each check yields `(message, ok)` lines so that one run reports every problem
 instead of stopping at the first.
@@ -11,6 +11,8 @@ from pathlib import Path
 
 from evalkit.core.errors import EvalkitError
 from evalkit.core.manifest import audio_path, read_manifest
+from evalkit.core.results import read_result
+from evalkit.evaluation.task import load_task_file
 
 
 def validate_manifest(path: Path, check_audio: bool = True) -> Iterator[tuple[str, bool]]:
@@ -58,8 +60,6 @@ def validate_path(path: Path) -> Iterator[tuple[str, bool]]:
 
 
 def _validate_result(path: Path) -> Iterator[tuple[str, bool]]:
-    from evalkit.core.results import read_result
-
     try:
         r = read_result(path)
     except EvalkitError as e:
@@ -70,11 +70,6 @@ def _validate_result(path: Path) -> Iterator[tuple[str, bool]]:
 
 
 def _validate_yaml(path: Path) -> Iterator[tuple[str, bool]]:
-    try:
-        from evalkit.evaluation.task import load_task_file
-    except ImportError:
-        yield f"{path}: task YAML validation is not available in this version", False
-        return
     try:
         task = load_task_file(path)
     except EvalkitError as e:

@@ -274,7 +274,7 @@ def rank_score(
     `table` is {upstream: {task: value}}; each task ranks the upstreams that
     have it, and an upstream's score is the mean of its ranks over its tasks.
     """
-    from scipy.stats import rankdata
+    from scipy.stats import rankdata  # deferred: scipy.stats is a heavy import, needed only here
 
     ranks: dict[str, list[float]] = {u: [] for u in table}
     for task, higher in higher_is_better.items():
