@@ -8,11 +8,13 @@ mode; tests/evaluation/test_heads.py checks this for each head. Sizes are constr
 arguments with CPU-sized defaults; task YAMLs name a head by its registry key
 (`type: mean_pool_linear`) and pass the rest as keyword arguments.
 
-What each kind returns:
+What each kind returns (the losses are in `losses.py`, the decoders in `decoders.py`, and the
+task kinds that use both in `kinds/`):
   classification  logits [B, C], or a list of them when `n_classes` is a list (IC slots)
-  CTC             (log_probs [B, T, V], lens); `greedy_decode` turns them into label ids
-  speaker         embeddings [B, E]; `AMSoftmaxLoss` trains them, `cosine_score` scores trials
-  diarization     per-frame speaker-activity logits [B, T, S]; `pit_bce_loss` trains them
+  CTC             (log_probs [B, T, V], lens); `decoders.greedy_decode` turns them into label ids
+  speaker         embeddings [B, E]; `losses.AMSoftmaxLoss` trains them, `decoders.cosine_score`
+                  scores trials
+  diarization     per-frame speaker-activity logits [B, T, S]; `losses.pit_bce_loss` trains them
 """
 
 from __future__ import annotations
