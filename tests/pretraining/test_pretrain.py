@@ -19,16 +19,9 @@ from safetensors.torch import load_file
 from evalkit.cli import main
 from evalkit.core.errors import ConfigError, EvalkitError
 from evalkit.pretraining.data import Crop, DataConfig, batch_stream, load_crops, plan_epoch, read_data
-from evalkit.pretraining.loop import (
-    build_objective,
-    build_optimizer,
-    config_from_dict,
-    load_config,
-    lr_factor,
-    pretrain,
-    rng_state,
-    set_rng_state,
-)
+from evalkit.pretraining.loop import build_optimizer, lr_factor, pretrain
+from evalkit.pretraining.recipe import build_objective, config_from_dict, load_config
+from evalkit.pretraining.train_state import rng_state, set_rng_state
 from upstreams.bestrq import BestRQ
 from upstreams.load import load_upstream
 

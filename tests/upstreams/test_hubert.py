@@ -340,7 +340,7 @@ def recipe(name: str):
     """A shipped recipe, shrunk for the smoke corpus: short batches, few clusters."""
     from pathlib import Path
 
-    from evalkit.pretraining.loop import load_config
+    from evalkit.pretraining.recipe import load_config
 
     cfg = load_config(Path(__file__).resolve().parents[2] / "configs" / "pretrain" / f"{name}.yaml")
     cfg.data.crop_seconds, cfg.data.batch_seconds = 3.0, 12.0

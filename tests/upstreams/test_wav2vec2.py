@@ -298,7 +298,7 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "pretrain"
 
 @pytest.mark.parametrize("size", ["tiny", "small", "base"])
 def test_summarymixing_recipes_differ_from_wav2vec2_only_in_the_mixer(size):
-    from evalkit.pretraining.loop import load_config
+    from evalkit.pretraining.recipe import load_config
 
     w2v = load_config(CONFIGS / f"wav2vec2-{size}.yaml").to_dict()
     summary = load_config(CONFIGS / f"summarymixing-{size}.yaml").to_dict()
@@ -309,7 +309,7 @@ def test_summarymixing_recipes_differ_from_wav2vec2_only_in_the_mixer(size):
 
 
 def test_base_recipe_is_the_papers_size():
-    from evalkit.pretraining.loop import build_objective, load_config
+    from evalkit.pretraining.recipe import build_objective, load_config
 
     cfg = load_config(CONFIGS / "wav2vec2-base.yaml")
     objective = build_objective(cfg)

@@ -1,0 +1,59 @@
+"""torchrun's process group for the pre-training loop, or one process without it."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass
+class Processes:
+    rank: int
+    world: int
+    device: torch.device
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+@contextlib.contextmanager
+def distributed() -> Iterator[Processes]:
+    """Joins torchrun's process group (from RANK / WORLD_SIZE) or runs as one process."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    cuda = torch.cuda.is_available()
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    device = torch.device("cuda", local) if cuda else torch.device("cpu")
+    joined = world > 1 and not dist.is_initialized()
+    if joined:
+        if cuda:
+            torch.cuda.set_device(device)
+        # Generous timeout: the other processes wait at a barrier while rank 0 runs setup (k-means).
+        dist.init_process_group("nccl" if cuda else "gloo", timeout=timedelta(hours=3))
+    try:
+        yield Processes(dist.get_rank() if world > 1 else 0, world, device)
+        if joined:  # no process tears the group down while another still talks to it
+            dist.barrier()
+    finally:
+        if joined:
+            dist.destroy_process_group()
+
+
+def barrier(procs: Processes) -> None:
+    if procs.world > 1:
+        dist.barrier()
+
+
+def sum_over_processes(procs: Processes, values: dict[str, float]) -> dict[str, float]:
+    if procs.world == 1:
+        return values
+    gathered: list[Any] = [None] * procs.world
+    dist.all_gather_object(gathered, values)
+    return {k: sum(g.get(k, 0.0) for g in gathered) for k in set().union(*gathered)}
