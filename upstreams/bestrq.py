@@ -37,6 +37,7 @@ from evalkit.core.io import atomic_write_text
 from evalkit.core.manifest import audio_path
 from upstreams.base import padding_mask
 from upstreams.encoder import SSLEncoder
+from upstreams.kmeans_targets import aligned_phones, cluster_quality
 from upstreams.modules import NoiseReplacement, compute_span_mask, kaldi_fbank, mix_utterances, scale_gradient
 from upstreams.modules.frontends import KALDI_SCALE
 from upstreams.objective import Batch, Objective, Output, PretrainData
@@ -285,8 +286,6 @@ class BestRQ(Objective):
 
     def target_quality(self, data: PretrainData) -> dict:
         """Code perplexity and, where records carry `alignment`, PNMI and purities of codebook 0."""
-        from upstreams.kmeans_targets import aligned_phones, cluster_quality
-
         hop = round(SAMPLE_RATE / self.encoder.frame_rate)
         records = data.records[: self.settings.quality_utterances]
         phones: list[str] = []

@@ -97,7 +97,7 @@ def pretraining_method(checkpoint: Path) -> str | None:
 
 def export_hf(model: SSLEncoder, out: Path, model_type: str = "hubert", source: str = "the model") -> Path:
     """Write `model` as a transformers folder: config.json, model.safetensors, preprocessor_config.json."""
-    import transformers
+    import transformers  # deferred: heavy, and only an export needs it
 
     if model_type not in MODEL_TYPES:
         raise EvalkitError(f"--model-type {model_type!r}: choose one of {', '.join(MODEL_TYPES)}.")

@@ -241,7 +241,7 @@ def _read_config(folder: Path) -> dict:
 
 def _load_model(folder: Path, model_type: str) -> torch.nn.Module:
     """The bare encoder from local files only; refuse silently random-initialised weights."""
-    import transformers
+    import transformers  # deferred: heavy, and only an hf: upstream needs it
 
     cls = getattr(transformers, MODEL_CLASSES[model_type])
     try:

@@ -207,7 +207,7 @@ def fit_kmeans(
     the first pass; a larger one is read twice, so memory holds only the
     subsample. Returns the targets and the centroids.
     """
-    from sklearn.cluster import MiniBatchKMeans
+    from sklearn.cluster import MiniBatchKMeans  # deferred: scikit-learn is slow to import
 
     if n_clusters < 2:
         raise ConfigError(f"objective.n_clusters must be at least 2; got {n_clusters}.")

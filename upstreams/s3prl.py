@@ -29,11 +29,13 @@ how to opt out (only for a checkpoint you trust).
 
 from __future__ import annotations
 
+import importlib
 import pickle
 import sys
 import types
 
 import torch
+import torchaudio
 
 from evalkit.core.audio import SAMPLE_RATE
 from evalkit.core.errors import EvalkitError
@@ -45,15 +47,13 @@ INSTALL_HINT = "pip install s3prl"
 
 def apply_torchaudio_shims() -> None:
     """Give torchaudio >= 2.9 the names s3prl imports or calls at import time; idempotent."""
-    import torchaudio
-
     if not hasattr(torchaudio, "set_audio_backend"):
         torchaudio.set_audio_backend = _set_audio_backend
     if not hasattr(torchaudio, "get_audio_backend"):
         torchaudio.get_audio_backend = _get_audio_backend
     if "torchaudio.sox_effects" not in sys.modules:
         try:
-            import torchaudio.sox_effects  # noqa: F401  (present before torchaudio 2.9)
+            importlib.import_module("torchaudio.sox_effects")  # present before torchaudio 2.9
         except ImportError:
             module = types.ModuleType("torchaudio.sox_effects", "evalkit shim: removed in torchaudio 2.9")
             module.apply_effects_tensor = _apply_effects_tensor
@@ -81,7 +81,7 @@ def import_s3prl_upstream() -> type:
     """s3prl's `S3PRLUpstream` class, after the shims; a clear error when s3prl is missing or broken."""
     apply_torchaudio_shims()
     try:
-        from s3prl.nn import S3PRLUpstream
+        from s3prl.nn import S3PRLUpstream  # deferred: optional dependency, imported after the shims
     except ImportError as e:
         if (e.name or "").split(".")[0] == "s3prl":
             raise EvalkitError(
@@ -144,7 +144,7 @@ class S3PRLAdapter(Upstream):
 
 
 def _s3prl_version() -> str:
-    import s3prl
+    import s3prl  # deferred: optional dependency
 
     return str(getattr(s3prl, "__version__", "unknown"))
 

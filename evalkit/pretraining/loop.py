@@ -70,9 +70,8 @@ class TrainLog:
     """OUT/log.csv and TensorBoard; rows past the resumed step (a killed run's last ones) are dropped."""
 
     def __init__(self, out: Path, step: int) -> None:
-        from torch.utils.tensorboard import (
-            SummaryWriter,
-        )  # deferred: slow to import; only rank 0 logs
+        # deferred: tensorboard is slow to import, and only rank 0 writes logs
+        from torch.utils.tensorboard import SummaryWriter
 
         self.path = out / "log.csv"
         self.rows: list[dict] = []
