@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 
 from evalkit.corpora import prepare
-from evalkit.evaluation.kinds import RECIPES
-from evalkit.evaluation.task import load_task
+from evalkit.evaluation.task import KINDS, load_task
 
 HERE = Path(__file__).resolve().parent
 
@@ -44,7 +43,7 @@ def test_asv_superb_reads_train_dev_test_and_both_trial_lists(tmp_path, audio, t
         "verification",
     )
     prepare("voxceleb1_asv", src, tmp_path / "data" / task.corpus)
-    recipe = RECIPES[task.kind](task, tmp_path / "data")
+    recipe = KINDS.get(task.kind)(task, tmp_path / "data")
     assert len(recipe.speakers) == 4  # train speakers only: the 2 dev speakers are held out
     dev, test = recipe.trials("dev"), recipe.trials("test")
     assert dev and {label for label, _, _ in dev} == {0, 1}
@@ -61,7 +60,7 @@ def test_er_superb_folds_read_nested_corpus_folders(iemocap_data, fold):
         "classification",
     )
     assert task.labels == load_task("er").labels and task.heads == load_task("er").heads
-    recipe = RECIPES[task.kind](task, data)
+    recipe = KINDS.get(task.kind)(task, data)
     assert recipe.folder == data / "iemocap" / f"fold{fold}"
     assert {r["fold"] for r in recipe.records("test")} == {fold}
     assert fold not in {r["fold"] for r in recipe.records("train") + recipe.records("dev")}

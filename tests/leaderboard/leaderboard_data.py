@@ -7,7 +7,9 @@ import random
 from pathlib import Path
 
 from evalkit.core.results import write_result
-from evalkit.metrics import accuracy, eer, wer
+from evalkit.metrics.classification import accuracy
+from evalkit.metrics.detection import eer
+from evalkit.metrics.text import wer
 
 KS_LABELS = ["yes", "no", "up", "down"]
 SUITE = {"profile": "smoke", "seed": 0, "corpora": ["ks", "asr", "asv"]}

@@ -287,7 +287,7 @@ def _draw_all(seed: int) -> list:
 def test_every_generator_is_deterministic_across_processes():
     assert _draw_all(11) == _draw_all(11)
     assert _draw_all(11) != _draw_all(12)
-    code = "import json, tests.test_text as t; print(json.dumps(t._draw_all(11)))"
+    code = "import json, tests.synth.test_text as t; print(json.dumps(t._draw_all(11)))"
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     for hashseed in ("1", "2"):
         out = subprocess.run(
