@@ -78,13 +78,13 @@ def _metrics(args: argparse.Namespace) -> list[str]:
 
 
 def _upstreams(args: argparse.Namespace) -> list[str]:
-    from upstreams import UPSTREAMS  # deferred: keeps `evalkit --help` fast
+    from upstreams.registry import UPSTREAMS  # deferred: keeps `evalkit --help` fast
 
     return list(UPSTREAMS.names())
 
 
 def _methods(args: argparse.Namespace) -> list[str]:
-    from upstreams import METHODS  # deferred: keeps `evalkit --help` fast
+    from upstreams.methods import METHODS  # deferred: keeps `evalkit --help` fast
 
     return list(METHODS.names())
 
