@@ -63,7 +63,7 @@ class BestRQConfig(SerialisableConfig):
     # random initialisation (frozen: no gradient, no weight decay), as the frozen target projection does.
     frontend_grad_scale: float = 1.0
     unmasked_weight: float = 0.0  # loss = L_masked + w * L_unmasked, as HuBERT's objective.unmasked_weight
-    # WavLM's utterance mixing (upstreams/modules/mixing.py): the share of utterances the encoder hears
+    # WavLM's utterance mixing (upstreams/modules/utterance_mixing.py): the share of utterances the encoder hears
     # overlapped by another one of the batch; targets stay those of the clean utterance
     mix_prob: float = 0.0
     # How the target fbank is normalised: "utterance" (each utterance's own mean and variance, which

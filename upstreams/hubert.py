@@ -93,7 +93,7 @@ class HuBERTConfig(SerialisableConfig):
     frontend_grad_scale: float = 1.0  # HuBERT's feature_grad_mult: 0.1 for the CNN front-end
     unmasked_weight: float = 0.0  # loss = L_masked + w * L_unmasked (the HuBERT paper's alpha = 1 / (1 + w))
     mix_prob: float = (
-        0.0  # WavLM's utterance mixing (upstreams/modules/mixing.py); targets stay the clean ones
+        0.0  # WavLM's utterance mixing (upstreams/modules/utterance_mixing.py); targets stay the clean ones
     )
 
     def __post_init__(self) -> None:

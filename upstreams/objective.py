@@ -1,4 +1,4 @@
-"""The contract between the one pre-training loop (`evalkit/pretrain.py`) and each method.
+"""The contract between the one pre-training loop (`evalkit/pretraining/loop.py`) and each method.
 
 A method (HuBERT, wav2vec 2.0, BEST-RQ, DistilHuBERT; SummaryMixing is an
 encoder choice, not a method) is an `Objective`: an `nn.Module` holding the

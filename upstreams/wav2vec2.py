@@ -62,7 +62,7 @@ class Wav2Vec2Config(SerialisableConfig):
     # "batch" (every utterance of the batch, so that what tells utterances apart, e.g. the speaker, is kept too)
     masked_negatives: str = "utterance"
     unmasked_negatives: str = "utterance"
-    # WavLM's utterance mixing (upstreams/modules/mixing.py): the share of utterances the context encoder
+    # WavLM's utterance mixing (upstreams/modules/utterance_mixing.py): the share of utterances the context encoder
     # hears overlapped by another one of the batch; the quantized targets stay those of the clean utterance
     mix_prob: float = 0.0
 

@@ -115,7 +115,7 @@ def load_batch(
     paths: Sequence[str | os.PathLike], *, max_seconds: float = 3600.0, min_samples: int = 1
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Load files into the upstream input: zero-padded [B, S] float32 and lengths [B] int64."""
-    import torch
+    import torch  # deferred: corpus preparers read audio without torch (module docstring)
 
     if len(paths) == 0:
         raise ValueError("load_batch needs at least one path")
@@ -263,9 +263,10 @@ def _resample(mono: np.ndarray, sample_rate: int) -> np.ndarray:
     g = math.gcd(sample_rate, SAMPLE_RATE)
     up, down = SAMPLE_RATE // g, sample_rate // g
     if up * down > _MAX_TORCHAUDIO_KERNEL:
-        from scipy.signal import resample_poly
+        from scipy.signal import resample_poly  # deferred: heavy, for odd sample rates only
 
         return resample_poly(mono, up, down).astype(np.float32)
+    # deferred: torch only where audio needs resampling (module docstring)
     import torch
     import torchaudio.functional as AF
 

@@ -335,7 +335,7 @@ def sentence(
 _HETERONYMS = frozenset(
     "close content desert minute object present record refuse wound tear lead live wind".split()
 )
-# Said inside another lexicon word ("purse" in "person", "juice" in "juicy"); tests/test_text.py
+# Said inside another lexicon word ("purse" in "person", "juice" in "juicy"); tests/synth/test_text.py
 # checks with eSpeak NG that no other term is.
 _SOUND_ALIKE = frozenset(
     "seller purse earring smoke juice shore cellar cinema answer noise taste angry hungry sleepy bored "

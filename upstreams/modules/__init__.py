@@ -1,17 +1,18 @@
 """Building blocks shared by the pre-training methods, so any objective runs on any encoder.
 
-frontends  waveform CNN (20 ms) and Fast-HuBERT fbank + subsampling (40 ms)
-encoders   Transformer / Conformer / SummaryMixing layers and `ContextEncoder`
-masking    span masks, learned mask embedding, BEST-RQ noise replacement
-mixing     WavLM's utterance mixing (overlapped speech, clean targets)
-config     dataclass configs that round-trip through config.json
+frontends         waveform CNN (20 ms) and Fast-HuBERT fbank + subsampling (40 ms)
+context           Transformer / Conformer / SummaryMixing layers and `ContextEncoder`
+summarymixing     SummaryMixing, the linear-time replacement for self-attention
+masking           span masks, learned mask embedding, BEST-RQ noise replacement
+utterance_mixing  WavLM's utterance mixing (overlapped speech, clean targets)
+
+Config dataclasses round-trip through config.json with `evalkit.core.config.SerialisableConfig`.
 """
 
 from __future__ import annotations
 
 from torch import nn
 
-from evalkit.core.config import SerialisableConfig
 from upstreams.modules.context import (
     ENCODER_KINDS,
     ConformerLayer,
@@ -52,7 +53,6 @@ __all__ = [
     "MaskEmbedding",
     "NoiseReplacement",
     "SelfAttention",
-    "SerialisableConfig",
     "SummaryMixing",
     "TransformerLayer",
     "WaveformCNN",
