@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
+import secrets
 from pathlib import Path
 
 from evalkit.core.errors import ConfigError
@@ -17,7 +17,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "w"):
     block ends without error; on error the temporary file is removed and `path` is untouched."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _create_beside(path)
     try:
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
             yield f
@@ -28,6 +28,20 @@ def atomic_open(path: str | os.PathLike, mode: str = "w"):
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _create_beside(path: Path) -> tuple[int, str]:
+    """A new, uniquely named file beside `path`, open for writing. Created like `open(path, "w")`
+    creates a file (mode 0o666 less the umask), not like `tempfile.mkstemp` (always 0o600): a shared
+    results folder stays readable to those the umask lets read it."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(100):
+        tmp = str(path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{path.parent}: no free temporary name for {path.name}")
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
