@@ -45,11 +45,12 @@ from typing import Protocol
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from evalkit.core.errors import ConfigError, EvalkitError
 from evalkit.core.io import atomic_open, atomic_write_text
 from evalkit.core.manifest import read_manifest
+from evalkit.core.progress import progress_bar
 from evalkit.evaluation.fingerprint import file_digest, manifest_fingerprint, upstream_fingerprint
 from evalkit.evaluation.runner import UpstreamRunner, Utterance, utterances_of
 
@@ -428,7 +429,7 @@ def _progress(seconds: float, enabled: bool, folder: Path) -> Iterator[tqdm]:
     """A tqdm bar in seconds of audio, and a log line with the throughput at the end."""
     start = time.perf_counter()
     # rounded up: a total below the summed durations makes tqdm warn about clamping
-    with tqdm(
+    with progress_bar(
         total=math.ceil(seconds * 100) / 100, unit="s audio", disable=not enabled, desc="features"
     ) as bar:
         yield bar

@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from evalkit.core.batching import pack_by_padded_length
+from evalkit.core.progress import progress_bar
 from evalkit.evaluation.featurizer import WeightedLayerSum
 from evalkit.evaluation.heads import HEADS
 from evalkit.metrics import Metric
@@ -140,7 +140,7 @@ def train(
     rng = random.Random(task.seed)
     torch.manual_seed(task.seed)
     batches: list[list[str]] = []
-    bar = tqdm(range(steps), desc=f"{task.name} train", disable=not progress, leave=False)
+    bar = progress_bar(range(steps), desc=f"{task.name} train", disable=not progress, leave=False)
     t0 = time.time()
     for step in bar:
         if not batches:

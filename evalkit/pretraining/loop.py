@@ -35,6 +35,7 @@ from tqdm import tqdm
 from evalkit.core.audio import SAMPLE_RATE
 from evalkit.core.errors import EvalkitError
 from evalkit.core.io import atomic_open, atomic_write_text
+from evalkit.core.progress import progress_bar
 from evalkit.pretraining.data import batch_stream, read_data
 from evalkit.pretraining.distributed import Processes, barrier, distributed, sum_over_processes
 from evalkit.pretraining.recipe import OptimConfig, PretrainConfig, build_objective, load_config
@@ -203,7 +204,7 @@ def _train(
 
     o = cfg.optim
     log = TrainLog(out, at.step) if procs.main else None
-    bar = tqdm(
+    bar = progress_bar(
         total=o.max_steps,
         initial=at.step,
         unit="step",

@@ -19,11 +19,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from tqdm import tqdm
-
 from evalkit.core.errors import EvalkitError
 from evalkit.core.io import atomic_write_text
 from evalkit.core.manifest import write_manifest
+from evalkit.core.progress import progress_bar
 from evalkit.core.registry import suggest
 from evalkit.synth import text as T
 from evalkit.synth.channel import ChannelConfig
@@ -447,7 +446,7 @@ def build_suite(
     pending = [c for job in todo for c in job.chunks if not c.part_path.exists()]
     if pending:
         workers = jobs or min(mp.cpu_count(), 8)
-        bar = tqdm(
+        bar = progress_bar(
             total=sum(len(c.items) for c in pending),
             desc=f"synth {profile}",
             unit="utt",
