@@ -123,12 +123,20 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _learning_rates(text: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise EvalkitError(f"--lr-grid {text!r}: give comma-separated numbers, e.g. 1e-4,1e-3.") from None
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     # deferred: keeps `evalkit --help` fast
+    from evalkit.core.results import check_results_name
     from evalkit.evaluation.evaluate import EvalOptions, resolve_tasks, run_eval
 
     tasks = resolve_tasks(args.tasks, args.include_path)
-    grid = [float(x) for x in args.lr_grid.split(",")] if args.lr_grid else None
+    grid = _learning_rates(args.lr_grid) if args.lr_grid is not None else None
     opts = EvalOptions(
         data=Path(args.data),
         output=Path(args.output),
@@ -137,6 +145,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         lr_grid=grid,
         steps=args.steps,
         overwrite=args.overwrite,
+        name=check_results_name(args.name) if args.name is not None else None,
         bf16=args.bf16,
         protocol=args.protocol,
         train_threads=args.train_threads,
@@ -256,6 +265,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--data", required=True, help="suite or corpora folder (made by `evalkit synth` / `prepare`)"
     )
     p.add_argument("--output", required=True, help="folder for result JSONs (re-run to resume)")
+    p.add_argument(
+        "--name",
+        default=None,
+        help="the upstream's results folder under --output (default: the checkpoint folder's name); "
+        "to keep the results of two checkpoints of the same name apart",
+    )
     p.add_argument("--lr-grid", default=None, help="comma-separated learning rates (overrides the task's)")
     p.add_argument("--steps", type=int, default=None, help="training steps (overrides the task's budget)")
     p.add_argument(

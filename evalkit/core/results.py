@@ -111,8 +111,18 @@ def upstream_tag(spec: str) -> str:
     return re.sub(r"[^A-Za-z0-9._+-]", "_", prefix + name)
 
 
-def result_path(output: Path, spec: str, task: str) -> Path:
-    return Path(output) / upstream_tag(spec) / f"{task}.json"
+def result_path(output: Path, spec: str, task: str, name: str | None = None) -> Path:
+    """OUTPUT/<name>/<task>.json; `name` (`evalkit eval --name`) defaults to the spec's `upstream_tag`."""
+    return Path(output) / (name or upstream_tag(spec)) / f"{task}.json"
+
+
+def check_results_name(name: str) -> str:
+    """A `--name` that is one plain folder name."""
+    if not name or name in (".", "..") or re.search(r"[^A-Za-z0-9._+-]", name):
+        raise ConfigError(
+            f"--name {name!r}: the upstream's results folder is one plain name (letters, digits, . _ + -)."
+        )
+    return name
 
 
 def samples_path(result: Path) -> Path:

@@ -10,18 +10,21 @@ unless `overwrite`.
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from evalkit.core.errors import AudioError, ConfigError
 from evalkit.core.manifest import audio_path
-from evalkit.core.results import Result, git_hash, package_versions, result_path, write_result
+from evalkit.core.results import Result, git_hash, package_versions, read_result, result_path, write_result
 from evalkit.evaluation.features import extract
-from evalkit.evaluation.fingerprint import upstream_fingerprint
-from evalkit.evaluation.kinds.base import RunSettings, TaskKind
+from evalkit.evaluation.fingerprint import cached_fingerprint, store_fingerprint, upstream_fingerprint
+from evalkit.evaluation.kinds.base import RunSettings, TaskKind, training_plan
+from evalkit.evaluation.protocols import PROTOCOLS
 from evalkit.evaluation.runner import OnTheFlyFeatures
 from evalkit.evaluation.task import KINDS, TaskConfig, load_task, task_files
+from upstreams.checkpoint import read_config
 from upstreams.load import load_upstream
 
 
@@ -38,13 +41,29 @@ class EvalOptions:
     # than two (126 s vs 213 s; a BiLSTM 2x128 step 2.8x), and it leaves a core for a second evaluation.
     train_threads: int = 1
     overwrite: bool = False
+    name: str | None = None  # the upstream's results folder under `output` (default: from the spec)
     bf16: bool = False
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        """Settings that would train nothing are errors before any work, not silent no-ops."""
+        if self.steps is not None and (isinstance(self.steps, bool) or self.steps < 1):
+            raise ConfigError(f"--steps {self.steps}: training needs at least one step.")
+        if self.lr_grid is not None and (
+            not self.lr_grid or not all(math.isfinite(lr) and lr > 0 for lr in self.lr_grid)
+        ):
+            raise ConfigError(f"--lr-grid {self.lr_grid}: give one or more positive learning rates.")
+        if self.protocol not in PROTOCOLS:
+            raise ConfigError(f"--protocol {self.protocol!r}: choose from {', '.join(PROTOCOLS)}.")
+        if self.train_threads < 1:
+            raise ConfigError(f"--train-threads {self.train_threads}: at least one thread.")
 
 
 def resolve_tasks(spec: str, include_paths: list[str] | None = None) -> list[TaskConfig]:
     """`all` or a comma-separated list of task names (each validated, with suggestions)."""
-    names = [n for n in spec.split(",") if n]
+    names = [n.strip() for n in spec.split(",") if n.strip()]
+    if not names:
+        raise ConfigError(f"--tasks {spec!r} names no task: give `all` or task names (`evalkit ls tasks`).")
     if spec == "all":
         names = [n for n, p in task_files(include_paths).items() if p.name == "task.yaml"]
     return [load_task(n, include_paths) for n in names]
@@ -70,9 +89,9 @@ def features_for(upstream, kind: TaskKind, opts: EvalOptions) -> dict:
     return out
 
 
-def task_kind(upstream, task: TaskConfig, opts: EvalOptions) -> TaskKind:
-    """The task's kind, given the upstream's frame rate and how this evaluation trains."""
-    settings = RunSettings(
+def run_settings(opts: EvalOptions) -> RunSettings:
+    """How this evaluation trains, as the task kinds take it."""
+    return RunSettings(
         protocol=opts.protocol,
         lr_grid=opts.lr_grid,
         steps=opts.steps,
@@ -82,6 +101,11 @@ def task_kind(upstream, task: TaskConfig, opts: EvalOptions) -> TaskKind:
         bf16=opts.bf16,
         progress=opts.progress,
     )
+
+
+def task_kind(upstream, task: TaskConfig, opts: EvalOptions) -> TaskKind:
+    """The task's kind, given the upstream's frame rate and how this evaluation trains."""
+    settings = run_settings(opts)
     return KINDS.get(task.kind)(task, opts.data, frame_rate=float(upstream.frame_rate), settings=settings)
 
 
@@ -111,7 +135,7 @@ def evaluate_task(upstream, spec: str, task: TaskConfig, opts: EvalOptions, log=
         feature_time_s=round(t_feat, 2),
         samples={s: len(kind.records(s)) for s in kind.splits},
     )
-    write_result(result_path(opts.output, spec, task.name), result.to_dict(), samples)
+    write_result(result_path(opts.output, spec, task.name, opts.name), result.to_dict(), samples)
     return result
 
 
@@ -139,24 +163,109 @@ def upstream_info(upstream, spec: str) -> dict:
     }
 
 
-def run_eval(spec: str, tasks: list[TaskConfig], opts: EvalOptions, log=print) -> list[Path]:
-    """Evaluate `spec` on each task; skip those with a result unless overwrite. Returns result paths."""
-    todo = [t for t in tasks if opts.overwrite or not result_path(opts.output, spec, t.name).exists()]
+def spec_folder(spec: str) -> Path | None:
+    """The folder holding an upstream's files (an evalkit checkpoint or an `hf:` folder), or None."""
+    if spec.startswith("hf:"):
+        return Path(spec[3:])
+    if spec.startswith("s3prl:") or not (Path(spec).is_dir() or "/" in spec or spec.startswith(".")):
+        return None  # a registered name (or s3prl's): built by code, quick to fingerprint
+    return Path(spec)
+
+
+def fingerprint_of(spec: str, upstream=None) -> str | None:
+    """The upstream's weight fingerprint, from the folder's cache where it is fresh; None when the
+    checkpoint folder is gone (results made elsewhere, e.g. seeded by `evalkit run --from-published`)."""
+    folder = spec_folder(spec)
+    if folder is not None and not folder.is_dir():
+        return None
+    if upstream is None and folder is not None and (cached := cached_fingerprint(folder)):
+        return cached
+    fingerprint = upstream_fingerprint(upstream if upstream is not None else load_upstream(spec))
+    if folder is not None:
+        store_fingerprint(folder, fingerprint)
+    return fingerprint
+
+
+def provenance_mismatch(
+    result: dict, task: TaskConfig, opts: EvalOptions, fingerprint: str | None
+) -> list[str]:
+    """How an existing result differs from what evaluating `task` with `opts` would make now."""
+    made = {
+        "upstream weights (fingerprint)": (result.get("upstream_info") or {}).get("fingerprint"),
+        "task version": result.get("task_version"),
+        "protocol": result.get("protocol"),
+    }
+    now = {
+        "upstream weights (fingerprint)": fingerprint,
+        "task version": task.version,
+        "protocol": opts.protocol,
+    }
+    if fingerprint is None:  # the checkpoint is gone: its weights cannot be compared
+        del made["upstream weights (fingerprint)"], now["upstream weights (fingerprint)"]
+    if KINDS.get(task.kind).trains and opts.protocol in PROTOCOLS:
+        grid, _, steps, _ = training_plan(task, run_settings(opts))
+        reference = (result.get("heads") or {}).get(result.get("head")) or {}
+        made |= {"learning rates": result.get("lr_grid"), "steps": reference.get("steps")}
+        now |= {"learning rates": grid, "steps": steps}
+    return [f"{key} {made[key]!r} there, {now[key]!r} now" for key in made if made[key] != now[key]]
+
+
+def check_existing(spec: str, tasks: list[TaskConfig], opts: EvalOptions, log=print) -> list[TaskConfig]:
+    """The tasks still to evaluate. An existing result is kept only if it was made by the same
+    upstream weights, task version, protocol, learning rates and steps as a run would use now;
+    otherwise this stops, before any work, and says how to keep both or redo it."""
+    todo, fingerprint, checked = [], None, False
     for t in tasks:
-        if t not in todo:
-            log(
-                f"[{t.name}] result exists: {result_path(opts.output, spec, t.name)} (use --overwrite to redo)"
+        path = result_path(opts.output, spec, t.name, opts.name)
+        if opts.overwrite or not path.exists():
+            todo.append(t)
+            continue
+        if not checked:
+            fingerprint, checked = fingerprint_of(spec), True
+            if fingerprint is None:
+                log(
+                    f"warning: {spec} is gone; its results under {path.parent} are kept as they are (their "
+                    "weights cannot be compared with it)"
+                )
+        if diff := provenance_mismatch(read_result(path), t, opts, fingerprint):
+            raise ConfigError(
+                f"{path}: this result was made differently: {'; '.join(diff)}. Keep both with --name NEW "
+                f"(the upstream's results folder under {opts.output}), or redo it with --overwrite."
             )
+        log(f"[{t.name}] result exists: {path} (use --overwrite to redo)")
+    return todo
+
+
+def warn_if_unfinished(spec: str, log=print) -> None:
+    """A checkpoint of a pre-training that has not reached its last step is evaluated, with a warning."""
+    folder = spec_folder(spec)
+    if folder is None or not (folder / "config.json").is_file():
+        return
+    pre = read_config(folder).get("pretraining") or {}
+    if pre and pre.get("method") != "random-init" and not pre.get("finished"):
+        log(
+            f"warning: {spec} is an unfinished pre-training (step {pre.get('steps', '?')}, not its last): "
+            "its results describe that step. Finish it with `evalkit pretrain ... --resume` for the final model."
+        )
+
+
+def run_eval(spec: str, tasks: list[TaskConfig], opts: EvalOptions, log=print) -> list[Path]:
+    """Evaluate `spec` on each task; keep those with a result of the same making unless overwrite.
+    Returns the result paths."""
+    paths = [result_path(opts.output, spec, t.name, opts.name) for t in tasks]
+    todo = check_existing(spec, tasks, opts, log)
     if not todo:
-        return [result_path(opts.output, spec, t.name) for t in tasks]
+        return paths
     if not Path(opts.data).is_dir():
         raise ConfigError(f"--data {opts.data}: no such folder. Make one with `evalkit synth --out DIR`.")
     upstream = load_upstream(spec)
+    fingerprint_of(spec, upstream)  # cached beside the checkpoint for the next resume
+    warn_if_unfinished(spec, log)
     for t in todo:
         result = evaluate_task(upstream, spec, t, opts, log)
         pm = result.primary_metric
         log(
             f"[{t.name}] test {pm} = {result.metrics['test'][pm]:.4f} ({result.wall_time_s:.0f} s) -> "
-            f"{result_path(opts.output, spec, t.name)}"
+            f"{result_path(opts.output, spec, t.name, opts.name)}"
         )
-    return [result_path(opts.output, spec, t.name) for t in tasks]
+    return paths

@@ -92,3 +92,40 @@ def file_digest(path: Path, digest_size: int = 16) -> str:
 
 
 _READ_CHUNK = 8 * 2**20
+
+
+# A folder's fingerprint is cached beside the weights, so that checking a resumed evaluation's
+# results against the checkpoint does not hash the weights again. The cache is valid while every
+# file of the folder keeps its size and modification time, under the same fingerprint code.
+FINGERPRINT_CACHE = ".evalkit-fingerprint.json"
+_CACHE_FORMAT = 1
+
+
+def _folder_stamp(folder: Path) -> dict[str, list[int]]:
+    return {
+        p.name: [p.stat().st_size, p.stat().st_mtime_ns]
+        for p in sorted(folder.iterdir())
+        if p.is_file() and p.name != FINGERPRINT_CACHE
+    }
+
+
+def cached_fingerprint(folder: Path) -> str | None:
+    """The fingerprint cached in `folder` for its files as they are now, or None."""
+    try:
+        cache = json.loads((folder / FINGERPRINT_CACHE).read_text(encoding="utf-8"))
+        stamp = _folder_stamp(folder)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(cache, dict) or cache.get("format") != _CACHE_FORMAT or cache.get("files") != stamp:
+        return None
+    return cache.get("fingerprint") if isinstance(cache.get("fingerprint"), str) else None
+
+
+def store_fingerprint(folder: Path, fingerprint: str) -> None:
+    """Cache `fingerprint` beside the files it was computed from; a read-only folder is left alone."""
+    try:
+        stamp = _folder_stamp(folder)
+        text = json.dumps({"format": _CACHE_FORMAT, "fingerprint": fingerprint, "files": stamp})
+        (folder / FINGERPRINT_CACHE).write_text(text, encoding="utf-8")
+    except OSError:
+        pass

@@ -42,6 +42,24 @@ class RunSettings:
     progress: bool = True
 
 
+def training_plan(task: TaskConfig, s: RunSettings) -> tuple[list[float], list, int, int]:
+    """(learning-rate grid, head specs, steps, eval_every) that a trained run follows under `s`.
+
+    A function of the task and the settings alone, so an existing result can be checked against
+    what a run would do now without building the kind.
+    """
+    if s.protocol not in PROTOCOLS:
+        raise ConfigError(f"protocol {s.protocol!r}: choose from {', '.join(PROTOCOLS)}.")
+    grid = s.lr_grid or task.lr_grid
+    head_specs = task.heads if s.protocol == "sweep" else task.heads[:1]
+    if s.protocol == "quick":
+        grid = [sorted(grid)[len(grid) // 2]]
+    steps, every = task.budget(s.suite_profile)
+    if s.steps is not None:
+        steps, every = s.steps, max(1, min(every, s.steps // 2 or 1))
+    return grid, head_specs, steps, every
+
+
 class TaskKind:
     """Base class: data access, the hooks each kind fills in, and the trained run.
 
@@ -50,6 +68,7 @@ class TaskKind:
     """
 
     splits: tuple[str, ...] = ("train", "dev", "test")  # the splits its run reads
+    trains: bool = True  # whether its run trains heads (by `training_plan`)
 
     def __init__(
         self,
@@ -129,18 +148,9 @@ class TaskKind:
         Trains every (head, learning rate) run the protocol asks for, picks each head's best
         on dev, tunes post-processing on dev, and scores dev and test.
         """
-        s, task = self.settings, self.task
-        if s.protocol not in PROTOCOLS:
-            raise ConfigError(f"protocol {s.protocol!r}: choose from {', '.join(PROTOCOLS)}.")
-        grid = s.lr_grid or task.lr_grid
-        head_specs = task.heads if s.protocol == "sweep" else task.heads[:1]
-        if s.protocol == "quick":
-            grid = [sorted(grid)[len(grid) // 2]]
-        steps, every = task.budget(s.suite_profile)
-        if s.steps is not None:
-            steps, every = s.steps, max(1, min(every, s.steps // 2 or 1))
+        grid, head_specs, steps, every = training_plan(self.task, self.settings)
         # --no-cache runs the upstream inside every step: it gets all threads, as in s3prl
-        with intra_op_threads(s.train_threads):
+        with intra_op_threads(self.settings.train_threads):
             return self._train_and_test(features, grid, head_specs, steps, every, log)
 
     def _train_and_test(

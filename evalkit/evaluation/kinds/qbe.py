@@ -26,6 +26,7 @@ class QbE(TaskKind):
     """
 
     splits = ("dev", "test")
+    trains = False
 
     def split_roles(self, split: str) -> tuple[list[dict], list[dict]]:
         recs = self.records(split)
