@@ -10,6 +10,8 @@ outside the package. Task *kinds* (classification, ctc, ...) are the code in
 from __future__ import annotations
 
 import dataclasses
+import inspect
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -168,17 +170,64 @@ def _check_values(data: dict, heads: list[HeadConfig], metrics: list[MetricConfi
         raise ConfigError(f"{path}: key 'heads' is empty; a trained task needs at least one head.")
     if not isinstance(data["version"], int):
         raise ConfigError(f"{path}: key 'version' must be an integer, got {data['version']!r}.")
+    _check_budget(data, path)
+
+
+def _positive_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _positive_number(value) -> bool:
+    return (
+        isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+    )
+
+
+def _check_budget(data: dict, path: Path) -> None:
+    """Settings that would train nothing (or nonsense) are errors, not silent no-ops."""
     steps = data.get("steps", 1)
     if not (
-        isinstance(steps, int)
-        or (isinstance(steps, dict) and all(isinstance(v, int) for v in steps.values()))
+        _positive_int(steps)
+        or (isinstance(steps, dict) and steps and all(map(_positive_int, steps.values())))
     ):
-        raise ConfigError(f"{path}: key 'steps' must be an integer or a mapping of suite profile to integer.")
-    for key in ("lr_grid",):
-        if key in data and (
-            not isinstance(data[key], list) or not all(isinstance(x, int | float) for x in data[key])
-        ):
-            raise ConfigError(f"{path}: key {key!r} must be a list of numbers.")
+        raise ConfigError(
+            f"{path}: key 'steps' must be a positive integer or a mapping of suite profile to positive "
+            f"integers, got {steps!r}."
+        )
+    grid = data.get("lr_grid", [1e-3])
+    if not isinstance(grid, list) or not grid or not all(map(_positive_number, grid)):
+        raise ConfigError(
+            f"{path}: key 'lr_grid' must be a non-empty list of positive numbers, got {grid!r}."
+        )
+    if data.get("eval_every") is not None and not _positive_int(data["eval_every"]):
+        raise ConfigError(f"{path}: key 'eval_every' must be a positive integer, got {data['eval_every']!r}.")
+    if not _positive_number(data.get("batch_seconds", 60.0)):
+        raise ConfigError(
+            f"{path}: key 'batch_seconds' must be a positive number, got {data['batch_seconds']!r}."
+        )
+    _check_optimizer(data.get("optimizer", {"name": "adamw"}), path)
+
+
+OPTIMIZERS = ("adamw",)  # what the trainer builds (evalkit/evaluation/trainer.py)
+
+
+def _check_optimizer(optimizer, path: Path) -> None:
+    if not isinstance(optimizer, dict):
+        raise ConfigError(f"{path}: key 'optimizer' is a mapping (name, weight_decay), got {optimizer!r}.")
+    unknown = [k for k in optimizer if k not in ("name", "weight_decay")]
+    if unknown:
+        raise ConfigError(
+            f"{path}: optimizer key {unknown[0]!r} is unknown.{suggest(unknown[0], ('name', 'weight_decay'))}"
+        )
+    name = optimizer.get("name", "adamw")
+    if name not in OPTIMIZERS:
+        raise ConfigError(
+            f"{path}: optimizer {name!r} is not one the trainer implements ({', '.join(OPTIMIZERS)})."
+            f"{suggest(str(name), OPTIMIZERS)}"
+        )
+    decay = optimizer.get("weight_decay", 0.0)
+    if isinstance(decay, bool) or not isinstance(decay, int | float) or not math.isfinite(decay) or decay < 0:
+        raise ConfigError(f"{path}: optimizer weight_decay must be a number >= 0, got {decay!r}.")
 
 
 def _check_registered(cfg: TaskConfig, path: Path) -> None:
@@ -193,10 +242,29 @@ def _check_registered(cfg: TaskConfig, path: Path) -> None:
                 f"{path}: head type {h.type!r} is unknown.{suggest(h.type, HEADS.names())} "
                 f"Known: {', '.join(HEADS.names())}."
             )
+        _check_head_args(h, HEADS.get(h.type), path)
     for m in cfg.metrics:
         if m.name not in METRICS:
             raise ConfigError(f"{path}: metric {m.name!r} is unknown.{suggest(m.name, METRICS.names())}")
         m.build()  # checks its options
+
+
+def _check_head_args(head: HeadConfig, build, path: Path) -> None:
+    """A head's `args` are keyword arguments of its constructor: a typo is an error with a suggestion."""
+    if not isinstance(head.args, dict):
+        raise ConfigError(
+            f"{path}: head {head.name!r}: args is a mapping of keyword arguments, got {head.args!r}."
+        )
+    params = inspect.signature(build).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    known = [n for n, p in list(params.items())[1:] if p.kind is not inspect.Parameter.VAR_POSITIONAL]
+    for key in head.args:
+        if key not in known:
+            raise ConfigError(
+                f"{path}: head {head.name!r} ({head.type}) has no argument {key!r}.{suggest(key, known)} "
+                f"Its arguments: {', '.join(known)}."
+            )
 
 
 def task_files(include_paths: list[str] | None = None) -> dict[str, Path]:
