@@ -181,7 +181,7 @@ def _train(
 ) -> Path:
     say = tqdm.write if procs.main else (lambda *_: None)
     state_dir, saved = _previous_run(cfg, out, resume, say)
-    data_dir = _data_folder(data_dir, saved)
+    data_dir = _data_folder(data_dir, saved, out, resume)
     data = read_data(data_dir, cfg.data.min_seconds)
     if procs.main:
         out.mkdir(parents=True, exist_ok=True)
@@ -265,10 +265,15 @@ def _previous_run(cfg: PretrainConfig, out: Path, resume: bool, say) -> tuple[Pa
     return state_dir, saved
 
 
-def _data_folder(data_dir: Path | None, saved: dict | None) -> Path:
+def _data_folder(data_dir: Path | None, saved: dict | None, out: Path, resume: bool) -> Path:
     """--data, else the folder a resumed run trained on."""
     if saved is not None:
         data_dir = data_dir or Path(saved["data"])
+    if data_dir is None and resume:
+        raise EvalkitError(
+            f"--resume: {out} holds no checkpoint yet (the run stopped before its first one), so it does not "
+            "say which data it trained on; start it again with --data DIR."
+        )
     if data_dir is None:
         raise EvalkitError(
             "evalkit pretrain needs --data DIR: a suite made by `evalkit synth`, "

@@ -381,3 +381,12 @@ def test_torchrun_two_cpu_processes(corpus, tmp_path):
     assert [r["step"] for r in read_log(out)] == [1, 2, 3, 4]
     hidden, _ = load_upstream(str(out))(torch.randn(1, 16000) * 0.1, torch.tensor([16000]))
     assert len(hidden) == 3
+
+
+def test_resume_before_the_first_checkpoint_says_so(tmp_path, capsys):
+    """A run killed before its first checkpoint recorded no data folder: the message says that."""
+    from evalkit.cli import main
+
+    assert main(["pretrain", "hubert-tiny", "--out", str(tmp_path / "run"), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "no checkpoint yet" in err and "--data" in err
