@@ -9,23 +9,24 @@ from pathlib import Path
 from evalkit.core.results import write_result
 from evalkit.metrics.classification import accuracy
 from evalkit.metrics.detection import eer
-from evalkit.metrics.text import wer
+from evalkit.metrics.text import parse_tagged_slots, slot_type_f1, slot_value_cer, wer
 
 KS_LABELS = ["yes", "no", "up", "down"]
 SUITE = {"profile": "smoke", "seed": 0, "corpora": ["ks", "asr", "asv"]}
 
 
 def task_config(task: str) -> dict:
-    metric = {"ks": "accuracy", "asr": "wer", "asv": "eer"}[task]
-    kind = {"ks": "classification", "asr": "ctc", "asv": "verification"}[task]
+    metric = {"ks": "accuracy", "asr": "wer", "asv": "eer", "sf": "slot_type_f1"}[task]
+    kind = {"ks": "classification", "asr": "ctc", "asv": "verification", "sf": "ctc"}[task]
     return {
         "name": task,
         "version": 1,
         "kind": kind,
         "corpus": task,
-        "labels": {"unit": "chars"} if task == "asr" else {},
+        "labels": {"unit": "chars"} if task == "asr" else {"unit": "slot_chars"} if task == "sf" else {},
         "heads": [{"name": "linear", "type": "mean_pool_linear", "args": {}}],
-        "metrics": [{"name": metric, "primary": True, "options": {}}],
+        "metrics": [{"name": metric, "primary": True, "options": {}}]
+        + ([{"name": "slot_value_cer", "primary": False, "options": {}}] if task == "sf" else []),
     }
 
 
@@ -54,6 +55,18 @@ def asr_samples(seed: int, error_rate: float, n: int = 40) -> list[dict]:
         ref = " ".join(refs.choice(words) for _ in range(6))
         hyp = " ".join(w if rng.random() > error_rate else "uh" for w in ref.split())
         rows.append({"head": "linear", "id": f"asr-test-{i:05d}", "ref": ref, "pred": hyp})
+    return rows
+
+
+def sf_samples(seed: int, error_rate: float, n: int = 40) -> list[dict]:
+    """Tagged transcripts ("play B-artist laura E-artist now"); a wrong slot gets another type and value."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        ref = f"play B-artist laura E-artist now B-time {i} pm E-time"
+        wrong = rng.random() < error_rate
+        pred = f"play B-album lara E-album now B-time {i} pm E-time" if wrong else ref
+        rows.append({"head": "linear", "id": f"sf-test-{i:05d}", "ref": ref, "pred": pred})
     return rows
 
 
@@ -98,6 +111,9 @@ def write_task(
     elif task == "asr":
         value = wer([r["ref"] for r in samples], [r["pred"] for r in samples])
         metric = "wer"
+    elif task == "sf":
+        refs, preds = ([parse_tagged_slots(r[k]) for r in samples] for k in ("ref", "pred"))
+        value, metric = slot_type_f1(refs, preds), "slot_type_f1"
     else:
         value = eer([r["score"] for r in samples], [r["label"] for r in samples])
         metric = "eer"
@@ -105,8 +121,13 @@ def write_task(
     cfg["version"] = version
     cfg["name"] = name or task
     weights = layer_weights or [0.2, 0.3, 0.5]
+    metrics = {metric: value}
+    if task == "sf":  # SUPERB scores SF on its slot-value CER too
+        metrics["slot_value_cer"] = slot_value_cer(
+            *([parse_tagged_slots(r[k]) for r in samples] for k in ("ref", "pred"))
+        )
     result = {
-        "metrics": {"dev": {metric: value}, "test": {metric: value}},
+        "metrics": {"dev": dict(metrics), "test": dict(metrics)},
         "ci95": {"test": {metric: [value * 0.9, value * 1.1]}},
         "primary_metric": metric,
         "higher_is_better": metric == "accuracy",

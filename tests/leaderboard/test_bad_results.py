@@ -1,0 +1,152 @@
+"""`evalkit leaderboard build` with bad inputs: malformed result files are skipped by name (the rest is
+built), non-finite metrics never reach a score, missing samples files are named, a build is atomic (the
+board is the old one or the new one, never a mix), and names cannot inject Markdown or spreadsheet
+formulas."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from leaderboard_data import ks_samples, write_task
+
+from evalkit.cli import main
+
+SUITE = "synthetic-smoke-seed0"
+
+
+def build(results, out, *extra) -> int:
+    return main(
+        ["leaderboard", "build", "--results", str(results), "--out", str(out), "--bootstrap", "50", *extra]
+    )
+
+
+def strict_json(path):
+    """JSON as a browser reads it: NaN and Infinity are not JSON."""
+
+    def refuse(token):
+        raise ValueError(f"{path}: {token} in JSON")
+
+    return json.loads(path.read_text(encoding="utf-8"), parse_constant=refuse)
+
+
+def rows(out) -> dict[str, dict]:
+    table = strict_json(out / SUITE / "leaderboard.json")
+    return {r["upstream"]: r for r in table["rows"]}
+
+
+def snapshot(folder) -> dict[str, bytes]:
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
+
+
+@pytest.fixture()
+def two(tmp_path):
+    """A small folder that builds: fbank and `good` on KS."""
+    root = tmp_path / "results"
+    write_task(root, "fbank", "ks", ks_samples(150), params=0)
+    write_task(root, "good", "ks", ks_samples(10))
+    return root
+
+
+def _set(key, value):
+    def edit(data):
+        node = data
+        *parents, last = key.split(".")
+        for part in parents:
+            node = node[part]
+        node[last] = value
+
+    return edit
+
+
+def _drop(key):
+    return lambda data: data.pop(key)
+
+
+MALFORMED = {
+    "primary_metric is a list": (_set("primary_metric", ["accuracy"]), "primary_metric"),
+    "metrics is a string": (_set("metrics", "accuracy=0.9"), "metrics"),
+    "metrics.test is a list": (_set("metrics.test", [0.9]), "metrics.test"),
+    "metrics.dev is a string": (_set("metrics.dev", "n/a"), "metrics.dev"),
+    "primary is a string": (_set("metrics.test.accuracy", "0.9"), "metrics.test.accuracy"),
+    "primary is NaN": (_set("metrics.test.accuracy", float("nan")), "metrics.test.accuracy"),
+    "primary is inf": (_set("metrics.test.accuracy", float("inf")), "metrics.test.accuracy"),
+    "primary is true": (_set("metrics.test.accuracy", True), "metrics.test.accuracy"),
+    "task is a list": (_set("task", ["ks"]), "task"),
+    "upstream is a number": (_set("upstream", 7), "upstream"),
+    "higher_is_better is a string": (_set("higher_is_better", "yes"), "higher_is_better"),
+    "task_version is a list": (_set("task_version", [1]), "task_version"),
+    "task_config is a string": (_set("task_config", "ks"), "task_config"),
+    "task_config.metrics is a number": (_set("task_config.metrics", 5), "task_config.metrics"),
+    "task_config.labels is a list": (_set("task_config.labels", ["chars"]), "task_config.labels"),
+    "task_config.steps is a list": (_set("task_config.steps", [40]), "task_config.steps"),
+    "suite is a list": (_set("suite", ["smoke"]), "suite"),
+    "suite.profile is a list": (_set("suite.profile", ["smoke"]), "suite.profile"),
+    "suite.seed is a string": (_set("suite.seed", "0"), "suite.seed"),
+    "head is a list": (_set("head", ["linear"]), "head"),
+    "heads.linear is a string": (_set("heads.linear", "mean_pool_linear"), "heads.linear"),
+    "ci95.test is a string": (_set("ci95.test", "[0.8, 0.9]"), "ci95.test"),
+    "upstream_info.fingerprint is a list": (_set("upstream_info.fingerprint", ["a"]), "fingerprint"),
+    "upstream_info.checkpoint is a dict": (_set("upstream_info.checkpoint", {"p": 1}), "checkpoint"),
+    "layer_weights hold a string": (_set("layer_weights", [0.5, "x"]), "layer_weights"),
+    "layer_weights hold NaN": (_set("layer_weights", [0.5, float("nan")]), "layer_weights"),
+    "metrics missing": (_drop("metrics"), "metrics"),
+    "primary_metric missing": (_drop("primary_metric"), "primary_metric"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+def test_a_malformed_result_is_skipped_by_name_and_the_rest_is_built(two, tmp_path, capsys, case):
+    edit, key = MALFORMED[case]
+    bad = write_task(two, "bad", "ks", ks_samples(5))
+    data = json.loads(bad.read_text())
+    edit(data)
+    bad.write_text(json.dumps(data))
+    out = tmp_path / "board"
+    assert build(two, out) == 0
+    err = capsys.readouterr().err
+    line = next((w for w in err.splitlines() if str(bad) in w), None)
+    assert line is not None and line.startswith("warning: skipped"), err
+    assert key in line, line
+    assert set(rows(out)) == {"fbank", "good"}
+    assert "Traceback" not in err
+
+
+RAW = {
+    "a JSON array": b"[1, 2]",
+    "a JSON string": b'"result"',
+    "not UTF-8": b'{"task": "ks", "upstream": "caf\xe9"}',
+    "empty": b"",
+    "truncated": b'{"task": "ks", "metrics": {',
+    "nested too deep": b"[" * 100_000 + b"]" * 100_000,
+    "UTF-16": '{"task": "ks"}'.encode("utf-16"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(RAW))
+def test_an_unreadable_result_file_is_skipped_by_name(two, tmp_path, capsys, case):
+    bad = two / "bad" / "ks.json"
+    bad.parent.mkdir()
+    bad.write_bytes(RAW[case])
+    out = tmp_path / "board"
+    assert build(two, out, "--no-plots") == 0
+    err = capsys.readouterr().err
+    assert f"warning: skipped {bad}: " in err
+    assert set(rows(out)) == {"fbank", "good"}
+
+
+def test_every_malformed_file_at_once_leaves_the_good_ones(two, tmp_path, capsys):
+    for i, (edit, _) in enumerate(MALFORMED.values()):
+        bad = write_task(two, f"bad{i}", "ks", ks_samples(5))
+        data = json.loads(bad.read_text())
+        edit(data)
+        bad.write_text(json.dumps(data))
+    for i, raw in enumerate(RAW.values()):
+        (two / f"raw{i}.json").write_bytes(raw)
+    out = tmp_path / "board"
+    assert build(two, out) == 0
+    err = capsys.readouterr().err
+    assert err.count("warning: skipped") == len(MALFORMED) + len(RAW)
+    assert set(rows(out)) == {"fbank", "good"}
