@@ -233,6 +233,27 @@ def _data_at(data: dict, key: str):
     return node
 
 
+def drop_non_finite(path: Path, data: dict) -> list[str]:
+    """Remove NaN/inf metric values other than the primary test value (which `check_result` requires
+    finite) from `data`, so that the score and the tables treat them as missing; a warning for each."""
+    warnings = []
+    for split in ("test", "dev"):
+        block = data["metrics"].get(split) or {}
+        for name, value in list(block.items()):
+            if value is not None and not math.isfinite(value):
+                del block[name]
+                warnings.append(
+                    f"{path}: metrics.{split}.{name} is {value}; left out of the tables and the score "
+                    "(as if not measured). Re-run the evaluation to measure it."
+                )
+    intervals = (data.get("ci95") or {}).get("test") or {}
+    for name, ci in list(intervals.items()):
+        if ci is not None and not (isinstance(ci, list) and all(_finite(x) for x in ci)):
+            del intervals[name]
+            warnings.append(f"{path}: ci95.test.{name} is {ci!r:.40}, not finite numbers; not shown.")
+    return warnings
+
+
 def suite_of(data: dict) -> tuple[str, str, str, int | None]:
     """(id, label, reference name, seed) of the suite a result was measured on."""
     suite = data.get("suite") or {}
@@ -310,6 +331,7 @@ def _read_candidates(
             why = str(e).removeprefix(f"{path}: ")
             warnings.append(f"skipped {path}: {why} Fix or remove the file (or re-run its evaluation).")
             continue
+        warnings += drop_non_finite(path, data)
         sid, label, ref, seed = suite_of(data)
         suites.setdefault(sid, Suite(sid, label, ref, seed))
         entry = Entry(path, data, path.relative_to(Path(results_dir)).as_posix())

@@ -130,7 +130,7 @@ def write_task(
         "metrics": {"dev": dict(metrics), "test": dict(metrics)},
         "ci95": {"test": {metric: [value * 0.9, value * 1.1]}},
         "primary_metric": metric,
-        "higher_is_better": metric == "accuracy",
+        "higher_is_better": metric in ("accuracy", "slot_type_f1"),
         "head": "linear",
         "lr": 1e-3,
         "lr_grid": [1e-4, 1e-3],

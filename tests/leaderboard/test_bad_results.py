@@ -6,9 +6,10 @@ formulas."""
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
-from leaderboard_data import ks_samples, write_task
+from leaderboard_data import ks_samples, sf_samples, write_task
 
 from evalkit.cli import main
 
@@ -150,3 +151,47 @@ def test_every_malformed_file_at_once_leaves_the_good_ones(two, tmp_path, capsys
     err = capsys.readouterr().err
     assert err.count("warning: skipped") == len(MALFORMED) + len(RAW)
     assert set(rows(out)) == {"fbank", "good"}
+
+
+def _edit(path, edit):
+    data = json.loads(path.read_text())
+    edit(data)
+    path.write_text(json.dumps(data))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_a_non_finite_scored_metric_is_named_and_left_out_of_the_score(tmp_path, capsys, bad):
+    """SF is scored on F1 and slot-value CER; a NaN CER is a missing entry, not a NaN score."""
+    root = tmp_path / "results"
+    write_task(root, "fbank", "sf", sf_samples(1, 0.9), params=0)
+    write_task(root, "good", "sf", sf_samples(2, 0.1))
+    m = write_task(root, "m", "sf", sf_samples(3, 0.2))
+    _edit(m, _set("metrics.test.slot_value_cer", bad))
+    _edit(m, _set("metrics.dev.slot_value_cer", bad))
+    out = tmp_path / "board"
+    assert build(out.parent / "results", out, "--no-plots") == 0
+    err = capsys.readouterr().err
+    named = [w for w in err.splitlines() if str(m) in w]
+    assert any("metrics.test.slot_value_cer" in w for w in named), err
+    assert any("metrics.dev.slot_value_cer" in w for w in named), err
+    table = rows(out)  # strict JSON: no NaN anywhere
+    score = table["m"]["cells"]["score"]
+    assert math.isfinite(score["value"])
+    fbank_f1 = table["fbank"]["cells"]["sf"]["value"]
+    f1 = table["m"]["cells"]["sf"]["value"]
+    assert score["value"] == pytest.approx(1000 * (f1 - fbank_f1) / (1 - fbank_f1))  # on F1 alone
+    assert math.isfinite(table["good"]["cells"]["score"]["value"])
+    assert "nan" not in (out / SUITE / "leaderboard.md").read_text().lower()
+
+
+def test_a_non_finite_reference_metric_is_named_and_not_a_reference_point(tmp_path, capsys):
+    root = tmp_path / "results"
+    fbank = write_task(root, "fbank", "sf", sf_samples(1, 0.9), params=0)
+    _edit(fbank, _set("metrics.test.slot_value_cer", float("nan")))
+    write_task(root, "good", "sf", sf_samples(2, 0.1))
+    out = tmp_path / "board"
+    assert build(root, out, "--no-plots") == 0
+    assert any(str(fbank) in w and "slot_value_cer" in w for w in capsys.readouterr().err.splitlines())
+    table = strict_json(out / SUITE / "leaderboard.json")
+    assert "sf/slot_value_cer" not in table["reference"]["fbank"]
+    assert all(math.isfinite(r["cells"]["score"]["value"]) for r in table["rows"])
