@@ -180,6 +180,8 @@ def test_a_non_finite_scored_metric_is_named_and_left_out_of_the_score(tmp_path,
     fbank_f1 = table["fbank"]["cells"]["sf"]["value"]
     f1 = table["m"]["cells"]["sf"]["value"]
     assert score["value"] == pytest.approx(1000 * (f1 - fbank_f1) / (1 - fbank_f1))  # on F1 alone
+    assert score["display"].startswith("(") and score["detail"]["missing"] == ["sf/slot_value_cer"]
+    assert not table["good"]["cells"]["score"]["display"].startswith("(")
     assert math.isfinite(table["good"]["cells"]["score"]["value"])
     assert "nan" not in (out / SUITE / "leaderboard.md").read_text().lower()
 
