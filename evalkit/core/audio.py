@@ -29,6 +29,9 @@ if TYPE_CHECKING:
 SAMPLE_RATE = 16_000
 """The one sample rate of evalkit: every waveform inside it is 16 kHz mono float32."""
 
+MAX_SECONDS = 3600.0
+"""The longest utterance evalkit reads (s): longer files are refused from their header, before decoding."""
+
 MIN_SAMPLE_RATE = 1_000
 MAX_SAMPLE_RATE = 384_000
 
@@ -67,7 +70,9 @@ def audio_info(path: str | os.PathLike) -> AudioInfo:
         )
 
 
-def load_audio(path: str | os.PathLike, *, max_seconds: float = 3600.0, min_samples: int = 1) -> np.ndarray:
+def load_audio(
+    path: str | os.PathLike, *, max_seconds: float = MAX_SECONDS, min_samples: int = 1
+) -> np.ndarray:
     """Read a file as validated 16 kHz mono float32 samples.
 
     `max_seconds` is checked on the header before decoding, so a mislabelled
@@ -112,7 +117,7 @@ def load_audio(path: str | os.PathLike, *, max_seconds: float = 3600.0, min_samp
 
 
 def load_batch(
-    paths: Sequence[str | os.PathLike], *, max_seconds: float = 3600.0, min_samples: int = 1
+    paths: Sequence[str | os.PathLike], *, max_seconds: float = MAX_SECONDS, min_samples: int = 1
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Load files into the upstream input: zero-padded [B, S] float32 and lengths [B] int64."""
     import torch  # deferred: corpus preparers read audio without torch (module docstring)

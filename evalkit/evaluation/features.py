@@ -135,7 +135,7 @@ def extract(
         if index is not None:
             damaged = _damaged_shards(folder, index, checksum=verify)
             if damaged:
-                _rebuild(folder, index, damaged, utts, runner, progress)
+                _rebuild(folder, index, damaged, utts, runner, manifest_path, progress)
             return CachedFeatures(folder, index)
         return _extract_all(folder, utts, runner, manifest_path, shard_bytes, progress, on_shard)
 
@@ -245,6 +245,7 @@ def _extract_all(
     for stale in folder.glob(".shard_*.tmp"):  # left by a crashed writer; we hold the lock
         stale.unlink()
     todo = [k for k in range(len(plan)) if k not in kept]
+    runner.check_audio(manifest_path, [u for k in todo for u in plan[k]])
     infos = dict(kept)
     with _progress(sum(u.duration for k in todo for u in plan[k]), progress, folder) as bar, runner.active():
         for k in todo:
@@ -282,6 +283,7 @@ def _rebuild(
     damaged: dict[int, str],
     utts: list[Utterance],
     runner: UpstreamRunner,
+    manifest_path: str | os.PathLike,
     progress: bool,
 ) -> None:
     """Re-run the upstream on just the damaged shards' utterances; rewrite those shards and the index."""
@@ -297,6 +299,7 @@ def _rebuild(
             why,
             len(members[k]),
         )
+    runner.check_audio(manifest_path, [by_id[u] for ids in members.values() for u in ids])
     seconds = sum(by_id[u].duration for ids in members.values() for u in ids)
     with _progress(seconds, progress, folder) as bar, runner.active():
         for k, ids in members.items():

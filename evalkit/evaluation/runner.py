@@ -14,9 +14,9 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from evalkit.core.audio import SAMPLE_RATE, load_batch
+from evalkit.core.audio import MAX_SECONDS, SAMPLE_RATE, audio_info, load_batch
 from evalkit.core.batching import pack_by_padded_length
-from evalkit.core.errors import ConfigError, EvalkitError
+from evalkit.core.errors import AudioError, ConfigError, EvalkitError
 from evalkit.core.manifest import audio_path, read_manifest
 
 
@@ -39,6 +39,7 @@ class OnTheFlyFeatures:
         self.manifest_path = Path(manifest_path)
         self._utts = {u.id: u for u in utterances_of(manifest_path, read_manifest(manifest_path))}
         self._runner = UpstreamRunner(upstream, device, autocast, None, math.inf)
+        self._runner.check_audio(manifest_path, list(self._utts.values()))
         self.upstream = upstream.to(device).eval()
         self.ids = list(self._utts)
         self.num_layers, self.hidden_size = self._runner.num_layers, self._runner.hidden_size
@@ -87,6 +88,51 @@ def utterances_of(manifest_path: str | os.PathLike, records: list[dict]) -> list
     return utts
 
 
+DURATION_TOLERANCE_S = 0.5
+DURATION_TOLERANCE_FRACTION = 0.1
+"""A manifest's duration may differ from its audio's by max(0.5 s, 10% of the duration): rounding and
+resampling, not a mislabelled file."""
+
+
+def duration_tolerance(duration: float) -> float:
+    return max(DURATION_TOLERANCE_S, DURATION_TOLERANCE_FRACTION * duration)
+
+
+def check_lengths(manifest_path: str | os.PathLike, utts: Sequence[Utterance]) -> list[float]:
+    """Each utterance's real duration (s) from its audio header, after refusing lengths that cannot be run.
+
+    Extraction batches by the manifest's durations, so one that understates its audio (a 20-minute
+    file labelled 1 s) packs a batch many times the budget and can exhaust memory. Refused here,
+    before any extraction work: audio over MAX_SECONDS, and durations more than
+    `duration_tolerance` away from the audio's.
+    """
+    real = [audio_info(u.path).duration for u in utts]
+    too_long = [(u, r) for u, r in zip(utts, real) if r > MAX_SECONDS]
+    if too_long:
+        u, r = too_long[0]
+        raise AudioError(
+            f"{manifest_path}: record {u.id!r}: {u.path} lasts {r:.1f} s, over the limit of {MAX_SECONDS:g} s "
+            f"for one utterance{_and_more(too_long)}. Split it into shorter segments (a record each) or drop "
+            "it from the manifest."
+        )
+    wrong = [(u, r) for u, r in zip(utts, real) if abs(r - u.duration) > duration_tolerance(u.duration)]
+    if wrong:
+        u, r = wrong[0]
+        raise AudioError(
+            f"{manifest_path}: record {u.id!r} says duration {u.duration:.2f} s but its audio {u.path} lasts "
+            f"{r:.2f} s{_and_more(wrong)}. Extraction batches by the manifest's durations, so a wrong one can "
+            "exhaust memory. Fix the manifest (each duration within max(0.5 s, 10%) of its audio's) or re-run "
+            "`evalkit prepare` (or `evalkit synth`) for this corpus."
+        )
+    return real
+
+
+def _and_more(bad: list) -> str:
+    if len(bad) == 1:
+        return ""
+    return f" ({len(bad) - 1} more record(s) too: {', '.join(repr(u.id) for u, _ in bad[1:4])}{', ...' if len(bad) > 4 else ''})"
+
+
 class UpstreamRunner:
     """Runs the upstream on lists of utterances, batched by padded seconds of audio."""
 
@@ -109,6 +155,10 @@ class UpstreamRunner:
             )
         self.frame_rate = float(upstream.frame_rate)
         self.num_layers, self.hidden_size = int(upstream.num_layers), int(upstream.hidden_size)
+
+    def check_audio(self, manifest_path: str | os.PathLike, utts: Sequence[Utterance]) -> None:
+        """Refuse, before any work on them, utterances whose audio cannot be run as the manifest says."""
+        check_lengths(manifest_path, utts)
 
     def estimate_frames(self, utts: Sequence[Utterance]) -> list[int]:
         """Frame counts from the manifest durations (by `frames_for` where the upstream has it)."""

@@ -1,0 +1,164 @@
+"""Manifests that lie or are malformed stop `evalkit eval` with a clear message, before any work.
+
+Before: a 20-minute WAV labelled 1 s was batched as 1 s (11.9 GB peak RSS instead of ~1 GB); a
+10 ms clip crashed `--upstream fbank` with torchaudio's AssertionError; an id that was a number or
+null trained every head and then failed on the feature cache, a path that was a list and a
+non-UTF-8 manifest gave tracebacks; `corpus: ../../etc` and a record's `../../secret.wav` read
+outside the data root.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from evalkit.cli import main
+from evalkit.core.audio import save_wav
+from evalkit.core.manifest import write_manifest
+
+SPLITS = ("train", "dev", "test")
+
+
+def make_corpus(folder: Path, seconds: float = 0.5, n: int = 4) -> None:
+    """A two-class corpus of noise clips, `n` per split, with manifests that tell the truth."""
+    rng = np.random.default_rng(0)
+    for split in SPLITS:
+        records = []
+        for i in range(n):
+            rel = f"wav/{split}_{i}.wav"
+            save_wav(folder / rel, 0.1 * rng.standard_normal(int(seconds * 16_000)).astype(np.float32))
+            records.append(
+                {"id": f"{split}_{i}", "path": rel, "duration": seconds, "speaker": "s", "label": "ab"[i % 2]}
+            )
+        write_manifest(folder / f"{split}.jsonl", records)
+
+
+def write_task(tasks: Path, name: str, corpus: str) -> None:
+    folder = tasks / name
+    folder.mkdir(parents=True, exist_ok=True)
+    spec = {
+        "name": name,
+        "version": 1,
+        "kind": "classification",
+        "corpus": corpus,
+        "labels": {"keys": ["label"]},
+        "heads": [{"name": "linear", "type": "mean_pool_linear"}],
+        "metrics": [{"name": "accuracy", "primary": True}],
+        "lr_grid": [1.0e-3],
+        "steps": 2,
+    }
+    (folder / "task.yaml").write_text(yaml.safe_dump(spec))
+
+
+@pytest.fixture
+def setup(tmp_path) -> Path:
+    """DATA/good and DATA/bad (to be broken by the test), their tasks, and a finished result for `good`."""
+    make_corpus(tmp_path / "data" / "good")
+    make_corpus(tmp_path / "data" / "bad")
+    write_task(tmp_path / "tasks", "good", "good")
+    write_task(tmp_path / "tasks", "bad", "bad")
+    assert evaluate(tmp_path, "good") == 0
+    return tmp_path
+
+
+def evaluate(root: Path, tasks: str, upstream: str = "fbank") -> int:
+    return main(
+        [
+            "eval",
+            "--upstream",
+            upstream,
+            "--tasks",
+            tasks,
+            "--include-path",
+            str(root / "tasks"),
+            "--data",
+            str(root / "data"),
+            "--output",
+            str(root / "out"),
+            "--protocol",
+            "quick",
+        ]
+    )
+
+
+def edit_manifest(root: Path, change, split: str = "test") -> Path:
+    """Apply `change(records)` to DATA/bad/<split>.jsonl, written as plain JSON lines."""
+    path = root / "data" / "bad" / f"{split}.jsonl"
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    change(records)
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
+
+
+def refused(root: Path, capsys, *fragments: str) -> str:
+    """`evalkit eval --tasks good,bad` exits 2 naming `fragments`; good's result is intact, bad has none."""
+    result = root / "out" / "fbank" / "good.json"
+    before = result.read_bytes()
+    assert evaluate(root, "good,bad") == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in err, (fragment, err)
+    assert result.read_bytes() == before
+    assert not (root / "out" / "fbank" / "bad.json").exists()
+    return err
+
+
+# --- 1. durations the audio does not have -----------------------------------------------------
+
+
+def test_a_manifest_that_understates_a_duration_is_refused_before_extraction(setup, capsys):
+    def lie(records):
+        save_wav(setup / "data" / "bad" / records[1]["path"], np.zeros(6 * 16_000, np.float32))
+        records[1]["duration"] = 1.0
+
+    manifest = edit_manifest(setup, lie)
+    shards_before = set((setup / "out" / ".cache").glob("*/*/*/shard_*.json"))
+    err = refused(setup, capsys, str(manifest), "'test_1'", "1.00 s", "6.00 s", "evalkit prepare")
+    assert "fix the manifest" in err.lower()
+    new_shards = set((setup / "out" / ".cache").glob("*/*/*/shard_*.json")) - shards_before
+    assert all("test_" not in p.read_text() for p in new_shards)  # only bad's train and dev were extracted
+
+
+def test_small_duration_differences_are_tolerated(setup):
+    edit_manifest(setup, lambda records: records[0].update(duration=0.8))  # the audio lasts 0.5 s
+    assert evaluate(setup, "bad") == 0
+
+
+def test_over_long_audio_is_refused_before_extraction(setup, capsys):
+    def long(records):
+        path = setup / "data" / "bad" / records[2]["path"]
+        write_sparse_wav(path, seconds=3601)  # over the one-hour cap, without writing 115 MB
+        records[2]["duration"] = 3601.0
+
+    edit_manifest(setup, long, split="train")
+    refused(setup, capsys, "'train_2'", "3601.0 s", "3600 s", "Split it")
+
+
+def write_sparse_wav(path: Path, seconds: int) -> None:
+    """A 16 kHz 16-bit mono WAV whose data (zeros) is a hole in the file: its header is all that is read."""
+    n_bytes = seconds * 16_000 * 2
+    header = struct.pack(
+        "<4sI4s4sIHHIIHH4sI",
+        b"RIFF",
+        36 + n_bytes,
+        b"WAVE",
+        b"fmt ",
+        16,
+        1,
+        1,
+        16_000,
+        32_000,
+        2,
+        16,
+        b"data",
+        n_bytes,
+    )
+    with open(path, "wb") as f:
+        f.write(header)
+        f.truncate(len(header) + n_bytes)
