@@ -26,7 +26,7 @@ from evalkit.leaderboard.score import (
     stored_reference,
     superb_reference,
 )
-from evalkit.leaderboard.significance import mark_column
+from evalkit.leaderboard.significance import Marks, mark_column
 from evalkit.leaderboard.table import Table, build_table, to_csv, to_json, to_latex, to_markdown
 from evalkit.leaderboard.twins import twin_table
 
@@ -106,6 +106,7 @@ def build_leaderboard(
     for sid, suite in sorted(suites.items()):
         ref, note, stale = choose_reference(suite, references_dir, warnings)
         marks = {task: mark_column(suite.column(task), n=n_boot, seed=seed) for task in suite.tasks}
+        warnings += _missing_samples(suite, marks)
         table = build_table(suite, marks, ref, note, excluded=stale)
         table.notes = _budget_notes(suite) + [n for task in suite.tasks for n in marks[task].notes]
         folder = out / sid
@@ -141,6 +142,22 @@ def _collect_suites(results: Path, out: Path) -> tuple[dict[str, Suite], list[st
             + "."
         )
     return suites, warnings
+
+
+def _missing_samples(suite: Suite, marks: dict[str, Marks]) -> list[str]:
+    """A warning for each entry without its samples file: its number stands, its significance is untested."""
+    out = []
+    for (upstream, task), e in sorted(suite.entries.items()):
+        if e.samples.is_file():
+            continue
+        best = marks[task].mark.get(upstream) == "best"
+        out.append(
+            f"{e.samples}: no samples file beside {e.path.name}; {e.task} of {upstream!r} is left out of "
+            "the significance tests"
+            + (" (it is the best entry, so no other entry of the task is tested)" if best else "")
+            + " - its number stays in the table and the score. Re-run its evaluation to log the samples."
+        )
+    return out
 
 
 def _budget_notes(suite: Suite) -> list[str]:

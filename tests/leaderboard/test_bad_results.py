@@ -197,3 +197,26 @@ def test_a_non_finite_reference_metric_is_named_and_not_a_reference_point(tmp_pa
     table = strict_json(out / SUITE / "leaderboard.json")
     assert "sf/slot_value_cer" not in table["reference"]["fbank"]
     assert all(math.isfinite(r["cells"]["score"]["value"]) for r in table["rows"])
+
+
+def test_a_missing_samples_file_is_named_and_left_out_of_the_significance_tests_only(two, tmp_path, capsys):
+    close = write_task(two, "close", "ks", ks_samples(11))
+    weak = write_task(two, "weak", "ks", ks_samples(70))
+    samples = weak.with_name("ks.samples.jsonl")
+    samples.unlink()
+    out = tmp_path / "board"
+    assert build(two, out, "--no-plots") == 0
+    err = capsys.readouterr().err
+    line = next((w for w in err.splitlines() if str(samples) in w), None)
+    assert line is not None and line.startswith("warning: "), err
+    assert "significance" in line
+    table = rows(out)
+    assert table["weak"]["cells"]["ks"]["value"] == pytest.approx(0.65)  # still in the table and the score
+    assert math.isfinite(table["weak"]["cells"]["score"]["value"])
+    assert (
+        table["weak"]["cells"]["ks"]["mark"] == ""
+        and "p_best_better" not in table["weak"]["cells"]["ks"]["detail"]
+    )
+    assert table["close"]["cells"]["ks"]["mark"] == "tied"  # the others are still tested
+    assert table["good"]["cells"]["ks"]["mark"] == "best"
+    assert close.is_file()
