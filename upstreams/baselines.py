@@ -18,8 +18,13 @@ WIN, HOP = 400, 160  # 25 ms / 10 ms at 16 kHz
 
 
 def kaldi_frames(wav_lens: torch.Tensor) -> torch.Tensor:
-    """Frame counts of kaldi fbank with snip_edges=True."""
-    return torch.clamp(torch.div(wav_lens - WIN, HOP, rounding_mode="floor") + 1, min=0).long()
+    """Frame counts of kaldi fbank with snip_edges=True, and one frame for a clip shorter than a window.
+
+    Such a clip (real corpora have a few under 25 ms) is zero-padded to one window: kaldi's own
+    count would give it no frame, which a head cannot pool and torchaudio refuses to compute.
+    """
+    full = torch.div(wav_lens - WIN, HOP, rounding_mode="floor") + 1
+    return torch.where(wav_lens > 0, full.clamp(min=1), 0).long()
 
 
 class FbankUpstream(Upstream):
@@ -47,6 +52,8 @@ class FbankUpstream(Upstream):
         return kaldi_frames(wav_lens)
 
     def _fbank(self, wav: torch.Tensor) -> torch.Tensor:
+        if len(wav) < WIN:  # one window, zero-padded: see kaldi_frames
+            wav = F.pad(wav, (0, WIN - len(wav)))
         feats = torchaudio.compliance.kaldi.fbank(
             wav[None] * 32768, num_mel_bins=self.num_mel_bins, sample_frequency=SAMPLE_RATE, dither=0.0
         )
@@ -58,6 +65,8 @@ class FbankUpstream(Upstream):
         lens = self.frames_for(wav_lens)
         out = wavs.new_zeros(len(wavs), int(lens.max()), self.hidden_size)
         for i, (wav, n) in enumerate(zip(wavs, wav_lens)):
+            if n == 0:
+                continue
             feats = self._fbank(wav[: int(n)].float())
             if self.context:
                 # Stack ±context neighbours (edge frames repeated): [T, D * (2c+1)].

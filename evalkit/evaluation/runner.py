@@ -157,8 +157,24 @@ class UpstreamRunner:
         self.num_layers, self.hidden_size = int(upstream.num_layers), int(upstream.hidden_size)
 
     def check_audio(self, manifest_path: str | os.PathLike, utts: Sequence[Utterance]) -> None:
-        """Refuse, before any work on them, utterances whose audio cannot be run as the manifest says."""
-        check_lengths(manifest_path, utts)
+        """Refuse, before any work on them, utterances whose audio cannot be run as the manifest says.
+
+        Besides `check_lengths`: a clip the upstream turns into no frame at all (shorter than its
+        receptive field, e.g. under 25 ms for wav2vec 2.0's CNN) would give a head nothing to pool.
+        """
+        real = check_lengths(manifest_path, utts)
+        frames_for = getattr(self.upstream, "frames_for", None)
+        if not callable(frames_for) or not utts:
+            return
+        samples = torch.tensor([round(r * SAMPLE_RATE) for r in real], dtype=torch.int64)
+        empty = [(u, r) for u, r, n in zip(utts, real, frames_for(samples).tolist()) if n <= 0]
+        if empty:
+            u, r = empty[0]
+            raise AudioError(
+                f"{manifest_path}: record {u.id!r} ({u.path}, {r:.3f} s) is too short for upstream "
+                f"{type(self.upstream).__name__} to give one frame{_and_more(empty)}. Drop such clips from "
+                "the manifest, or pad their audio with silence."
+            )
 
     def estimate_frames(self, utts: Sequence[Utterance]) -> list[int]:
         """Frame counts from the manifest durations (by `frames_for` where the upstream has it)."""

@@ -15,11 +15,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from evalkit.cli import main
 from evalkit.core.audio import save_wav
 from evalkit.core.manifest import write_manifest
+from upstreams.baselines import FbankContextUpstream, FbankUpstream
 
 SPLITS = ("train", "dev", "test")
 
@@ -162,3 +164,50 @@ def write_sparse_wav(path: Path, seconds: int) -> None:
     with open(path, "wb") as f:
         f.write(header)
         f.truncate(len(header) + n_bytes)
+
+
+# --- 2. clips shorter than one fbank window ---------------------------------------------------
+
+
+@pytest.mark.parametrize("upstream", ["fbank", "fbank_context"])
+def test_a_clip_shorter_than_one_fbank_window_is_evaluated(setup, upstream):
+    def short(records):
+        save_wav(setup / "data" / "bad" / records[0]["path"], 0.1 * np.ones(160, np.float32))  # 10 ms
+        records[0]["duration"] = 0.01
+
+    edit_manifest(setup, short)
+    assert evaluate(setup, "bad", upstream) == 0
+    res = json.loads((setup / "out" / upstream / "bad.json").read_text())
+    assert res["samples"]["test"] == 4 and np.isfinite(res["metrics"]["test"]["accuracy"])
+
+
+@pytest.mark.parametrize("cls", [FbankUpstream, FbankContextUpstream])
+def test_fbank_gives_one_frame_for_a_clip_shorter_than_its_window(cls):
+    up = cls()
+    wavs = torch.zeros(3, 800)
+    wavs[0, :160] = 0.1
+    wavs[1] = torch.randn(800) * 0.1
+    lens = torch.tensor([160, 800, 1])
+    (hidden,), frames = up(wavs, lens)
+    assert frames.tolist() == [1, 3, 1] and up.frames_for(lens).tolist() == [1, 3, 1]
+    assert torch.isfinite(hidden).all() and hidden.shape == (3, 3, up.hidden_size)
+    assert (hidden[0, 1:] == 0).all() and (hidden[0, 0] != 0).any()
+    assert up.frames_for(torch.tensor([0])).tolist() == [0]
+
+
+def test_an_upstream_that_gives_no_frame_for_a_clip_is_refused_with_its_id(tmp_path):
+    from evalkit.core.errors import AudioError
+    from evalkit.evaluation.features import extract
+
+    make_corpus(tmp_path, n=2)
+    save_wav(tmp_path / "wav" / "test_1.wav", np.ones(160, np.float32) * 0.1)
+    records = [json.loads(line) for line in (tmp_path / "test.jsonl").read_text().splitlines()]
+    records[1]["duration"] = 0.01
+    write_manifest(tmp_path / "test.jsonl", records)
+
+    class Snipped(FbankUpstream):  # kaldi's snip_edges count: no frame below 25 ms, as an hf: model
+        def frames_for(self, wav_lens):
+            return torch.clamp((wav_lens - 400) // 160 + 1, min=0)
+
+    with pytest.raises(AudioError, match=r"'test_1'.*0\.010 s.*Drop"):
+        extract(Snipped(), tmp_path / "test.jsonl", tmp_path / "cache", progress=False)
