@@ -10,6 +10,10 @@ only on the standard SUPERB test sets).
 
 from __future__ import annotations
 
+import os
+import re
+import secrets
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -98,9 +102,37 @@ def build_leaderboard(
     """Build every suite found under `results` into `out`: `<suite>/leaderboard.{md,csv,tex,json}`,
     `<suite>/twins.{md,csv,tex,json}` (pre-trained upstreams against their random-init twins, where the
     suite has any) and `<suite>/plots/`, plus `index.html` (the page) and `leaderboard.md` (all suites)
-    at the top."""
+    at the top.
+
+    The board is written into a new hidden folder beside `out` and swapped in whole, so `out` is always
+    one complete board (the old or the new: never a mix, never files of an earlier build)."""
     results, out = Path(results), Path(out)
+    if out.is_symlink():  # swap the folder it points to, keeping the link
+        out = out.resolve()
     suites, warnings = _collect_suites(results, out)
+    check_replaceable(out, results)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = out.with_name(f".{out.name}.building-{os.getpid()}-{secrets.token_hex(4)}")
+    staging.mkdir()
+    try:
+        report = _write_board(staging, suites, warnings, references_dir, n_boot, seed, plots)
+        _swap_in(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    report.files = [out / f.relative_to(staging) for f in report.files]
+    return report
+
+
+def _write_board(
+    out: Path,
+    suites: dict[str, Suite],
+    warnings: list[str],
+    references_dir: Path | None,
+    n_boot: int,
+    seed: int,
+    plots: bool,
+) -> BuildReport:
     report = BuildReport(warnings=warnings)
     sections = []
     for sid, suite in sorted(suites.items()):
@@ -128,6 +160,48 @@ def build_leaderboard(
     )
     report.files += [page, summary]
     return report
+
+
+def _swap_in(new: Path, out: Path) -> None:
+    """Rename the old board away, the new one in, then remove the old one."""
+    if not out.exists():
+        os.rename(new, out)
+        return
+    old = out.with_name(f".{out.name}.old-{os.getpid()}-{secrets.token_hex(4)}")
+    os.rename(out, old)
+    os.rename(new, out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+# What a build writes, relative to its --out folder: anything else there is someone's and stops a build.
+BOARD_FILES = re.compile(
+    r"(index\.html|leaderboard\.md|[^/]+/(leaderboard|twins)\.(md|csv|tex|json)|[^/]+/plots/[^/]+\.png)"
+)
+
+
+def check_replaceable(out: Path, results: Path) -> None:
+    """A build replaces its whole --out folder: refuse one that holds the results or files it did not write."""
+    if out.exists() and not out.is_dir():
+        raise EvalkitError(f"--out {out} is a file; give a folder (a build replaces it with the board).")
+    res, target = results.resolve(), out.resolve()
+    if res == target or target in res.parents:
+        raise EvalkitError(
+            f"--out {out} holds --results {results}; a build replaces its whole --out folder, so give "
+            "another one (e.g. a `board` folder beside the results)."
+        )
+    if not out.is_dir():
+        return
+    foreign = [
+        p.relative_to(out).as_posix()
+        for p in sorted(out.rglob("*"))
+        if not p.is_dir() and not BOARD_FILES.fullmatch(p.relative_to(out).as_posix())
+    ]
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise EvalkitError(
+            f"--out {out} holds files a leaderboard build does not write ({shown}); a build replaces the "
+            "whole folder, so move them away or give another --out."
+        )
 
 
 def _collect_suites(results: Path, out: Path) -> tuple[dict[str, Suite], list[str]]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
 import pytest
 from leaderboard_data import ks_samples, sf_samples, write_task
@@ -220,3 +221,75 @@ def test_a_missing_samples_file_is_named_and_left_out_of_the_significance_tests_
     assert table["close"]["cells"]["ks"]["mark"] == "tied"  # the others are still tested
     assert table["good"]["cells"]["ks"]["mark"] == "best"
     assert close.is_file()
+
+
+def test_a_rebuild_removes_plots_of_upstreams_that_are_gone(two, tmp_path):
+    gone = write_task(two, "gone", "ks", ks_samples(40))
+    out = tmp_path / "board"
+    assert build(two, out) == 0
+    plots = out / SUITE / "plots"
+    assert {p.name for p in plots.glob("layer_weights_*.png")} == {
+        "layer_weights_fbank.png",
+        "layer_weights_good.png",
+        "layer_weights_gone.png",
+    }
+    for f in gone.parent.iterdir():
+        f.unlink()
+    assert build(two, out) == 0
+    assert {p.name for p in plots.glob("layer_weights_*.png")} == {
+        "layer_weights_fbank.png",
+        "layer_weights_good.png",
+    }
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["board", "results"]  # nothing left beside it
+
+
+@pytest.mark.parametrize("fail_in", ["render_page", "to_csv"])
+def test_a_build_that_dies_midway_leaves_the_old_board_whole(two, tmp_path, monkeypatch, fail_in):
+    out = tmp_path / "board"
+    assert build(two, out, "--no-plots") == 0
+    before = snapshot(out)
+    write_task(two, "newcomer", "ks", ks_samples(1))
+
+    def die(*args, **kwargs):
+        raise KeyboardInterrupt  # as a Ctrl-C (or a kill) midway through writing would
+
+    monkeypatch.setattr(f"evalkit.leaderboard.build.{fail_in}", die)
+    assert build(two, out, "--no-plots") == 130  # the CLI's answer to an interrupt
+    assert snapshot(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["board", "results"]
+    monkeypatch.undo()
+    assert build(two, out, "--no-plots") == 0
+    assert "newcomer" in rows(out)
+
+
+def test_a_board_is_only_swapped_in_whole(two, tmp_path, monkeypatch):
+    """While the new board is written, --out is untouched; then one rename puts it in place."""
+    out = tmp_path / "board"
+    assert build(two, out, "--no-plots") == 0
+    before = snapshot(out)
+    seen = []
+    real = os.rename
+
+    def rename(src, dst):
+        seen.append((src, dst, snapshot(out) == before if out.exists() else None))
+        real(src, dst)
+
+    monkeypatch.setattr(os, "rename", rename)
+    write_task(two, "newcomer", "ks", ks_samples(1))
+    assert build(two, out, "--no-plots") == 0
+    assert seen and all(unchanged in (True, None) for _, _, unchanged in seen)
+    assert "newcomer" in rows(out)
+
+
+def test_out_with_files_a_build_does_not_write_is_not_replaced(two, tmp_path, capsys):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    assert build(two, out, "--no-plots") == 2
+    err = capsys.readouterr().err
+    assert "notes.txt" in err and "--out" in err
+    assert (out / "notes.txt").read_text() == "keep me"
+    assert build(two, two, "--no-plots") == 2  # --out = --results: never replaced
+    assert build(two, tmp_path, "--no-plots") == 2  # a folder above the results
+    assert (two / "good" / "ks.json").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine", "results"]
