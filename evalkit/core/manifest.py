@@ -4,9 +4,9 @@ Every corpus, synthetic or real, is written in this one schema (lhotse-style),
 so a task never cares where its data came from.
 
 Required keys of every record:
-    id        unique within the split
-    path      audio file, relative to the manifest's folder (or absolute)
-    duration  seconds (float)
+    id        unique within the split (non-empty string)
+    path      audio file (non-empty string), relative to the manifest's folder (or absolute)
+    duration  seconds (a number >= 0), the audio's length: extraction batches by it
     speaker   speaker label (string; "" when unknown)
 
 Label keys by corpus (a record carries those its task reads):
@@ -30,6 +30,7 @@ Optional: voice (synthesis parameters), fold (IEMOCAP session), gender.
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -41,28 +42,19 @@ REQUIRED_KEYS = ("id", "path", "duration", "speaker")
 
 
 def read_manifest(path: str | os.PathLike) -> list[dict]:
-    """Read and validate a JSONL manifest; errors name the file and line."""
+    """Read and validate a JSONL manifest; errors name the file, line and key."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(
             f"{path}: manifest not found. Run `evalkit synth` or `evalkit prepare` to create it."
         )
     records, seen = [], set()
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            line = _decode(path, lineno, raw)
             if not line.strip():
                 continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ConfigError(
-                    f"{path}:{lineno}: not valid JSON ({e.msg}). Re-create the manifest."
-                ) from None
-            if not isinstance(rec, dict):
-                raise ConfigError(f"{path}:{lineno}: expected a JSON object, got {type(rec).__name__}.")
-            missing = [k for k in REQUIRED_KEYS if k not in rec]
-            if missing:
-                raise ConfigError(f"{path}:{lineno}: record lacks required key(s) {', '.join(missing)}.")
+            rec = _parse(path, lineno, line)
             if rec["id"] in seen:
                 raise ConfigError(
                     f"{path}:{lineno}: duplicate id {rec['id']!r}; ids must be unique in a split."
@@ -70,6 +62,42 @@ def read_manifest(path: str | os.PathLike) -> list[dict]:
             seen.add(rec["id"])
             records.append(rec)
     return records
+
+
+def _decode(path: Path, lineno: int, raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(
+            f"{path}:{lineno}: not valid UTF-8 (byte 0x{e.object[e.start]:02x} at column {e.start + 1}). "
+            "Manifests are UTF-8 JSON lines: re-create it, or convert it (e.g. `iconv -f latin1 -t utf-8`)."
+        ) from None
+
+
+def _parse(path: Path, lineno: int, line: str) -> dict:
+    """One line as a record whose required keys hold values of the right type."""
+    try:
+        rec = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path}:{lineno}: not valid JSON ({e.msg}). Re-create the manifest.") from None
+    if not isinstance(rec, dict):
+        raise ConfigError(f"{path}:{lineno}: expected a JSON object, got {type(rec).__name__}.")
+    missing = [k for k in REQUIRED_KEYS if k not in rec]
+    if missing:
+        raise ConfigError(f"{path}:{lineno}: record lacks required key(s) {', '.join(missing)}.")
+    for key in ("id", "path"):
+        if not isinstance(rec[key], str) or not rec[key]:
+            raise ConfigError(
+                f"{path}:{lineno}: key {key!r} is {rec[key]!r} ({type(rec[key]).__name__}); expected a "
+                "non-empty string. Fix the record or re-create the manifest."
+            )
+    duration = rec["duration"]
+    if isinstance(duration, bool) or not isinstance(duration, int | float) or not 0 <= duration < math.inf:
+        raise ConfigError(
+            f"{path}:{lineno}: key 'duration' is {duration!r} ({type(duration).__name__}); expected the "
+            "audio's length in seconds, a number >= 0. Fix the record or re-create the manifest."
+        )
+    return rec
 
 
 def audio_path(manifest_path: str | os.PathLike, record: dict) -> Path:

@@ -211,3 +211,23 @@ def test_an_upstream_that_gives_no_frame_for_a_clip_is_refused_with_its_id(tmp_p
 
     with pytest.raises(AudioError, match=r"'test_1'.*0\.010 s.*Drop"):
         extract(Snipped(), tmp_path / "test.jsonl", tmp_path / "cache", progress=False)
+
+
+# --- 3. values of the wrong type -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [("id", 5), ("id", None), ("path", ["a.wav"]), ("path", ""), ("duration", "0.5"), ("duration", None)],
+)
+def test_a_record_value_of_the_wrong_type_is_refused_naming_line_and_key(setup, capsys, key, value):
+    manifest = edit_manifest(setup, lambda records: records[2].update({key: value}))
+    refused(setup, capsys, f"{manifest}:3", repr(key))
+
+
+def test_a_manifest_that_is_not_utf8_is_refused_naming_the_line(setup, capsys):
+    manifest = setup / "data" / "bad" / "dev.jsonl"
+    lines = manifest.read_bytes().splitlines(keepends=True)
+    lines[1] = lines[1].replace(b'"speaker": "s"', '"speaker": "Jos\xe9"'.encode("latin-1"))
+    manifest.write_bytes(b"".join(lines))
+    refused(setup, capsys, f"{manifest}:2", "UTF-8")
