@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 
@@ -48,9 +49,11 @@ def read_config(folder: Path) -> dict:
             "for a transformers folder use --upstream hf:DIR."
         )
     try:
-        config = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise EvalkitError(f"{path}: not valid JSON ({e.msg}).") from None
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise EvalkitError(
+            f"{path}: not valid JSON ({e}). Fix it, or put back the config.json saved with these weights."
+        ) from None
     if not isinstance(config, dict):
         raise EvalkitError(f"{path}: expected a JSON object with keys upstream, config and pretraining.")
     return config
@@ -66,13 +69,15 @@ def is_finished(folder: Path) -> bool:
 def load_checkpoint(folder: Path) -> Upstream:
     """The upstream a checkpoint folder holds, with its weights (none needed for an upstream without any)."""
     cfg = read_config(folder)
-    cfg_path, weights = folder / CONFIG_FILE, folder / WEIGHTS_FILE
     name = cfg.get("upstream")
-    if not isinstance(name, str):
-        raise EvalkitError(f"{cfg_path}: key 'upstream' (the registered upstream name) is missing.")
-    model = UPSTREAMS.get(name)(**cfg.get("config", {}))
+    model = _build(folder / CONFIG_FILE, name, cfg.get("config", {}))
+    weights = folder / WEIGHTS_FILE
     if weights.is_file():
-        missing, unexpected = model.load_state_dict(load_file(weights), strict=False)
+        state = read_weights(weights)
+        check_weights_fit(
+            model.state_dict(), state, weights, f"upstream {name!r} as {folder / CONFIG_FILE} describes it"
+        )
+        missing, unexpected = model.load_state_dict(state, strict=False)
         if missing or unexpected:
             raise EvalkitError(
                 f"{weights}: weights do not fit upstream {name!r} (missing {missing[:3]}, unexpected {unexpected[:3]})."
@@ -86,3 +91,69 @@ def load_checkpoint(folder: Path) -> Upstream:
         k: pre[k] for k in ("method", "steps", "wall_time_s", "audio_seconds", "twin_of") if k in pre
     }
     return model
+
+
+def _build(cfg_path: Path, name, settings) -> Upstream:
+    """The registered upstream `name` built from config.json's `config`; errors name config.json."""
+    if not isinstance(name, str):
+        raise EvalkitError(f"{cfg_path}: key 'upstream' (the registered upstream name) is missing.")
+    if not isinstance(settings, dict):
+        raise EvalkitError(
+            f"{cfg_path}: key 'config' must be an object of upstream {name!r}'s settings, got {settings!r}."
+        )
+    cls = UPSTREAMS.get(name)
+    try:
+        return cls(**settings)
+    except (TypeError, ValueError, KeyError) as e:
+        raise EvalkitError(
+            f"{cfg_path}: upstream {name!r} cannot be built from key 'config' ({type(e).__name__}: {e}). "
+            "Fix the settings, or put back the config.json saved with these weights."
+        ) from None
+
+
+def read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """A safetensors file's tensors; a truncated or corrupt file is an error that names it."""
+    try:
+        return load_file(path)
+    except (SafetensorError, OSError) as e:
+        raise EvalkitError(_unreadable(path, e)) from None
+
+
+def weight_dtypes(path: Path) -> dict[str, str]:
+    """The dtype (safetensors' name: F32, I64, ...) of each tensor of a safetensors file, read from
+    its header only; a truncated or corrupt file is an error that names it."""
+    try:
+        with safe_open(path, framework="pt") as f:
+            return {k: f.get_slice(k).get_dtype() for k in f.keys()}
+    except (SafetensorError, OSError) as e:
+        raise EvalkitError(_unreadable(path, e)) from None
+
+
+def _unreadable(path: Path, error: Exception) -> str:
+    return (
+        f"{path}: not a readable safetensors file ({error}); it is truncated or corrupt. Copy it again "
+        "from where it was made, or save the model again."
+    )
+
+
+def check_weights_fit(
+    expected: dict[str, torch.Tensor], state: dict[str, torch.Tensor], path: Path, what: str
+) -> None:
+    """Refuse weights that would load as other numbers: another shape (another architecture or
+    config), or integers where the model has floats (a cast would silently change them). Floats of
+    another precision (float16, bfloat16) are cast, as a model saved in half precision is."""
+    bad = []
+    for key, tensor in state.items():
+        ref = expected.get(key)
+        if ref is None:
+            continue
+        if tuple(tensor.shape) != tuple(ref.shape):
+            bad.append(f"{key} has shape {list(tensor.shape)} in the file, {list(ref.shape)} in the model")
+        elif tensor.is_floating_point() != ref.is_floating_point():
+            bad.append(f"{key} is {tensor.dtype} in the file, {ref.dtype} in the model")
+    if bad:
+        raise EvalkitError(
+            f"{path}: {len(bad)} tensor(s) do not fit {what}: {'; '.join(bad[:3])}{f'; and {len(bad) - 3} more' if len(bad) > 3 else ''}. "
+            "These weights belong to another model or config.json was changed: keep each model.safetensors "
+            "with the config.json saved with it."
+        )

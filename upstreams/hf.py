@@ -36,6 +36,7 @@ import torch
 from evalkit.core.audio import SAMPLE_RATE
 from evalkit.core.errors import AudioError, EvalkitError
 from upstreams.base import Upstream, padding_mask
+from upstreams.checkpoint import weight_dtypes
 
 # config.json `model_type` -> transformers class holding the bare encoder.
 MODEL_CLASSES = {
@@ -231,7 +232,11 @@ def _read_config(folder: Path) -> dict:
         config = json.loads(config_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise EvalkitError(f"{config_path}: not valid JSON ({e}). Expected {expected}.") from None
-    model_type = config.get("model_type") if isinstance(config, dict) else None
+    if not isinstance(config, dict):
+        raise EvalkitError(
+            f"{config_path}: expected a JSON object, got {type(config).__name__}. Expected {expected}."
+        )
+    model_type = config.get("model_type")
     if model_type not in MODEL_CLASSES:
         raise EvalkitError(
             f"{config_path}: model_type {model_type!r} is not supported by the hf: upstream. Expected {expected}."
@@ -243,26 +248,81 @@ def _load_model(folder: Path, model_type: str) -> torch.nn.Module:
     """The bare encoder from local files only; refuse silently random-initialised weights."""
     import transformers  # deferred: heavy, and only an hf: upstream needs it
 
-    cls = getattr(transformers, MODEL_CLASSES[model_type])
+    cls_name = MODEL_CLASSES[model_type]
+    cls = getattr(transformers, cls_name)
+    config = _transformers_config(folder, cls)
+    dtypes = {}
+    for path in _safetensors_files(folder):
+        dtypes |= weight_dtypes(path)  # a truncated or corrupt file: an error naming it
     try:
-        config = cls.config_class.from_pretrained(folder, local_files_only=True)
-        # An adapter (seq2seq fine-tuning) sits after the encoder and changes the
-        # frame rate; the hidden states exposed here never include it.
-        if getattr(config, "add_adapter", False):
-            config.add_adapter = False
+        # ignore_mismatched_sizes: transformers then reports them in `info`, and they are refused below.
         model, info = cls.from_pretrained(
-            folder, config=config, local_files_only=True, output_loading_info=True
+            folder,
+            config=config,
+            local_files_only=True,
+            output_loading_info=True,
+            ignore_mismatched_sizes=True,
         )
     except (OSError, ValueError, RuntimeError) as e:
         raise EvalkitError(
-            f"{folder}: transformers could not load a {MODEL_CLASSES[model_type]} from local files ({e}). "
+            f"{folder}: transformers could not load a {cls_name} from local files ({e}). "
             "The folder needs config.json and model.safetensors (or pytorch_model.bin)."
         ) from None
+    _check_loaded(folder, cls_name, model, info, dtypes)
+    return model
+
+
+def _transformers_config(folder: Path, cls):
+    """The model's transformers config from config.json; values transformers refuses are errors naming it."""
+    from huggingface_hub.errors import StrictDataclassError  # deferred: comes with transformers
+
+    try:
+        config = cls.config_class.from_pretrained(folder, local_files_only=True)
+    except (OSError, ValueError, TypeError, StrictDataclassError) as e:
+        raise EvalkitError(
+            f"{folder / 'config.json'}: transformers refuses this {cls.config_class.__name__} "
+            f"({' '.join(str(e).split())}). Fix the value, or put back the config.json saved with the weights."
+        ) from None
+    # An adapter (seq2seq fine-tuning) sits after the encoder and changes the
+    # frame rate; the hidden states exposed here never include it.
+    if getattr(config, "add_adapter", False):
+        config.add_adapter = False
+    return config
+
+
+def _safetensors_files(folder: Path) -> list[Path]:
+    """The safetensors weight files transformers reads from `folder`: one file, or shards."""
+    single = folder / "model.safetensors"
+    return [single] if single.is_file() else sorted(folder.glob("model-*-of-*.safetensors"))
+
+
+def _check_loaded(
+    folder: Path, cls_name: str, model: torch.nn.Module, info: dict, dtypes: dict[str, str]
+) -> None:
+    """Refuse weights that were not loaded as they are in the files: missing (random init),
+    of another shape, or integers cast to the model's floats."""
     missing = sorted(k for k in info["missing_keys"] if not k.endswith(UNUSED_AT_INFERENCE))
     if missing:
         shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
         raise EvalkitError(
-            f"{folder}: the checkpoint lacks {len(missing)} weight(s) of {MODEL_CLASSES[model_type]} ({shown}); "
+            f"{folder}: the checkpoint lacks {len(missing)} weight(s) of {cls_name} ({shown}); "
             "they would be randomly initialised. Point hf: at a checkpoint of the encoder itself."
         )
-    return model
+    bad = [
+        f"{key} has shape {list(theirs)} in the file, {list(ours)} in the model"
+        for key, theirs, ours in info.get("mismatched_keys", [])
+    ]
+    floats = {k for k, v in model.state_dict().items() if v.is_floating_point()}
+    bad += [
+        f"{key} is {dtype} (not a float type) in the file, a float in the model"
+        for key, dtype in dtypes.items()
+        if not (dtype.startswith("F") or dtype == "BF16")
+        and (key in floats or key.partition(".")[2] in floats)
+    ]
+    if bad:
+        files = [folder / n for n in ("model.safetensors", "pytorch_model.bin") if (folder / n).is_file()]
+        raise EvalkitError(
+            f"{files[0] if files else folder}: {len(bad)} weight(s) do not fit the {cls_name} that config.json describes: "
+            f"{'; '.join(bad[:3])}{f'; and {len(bad) - 3} more' if len(bad) > 3 else ''}. These weights belong to another model or "
+            "config.json was changed: keep the weights with the config.json saved with them."
+        )
