@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import math
+import re
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -276,10 +277,19 @@ def _legend(t: Table) -> str:
     )
 
 
-def to_markdown(t: Table) -> str:
-    def md(text: str) -> str:
-        return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
+# Markdown syntax a name could carry into a table: emphasis, code, links, strike-through, cell breaks,
+# and `_` where it can open or close emphasis (not inside a word, as in `fbank_context`)
+_MD_SPECIAL = re.compile(r"[\\`*\[\]~|]|(?<![0-9A-Za-z])_|_(?![0-9A-Za-z])")
 
+
+def md_escape(text) -> str:
+    """Text as literal Markdown: its syntax backslash-escaped, HTML (tags, entities) as entities."""
+    text = _MD_SPECIAL.sub(lambda m: "\\" + m.group(), str(text))
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def to_markdown(t: Table) -> str:
+    md = md_escape
     lines = [
         f"## {md(t.suite_label)}",
         "",
@@ -299,15 +309,36 @@ def to_markdown(t: Table) -> str:
 def to_csv(t: Table) -> str:
     """Raw values (fractions, parameters as counts) for further processing."""
     buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(
+    _write_csv_row(
+        buf,
         [c.id if c.kind != "task" else f"{c.id}:{c.metric}" for c in t.columns]
-        + [f"{c.id}:mark" for c in t.columns if c.kind == "task"]
+        + [f"{c.id}:mark" for c in t.columns if c.kind == "task"],
     )
     for r in t.rows:
         vals = ["" if r.cells[c.id].value is None else r.cells[c.id].value for c in t.columns]
-        w.writerow(vals + [r.cells[c.id].mark for c in t.columns if c.kind == "task"])
+        _write_csv_row(buf, vals + [r.cells[c.id].mark for c in t.columns if c.kind == "task"])
     return buf.getvalue()
+
+
+def _write_csv_row(buf: io.StringIO, row: list) -> None:
+    # the writer quotes a field holding a newline (the line terminator) but not a bare CR, which a reader
+    # takes for a line break: a row with one is quoted whole
+    bare_cr = any(isinstance(c, str) and "\r" in c for c in row)
+    quoting = csv.QUOTE_ALL if bare_cr else csv.QUOTE_MINIMAL
+    csv.writer(buf, lineterminator="\n", quoting=quoting).writerow(csv_safe(row))
+
+
+# A spreadsheet runs a cell that starts with one of these as a formula (OWASP: CSV injection)
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def csv_safe(cells: list) -> list:
+    """Text cells that a spreadsheet would run as a formula, prefixed with a quote; numbers as they are."""
+    return [
+        "'" + c if isinstance(c, str) and c.startswith(_FORMULA_START) and not _NUMBER.fullmatch(c) else c
+        for c in cells
+    ]
 
 
 _LATEX = {

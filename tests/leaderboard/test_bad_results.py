@@ -5,6 +5,8 @@ formulas."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 import os
@@ -293,3 +295,53 @@ def test_out_with_files_a_build_does_not_write_is_not_replaced(two, tmp_path, ca
     assert build(two, tmp_path, "--no-plots") == 2  # a folder above the results
     assert (two / "good" / "ks.json").is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine", "results"]
+
+
+MD_EVIL = "*b* `x` | [l](javascript:alert(1)) _u_ ~~s~~ &amp; \\*"
+FORMULAS = ['=HYPERLINK("http://evil","click")', "+cmd|' /C calc'!A0", "-2+3", "@SUM(1)", "\tx", "\rx"]
+
+
+def test_names_cannot_inject_markdown(two, tmp_path):
+    write_task(two, MD_EVIL, "ks", ks_samples(20), folder="evil")
+    write_task(two, "good", "ks", ks_samples(10), name="ks_*t*|`c`", folder="good2")
+    out = tmp_path / "board"
+    assert build(two, out, "--no-plots") == 0
+    for md in (out / "leaderboard.md", out / SUITE / "leaderboard.md"):
+        text = md.read_text()
+        assert r"\*b\* \`x\` \| \[l\](javascript:alert(1)) \_u\_ \~\~s\~\~ &amp;amp; \\\*" in text
+        assert r"KS\_\*T\*\|\`C\`" in text
+        assert "[l](" not in text and "*b*" not in text and "`x`" not in text
+        lines = [line.replace("\\|", "") for line in text.splitlines() if line.startswith("|")]
+        assert {line.count("|") for line in lines} == {lines[0].count("|")}  # no cell is split
+    tex = (out / SUITE / "leaderboard.tex").read_text()
+    assert r"\textbackslash{}*" in tex and r"\&amp;" in tex and r"\_u\_" in tex
+    page = (out / "index.html").read_text()
+    assert MD_EVIL not in page and "[l](javascript:alert(1))" in page  # plain text on the page, no link
+
+
+def test_csv_cells_cannot_start_a_formula_but_negative_numbers_stay_numbers(two, tmp_path):
+    for i, name in enumerate(FORMULAS):
+        write_task(two, name, "ks", ks_samples(20 + i), folder=f"f{i}", pretraining={"=cmd": "|x"})
+    write_task(two, "fine", "ks", ks_samples(10), name="=t", folder="t")
+    write_task(two, "worse", "ks", ks_samples(160))  # below fbank: a negative score
+    out = tmp_path / "board"
+    assert build(two, out, "--no-plots") == 0
+    text = (out / SUITE / "leaderboard.csv").read_bytes().decode()  # as written: a CR stays a CR
+    table = list(csv.reader(io.StringIO(text)))
+    cells = [c for row in table for c in row]
+    assert not [c for c in cells if c[:1] in ("=", "+", "@", "\t", "\r")]
+    assert not [c for c in cells if c.startswith("-") and not _is_float(c)]
+    upstreams = {row[0] for row in table[1:]}
+    assert {"'" + n for n in FORMULAS} <= upstreams
+    assert "'=t:accuracy" in table[0]
+    # fbank scores 0 and a weaker entry below it: a genuine negative number, left numeric
+    scores = [row[table[0].index("score")] for row in table[1:]]
+    assert any(s.startswith("-") and float(s) < 0 for s in scores)
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
