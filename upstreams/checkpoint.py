@@ -12,6 +12,7 @@ twin writes `method: random-init` and whom it stands for).
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import torch
@@ -157,3 +158,31 @@ def check_weights_fit(
             "These weights belong to another model or config.json was changed: keep each model.safetensors "
             "with the config.json saved with it."
         )
+
+
+def torch_load_file(error: BaseException) -> str | None:
+    """The file that `torch.load` was reading when `error` was raised (found in its traceback), or None."""
+    tb = error.__traceback__
+    while tb is not None:
+        frame = tb.tb_frame
+        if frame.f_code.co_name == "load" and frame.f_code.co_filename.endswith(("torch/serialization.py",)):
+            target = frame.f_locals.get("f")
+            if isinstance(target, (str, Path)):
+                return str(target)
+        tb = tb.tb_next
+    return None
+
+
+def refused_pickle(error: Exception, fallback: str, advice: str) -> EvalkitError:
+    """The error for a pickle that `torch.load(weights_only=True)` refused (code to run, objects
+    other than tensors and plain values, or no pickle at all): names the file, says why, and what
+    to do; never suggests weights_only=False."""
+    path = torch_load_file(error) or fallback
+    text = str(error)
+    reason = text.partition("WeightsUnpickler error:")[2].strip() if "WeightsUnpickler error:" in text else ""
+    reason = re.split(r"\s+Please use |\n\s*\n", reason)[0].strip() if reason else ""
+    return EvalkitError(
+        f"{path}: torch.load(weights_only=True) refused this file{f' ({reason})' if reason else ''}. "
+        "evalkit loads only weights (tensors and plain values), never a pickle that could run code. "
+        f"If the file is corrupt, replace it; if it comes from a source you trust, {advice}"
+    )

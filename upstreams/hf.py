@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import math
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,7 +37,7 @@ import torch
 from evalkit.core.audio import SAMPLE_RATE
 from evalkit.core.errors import AudioError, EvalkitError
 from upstreams.base import Upstream, padding_mask
-from upstreams.checkpoint import weight_dtypes
+from upstreams.checkpoint import refused_pickle, torch_load_file, weight_dtypes
 
 # config.json `model_type` -> transformers class holding the bare encoder.
 MODEL_CLASSES = {
@@ -45,6 +46,12 @@ MODEL_CLASSES = {
     "wavlm": "WavLMModel",
     "data2vec-audio": "Data2VecAudioModel",
 }
+
+# What to do with a trusted pytorch_model.bin that torch.load(weights_only=True) refuses.
+CONVERT_ADVICE = (
+    "convert it to safetensors in a trusted environment: load it there with transformers and save it with "
+    "model.save_pretrained(DIR, safe_serialization=True), then point hf: at DIR."
+)
 
 # Parameters that only serve pre-training masking; a checkpoint may lack them.
 UNUSED_AT_INFERENCE = ("masked_spec_embed",)
@@ -263,7 +270,13 @@ def _load_model(folder: Path, model_type: str) -> torch.nn.Module:
             output_loading_info=True,
             ignore_mismatched_sizes=True,
         )
+    except pickle.UnpicklingError as e:
+        raise refused_pickle(e, str(folder / "pytorch_model.bin"), CONVERT_ADVICE) from None
     except (OSError, ValueError, RuntimeError) as e:
+        if file := torch_load_file(e):
+            raise EvalkitError(
+                f"{file}: torch could not read it ({e}); it is truncated or corrupt: replace it."
+            ) from None
         raise EvalkitError(
             f"{folder}: transformers could not load a {cls_name} from local files ({e}). "
             "The folder needs config.json and model.safetensors (or pytorch_model.bin)."

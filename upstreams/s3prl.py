@@ -23,8 +23,8 @@ s3prl is imported and only where torchaudio lacks the name:
 
 Not shimmed: torch >= 2.6 loads checkpoints with `weights_only=True`; s3prl's
 converted checkpoints are plain dicts of tensors and primitives and should
-load, but a checkpoint that pickles other objects fails, and the error says
-how to opt out (only for a checkpoint you trust).
+load, but a checkpoint that pickles other objects fails (nothing in it runs),
+and the error names the file and says that evalkit loads only weights.
 """
 
 from __future__ import annotations
@@ -41,8 +41,14 @@ from evalkit.core.audio import SAMPLE_RATE
 from evalkit.core.errors import EvalkitError
 from evalkit.core.registry import suggest
 from upstreams.base import Upstream, padding_mask
+from upstreams.checkpoint import refused_pickle
 
 INSTALL_HINT = "pip install s3prl"
+# What to do with a trusted s3prl checkpoint that torch.load(weights_only=True) refuses.
+RESAVE_ADVICE = (
+    "load it in a trusted environment and save it again holding only tensors and plain values "
+    "(torch.save of its state dicts and config as dicts), in s3prl's cache where this file is."
+)
 
 
 def apply_torchaudio_shims() -> None:
@@ -161,11 +167,7 @@ def load_s3prl_upstream(name: str) -> S3PRLAdapter:
     try:
         upstream = S3PRLUpstream(name)
     except pickle.UnpicklingError as e:
-        raise EvalkitError(
-            f"s3prl:{name}: torch could not load its checkpoint with weights_only=True (the default since "
-            f"torch 2.6): {str(e).splitlines()[0]} If you trust the checkpoint, set the environment variable "
-            "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 and run again."
-        ) from None
+        raise refused_pickle(e, f"s3prl:{name}'s checkpoint", RESAVE_ADVICE) from None
     except Exception as e:  # s3prl raises anything from downloads and checkpoint loading
         raise EvalkitError(
             f"s3prl:{name}: s3prl could not build this upstream ({type(e).__name__}: {e})."

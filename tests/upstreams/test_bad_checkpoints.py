@@ -169,3 +169,68 @@ def test_bad_hf_config(smoke_suite, tmp_path, capsys, config_text, expected):
     assert_refused(
         f"hf:{folder}", smoke_suite, tmp_path / "out", capsys, str(folder / "config.json"), expected
     )
+
+
+class RunsCode:
+    """Unpickling this creates `marker`: what a malicious checkpoint could do, harmlessly."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def malicious_pickle(path: Path, marker: Path, state: dict) -> Path:
+    """A torch checkpoint of `state` plus an object whose unpickling would run code; checks that it
+    really would (an unrestricted torch.load creates the marker), then removes the marker."""
+    torch.save({**state, "extra": RunsCode(marker)}, path)
+    torch.load(path, weights_only=False)
+    assert marker.exists()
+    marker.unlink()
+    return path
+
+
+def test_hf_pickle_that_runs_code_is_refused_and_runs_nothing(smoke_suite, tmp_path, capsys):
+    folder = hf_checkpoint(tmp_path / "hf")
+    state = load_file(folder / "model.safetensors")
+    (folder / "model.safetensors").unlink()
+    marker = tmp_path / "MARKER"
+    weights = malicious_pickle(folder / "pytorch_model.bin", marker, state)
+    err = assert_refused(
+        f"hf:{folder}",
+        smoke_suite,
+        tmp_path / "out",
+        capsys,
+        str(weights),
+        "only weights",
+        "safe_serialization=True",
+    )
+    assert "weights_only=False" not in err and not marker.exists()
+
+
+def test_hf_pickle_of_random_bytes(smoke_suite, tmp_path, capsys):
+    folder = hf_checkpoint(tmp_path / "hf")
+    (folder / "model.safetensors").unlink()
+    random_bytes(folder / "pytorch_model.bin")
+    assert_refused(f"hf:{folder}", smoke_suite, tmp_path / "out", capsys, str(folder / "pytorch_model.bin"))
+
+
+def test_s3prl_pickle_that_runs_code_is_refused_and_runs_nothing(smoke_suite, tmp_path, capsys, monkeypatch):
+    """s3prl is optional: a stand-in hub loads its checkpoint as s3prl's do, with torch.load."""
+    import upstreams.s3prl
+
+    marker = tmp_path / "MARKER"
+    weights = malicious_pickle(tmp_path / "evil.ckpt", marker, {"w": torch.zeros(2)})
+
+    class Hub:
+        @staticmethod
+        def available_names() -> list[str]:
+            return ["evil"]
+
+        def __init__(self, name: str) -> None:
+            torch.load(weights, map_location="cpu")
+
+    monkeypatch.setattr(upstreams.s3prl, "import_s3prl_upstream", lambda: Hub)
+    err = assert_refused("s3prl:evil", smoke_suite, tmp_path / "out", capsys, str(weights), "only weights")
+    assert "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD" not in err and not marker.exists()
