@@ -91,6 +91,12 @@ def _parse(path: Path, lineno: int, line: str) -> dict:
                 f"{path}:{lineno}: key {key!r} is {rec[key]!r} ({type(rec[key]).__name__}); expected a "
                 "non-empty string. Fix the record or re-create the manifest."
             )
+    if _climbs_out(rec["path"]):
+        raise ConfigError(
+            f"{path}:{lineno}: key 'path' is {rec['path']!r}, which climbs with '..' out of the data root "
+            f"{path.parent.parent} (the folder above the manifest's). Write an absolute path for audio kept "
+            "elsewhere (as `evalkit prepare` does) or move the audio under the data root."
+        )
     duration = rec["duration"]
     if isinstance(duration, bool) or not isinstance(duration, int | float) or not 0 <= duration < math.inf:
         raise ConfigError(
@@ -103,7 +109,30 @@ def _parse(path: Path, lineno: int, line: str) -> dict:
 def audio_path(manifest_path: str | os.PathLike, record: dict) -> Path:
     """The absolute path of a record's audio (paths are relative to the manifest)."""
     p = Path(record["path"])
-    return p if p.is_absolute() else Path(manifest_path).parent / p
+    if p.is_absolute():
+        return p
+    if _climbs_out(record["path"]):
+        raise ConfigError(
+            f"{manifest_path}: record {record.get('id')!r} has path {record['path']!r}, which climbs with '..' "
+            "out of the data root (the folder above the manifest's). Write an absolute path or move the audio."
+        )
+    return Path(manifest_path).parent / p
+
+
+def _climbs_out(rel: str) -> bool:
+    """Whether a relative path climbs with '..' above the manifest folder's parent, the data root.
+
+    Read as written, not resolved: a corpus folder that is a symlink into other storage is fine,
+    and absolute paths (`evalkit prepare` points at the source corpus) are not relative.
+    """
+    if Path(rel).is_absolute():
+        return False
+    depth = 0
+    for part in Path(rel).parts:
+        depth += -1 if part == ".." else 0 if part == "." else 1
+        if depth < -1:
+            return True
+    return False
 
 
 def write_manifest(path: str | os.PathLike, records: Iterable[dict]) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from evalkit.core.errors import ConfigError
-from evalkit.core.manifest import read_manifest
+from evalkit.core.manifest import audio_path, read_manifest
 
 GOOD = {"id": "a", "path": "wav/a.wav", "duration": 1.5, "speaker": "s"}
 
@@ -67,3 +67,22 @@ def test_utf8_with_a_byte_order_mark_and_integer_durations_are_read(tmp_path):
         tmp_path, raw=b"\xef\xbb\xbf" + json.dumps({**GOOD, "duration": 2, "speaker": "Jos\u00e9"}).encode()
     )
     assert read_manifest(path) == [{**GOOD, "duration": 2, "speaker": "Jos\u00e9"}]
+
+
+@pytest.mark.parametrize("rel", ["../../secret.wav", "wav/../../../secret.wav", "../corpus/../../secret.wav"])
+def test_a_relative_path_that_climbs_out_of_the_data_root_is_refused(tmp_path, rel):
+    path = write(tmp_path, GOOD, {**GOOD, "id": "b", "path": rel})
+    with pytest.raises(ConfigError, match=r"test\.jsonl:2: key 'path'.*climbs"):
+        read_manifest(path)
+    with pytest.raises(ConfigError, match="climbs"):
+        audio_path(path, {**GOOD, "path": rel})
+
+
+@pytest.mark.parametrize(
+    "rel", ["./a.wav", "wav/../a.wav", "../other_corpus/a.wav", "/srv/corpora/src/a.wav"]
+)
+def test_absolute_paths_and_relative_ones_inside_the_data_root_are_read(tmp_path, rel):
+    path = write(tmp_path, {**GOOD, "path": rel})
+    assert read_manifest(path)[0]["path"] == rel
+    expected = Path(rel) if rel.startswith("/") else tmp_path / rel
+    assert audio_path(path, {**GOOD, "path": rel}) == expected

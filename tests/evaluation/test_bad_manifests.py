@@ -231,3 +231,29 @@ def test_a_manifest_that_is_not_utf8_is_refused_naming_the_line(setup, capsys):
     lines[1] = lines[1].replace(b'"speaker": "s"', '"speaker": "Jos\xe9"'.encode("latin-1"))
     manifest.write_bytes(b"".join(lines))
     refused(setup, capsys, f"{manifest}:2", "UTF-8")
+
+
+# --- 4. paths that climb out of the data root --------------------------------------------------
+
+
+def test_a_task_corpus_that_climbs_out_of_data_is_refused(setup, capsys):
+    make_corpus(setup / "outside")  # a corpus that `corpus: ../outside` would find
+    write_task(setup / "tasks", "bad", "../outside")
+    refused(setup, capsys, "'../outside'", "--data", "climbs out")
+
+
+def test_a_relative_audio_path_that_climbs_out_of_the_data_root_is_refused(setup, capsys):
+    secret = setup / "secret.wav"
+    save_wav(secret, np.zeros(8000, np.float32))
+    manifest = edit_manifest(setup, lambda records: records[3].update(path="../../secret.wav"))
+    refused(setup, capsys, f"{manifest}:4", "'../../secret.wav'", "absolute path")
+
+
+def test_absolute_and_in_root_relative_paths_keep_working(setup):
+    def move(records):
+        records[0]["path"] = str((setup / "data" / "bad" / records[0]["path"]).resolve())
+        records[1]["path"] = "wav/../wav/" + records[1]["path"].split("/")[-1]
+        records[2]["path"] = "../bad/" + records[2]["path"]  # still inside DATA
+
+    edit_manifest(setup, move)
+    assert evaluate(setup, "bad") == 0

@@ -82,7 +82,14 @@ class TaskKind:
         self.data = Path(data)
         self.frame_rate = frame_rate
         self.settings = settings or RunSettings()
-        self.folder = self.data / task.corpus
+        corpus = task.corpus
+        if not isinstance(corpus, str) or Path(corpus).is_absolute() or ".." in Path(corpus).parts:
+            raise ConfigError(
+                f"{task.source or task.name}: corpus {corpus!r} of task {task.name!r} climbs out of --data "
+                f"{self.data} (or is not a folder name). A corpus is a folder under --data, e.g. `corpus: ks`; "
+                "fix the task's `corpus:`."
+            )
+        self.folder = self.data / corpus
         if not self.folder.is_dir():
             raise ConfigError(
                 f"{self.folder}: corpus folder {task.corpus!r} of task {task.name!r} not found under --data {self.data}. "
