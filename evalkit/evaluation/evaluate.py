@@ -9,8 +9,10 @@ unless `overwrite`.
 
 from __future__ import annotations
 
+import errno
 import json
 import math
+import os
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -236,6 +238,37 @@ def check_existing(spec: str, tasks: list[TaskConfig], opts: EvalOptions, log=pr
     return todo
 
 
+def check_writable(folder: Path, option: str) -> None:
+    """Fail before any work (no upstream loaded, nothing trained) if `folder` cannot be created or
+    written: create it, then write, sync and remove a small probe file."""
+    probe = folder / f".evalkit-write-probe-{os.getpid()}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            with open(probe, "wb") as f:
+                f.write(bytes(4096))
+                f.flush()
+                os.fsync(f.fileno())
+        finally:
+            probe.unlink(missing_ok=True)
+    except OSError as e:
+        blocker = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
+        if blocker is not None:
+            why = f"{blocker} is a file, not a folder"
+        elif e.errno == errno.ENOSPC:
+            why = "the disk is full: free some space"
+        else:
+            why = f"cannot write there ({e.strerror})"
+        raise ConfigError(f"{option} {folder}: {why}. Give {option} a folder you can write to.") from None
+
+
+def check_outputs(spec: str, opts: EvalOptions) -> None:
+    """The results folder (and the feature cache, unless --no-cache) can be written."""
+    check_writable(result_path(opts.output, spec, "_", opts.name).parent, "--output")
+    if not opts.no_cache:
+        check_writable(opts.cache or (opts.output / ".cache"), "--cache" if opts.cache else "--output")
+
+
 def warn_if_unfinished(spec: str, log=print) -> None:
     """A checkpoint of a pre-training that has not reached its last step is evaluated, with a warning."""
     folder = spec_folder(spec)
@@ -253,6 +286,8 @@ def run_eval(spec: str, tasks: list[TaskConfig], opts: EvalOptions, log=print) -
     """Evaluate `spec` on each task; keep those with a result of the same making unless overwrite.
     Returns the result paths."""
     paths = [result_path(opts.output, spec, t.name, opts.name) for t in tasks]
+    if opts.overwrite or not all(p.is_file() for p in paths):  # something may be written
+        check_outputs(spec, opts)
     todo = check_existing(spec, tasks, opts, log)
     if not todo:
         return paths
