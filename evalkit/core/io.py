@@ -57,6 +57,8 @@ def read_json_object(path: str | os.PathLike, kind: str) -> dict:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as e:
         raise ConfigError(f"{path}: not a readable {kind} JSON ({e}).") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not a readable {kind} JSON (not UTF-8: {e}).") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a {kind} file is a JSON object.")
     return data

@@ -212,6 +212,14 @@ def provenance_mismatch(
     return [f"{key} {made[key]!r} there, {now[key]!r} now" for key in made if made[key] != now[key]]
 
 
+def existing_result(path: Path) -> dict:
+    """A result file found where this evaluation would write; an unreadable one says how to go on."""
+    try:
+        return read_result(path)
+    except ConfigError as e:
+        raise ConfigError(f"{e} Redo it with --overwrite, or delete the file.") from None
+
+
 def check_existing(spec: str, tasks: list[TaskConfig], opts: EvalOptions, log=print) -> list[TaskConfig]:
     """The tasks still to evaluate. An existing result is kept only if it was made by the same
     upstream weights, task version, protocol, learning rates and steps as a run would use now;
@@ -229,7 +237,7 @@ def check_existing(spec: str, tasks: list[TaskConfig], opts: EvalOptions, log=pr
                     f"warning: {spec} is gone; its results under {path.parent} are kept as they are (their "
                     "weights cannot be compared with it)"
                 )
-        if diff := provenance_mismatch(read_result(path), t, opts, fingerprint):
+        if diff := provenance_mismatch(existing_result(path), t, opts, fingerprint):
             raise ConfigError(
                 f"{path}: this result was made differently: {'; '.join(diff)}. Keep both with --name NEW "
                 f"(the upstream's results folder under {opts.output}), or redo it with --overwrite."

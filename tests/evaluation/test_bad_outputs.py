@@ -1,7 +1,8 @@
 """Where `evalkit eval` writes, and what it reads back there, fails clearly and before any work.
 
 An --output (or --cache) that cannot be written used to be found only when the first task had
-trained and its result was written (wasted compute, then a traceback).
+trained and its result was written (wasted compute, then a traceback); a result file that is not
+UTF-8 stopped a resume with a UnicodeDecodeError traceback.
 """
 
 from __future__ import annotations
@@ -72,3 +73,26 @@ def test_cache_under_a_file(smoke_suite, tmp_path, capsys, no_upstream):
     err = capsys.readouterr().err
     assert str(blocker) in err and "--cache" in err, err
     assert not list((tmp_path / "out").rglob("*.json"))
+
+
+@pytest.fixture
+def existing(smoke_suite, tmp_path) -> Path:
+    """A finished KS result of fbank under tmp_path/out; returns its file."""
+    assert evaluate_cli(smoke_suite, tmp_path / "out") == 0
+    return tmp_path / "out" / "fbank" / "ks.json"
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b'{"task": "ks", "note": "caf\xe9"}\n', b'{"task": "ks", '],
+    ids=["latin-1", "truncated"],
+)
+def test_unreadable_result_on_resume(smoke_suite, tmp_path, capsys, existing, content, monkeypatch):
+    existing.write_bytes(content)
+    monkeypatch.setattr(evaluate, "evaluate_task", lambda *a, **k: pytest.fail("a task ran"))
+    assert evaluate_cli(smoke_suite, tmp_path / "out") == 2
+    err = capsys.readouterr().err
+    assert str(existing) in err and "--overwrite" in err and "delete" in err and "Traceback" not in err, err
+    assert existing.read_bytes() == content  # left as it was
+    monkeypatch.undo()
+    assert evaluate_cli(smoke_suite, tmp_path / "out", "--overwrite") == 0
