@@ -400,3 +400,16 @@ def _is_scaled_crop(span: torch.Tensor, source: torch.Tensor) -> bool:
     scale = (windows @ span) / windows.pow(2).sum(1).clamp(min=1e-9)
     best = int(torch.argmax(scale.abs()))
     return torch.allclose(windows[best] * scale[best], span, atol=1e-4)
+
+
+def test_fbank_first_computed_in_inference_mode_still_trains():
+    """The mel filters are cached: made first under inference_mode (extraction), they must still
+    serve a training step's backward pass afterwards."""
+    from upstreams.modules import frontends
+
+    frontends._mel_banks.cache_clear()
+    with torch.inference_mode():
+        frontends.kaldi_fbank(torch.randn(1, 4000))
+    wav = torch.randn(1, 4000, requires_grad=True)
+    frontends.kaldi_fbank(wav)[0].sum().backward()
+    assert wav.grad is not None

@@ -130,9 +130,14 @@ class WaveformCNN(nn.Module):
 
 @functools.cache
 def _mel_banks(n_mels: int) -> torch.Tensor:
-    """Kaldi's triangular mel filters [n_mels, FFT/2 + 1] (20 Hz to Nyquist), from torchaudio."""
-    banks, _ = kaldi.get_mel_banks(n_mels, FBANK_FFT, float(SAMPLE_RATE), 20.0, 0.0, 100.0, -500.0, 1.0)
-    return F.pad(banks.float(), (0, 1))
+    """Kaldi's triangular mel filters [n_mels, FFT/2 + 1] (20 Hz to Nyquist), from torchaudio.
+
+    Made outside inference mode even when first asked for inside it (feature extraction): the
+    cached tensor is reused by training, where an inference tensor cannot enter autograd.
+    """
+    with torch.inference_mode(False):
+        banks, _ = kaldi.get_mel_banks(n_mels, FBANK_FFT, float(SAMPLE_RATE), 20.0, 0.0, 100.0, -500.0, 1.0)
+        return F.pad(banks.float(), (0, 1))
 
 
 def fbank_lengths(wav_lens: torch.Tensor) -> torch.Tensor:
