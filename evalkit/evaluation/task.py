@@ -102,6 +102,10 @@ def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except FileNotFoundError:
         raise ConfigError(f"{path}: task file not found.") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(
+            f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8."
+        ) from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML ({e}).") from None
     if not isinstance(data, dict):
@@ -286,8 +290,8 @@ def task_files(include_paths: list[str] | None = None) -> dict[str, Path]:
 def _declared_name(path: Path) -> str:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError:
-        data = {}
+    except (yaml.YAMLError, UnicodeDecodeError):
+        data = {}  # named after its folder; loading it reports what is wrong
     if isinstance(data, dict) and isinstance(data.get("name"), str) and path.name != "task.yaml":
         return data["name"]
     return path.parent.name if path.name == "task.yaml" else f"{path.parent.name}_{path.stem}"

@@ -87,7 +87,11 @@ def load_config(path: str | os.PathLike) -> PretrainConfig:
     """Reads and validates a recipe; errors name the file and the key, with a "did you mean"."""
     path = pretrain_recipe(path)  # a file, or the name of a shipped recipe (`hubert-tiny`)
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise ConfigError(
+            f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8."
+        ) from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML ({e}).") from None
     if not isinstance(raw, dict):
@@ -103,7 +107,7 @@ def config_from_dict(raw: dict, source: str = "<dict>") -> PretrainConfig:
                 f"Known keys: {', '.join(TOP_KEYS)}."
             )
     method = raw.get("method")
-    if method not in METHODS:
+    if not isinstance(method, str) or method not in METHODS:
         raise ConfigError(
             f"{source}: method {method!r} is not one of {', '.join(METHODS.names())}."
             f"{suggest(str(method), METHODS.names())}"
