@@ -8,6 +8,8 @@ import os
 import secrets
 from pathlib import Path
 
+import yaml
+
 from evalkit.core.errors import ConfigError
 
 
@@ -62,3 +64,18 @@ def read_json_object(path: str | os.PathLike, kind: str) -> dict:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a {kind} file is a JSON object.")
     return data
+
+
+def read_yaml(path: str | os.PathLike, kind: str):
+    """A YAML file's contents (safe_load: no Python tags); `kind` ("task", "recipe") words the
+    errors, which name the file: missing, not UTF-8, not YAML."""
+    try:
+        return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: {kind} file not found.") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(
+            f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8."
+        ) from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({e}).") from None

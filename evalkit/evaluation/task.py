@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from evalkit.core.errors import ConfigError
+from evalkit.core.io import read_yaml
 from evalkit.core.registry import Registry, suggest
 from evalkit.core.resources import tasks_dir
 
@@ -98,16 +99,7 @@ _REQUIRED = ("name", "version", "kind", "corpus", "heads", "metrics")
 def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict:
     if path in seen:
         raise ConfigError(f"{path}: include cycle ({' -> '.join(map(str, seen + (path,)))}).")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: task file not found.") from None
-    except UnicodeDecodeError as e:
-        raise ConfigError(
-            f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8."
-        ) from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({e}).") from None
+    data = read_yaml(path, "task") or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a task file is a YAML mapping of keys, got {type(data).__name__}.")
     if "include" in data:

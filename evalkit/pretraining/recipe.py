@@ -13,10 +13,9 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-import yaml
-
 from evalkit.core.config import SerialisableConfig, check_choice
 from evalkit.core.errors import ConfigError
+from evalkit.core.io import read_yaml
 from evalkit.core.registry import suggest
 from evalkit.core.resources import pretrain_recipe
 from evalkit.pretraining.data import DataConfig
@@ -86,14 +85,7 @@ class PretrainConfig:
 def load_config(path: str | os.PathLike) -> PretrainConfig:
     """Reads and validates a recipe; errors name the file and the key, with a "did you mean"."""
     path = pretrain_recipe(path)  # a file, or the name of a shipped recipe (`hubert-tiny`)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as e:
-        raise ConfigError(
-            f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8."
-        ) from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({e}).") from None
+    raw = read_yaml(path, "recipe")
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping with keys {', '.join(TOP_KEYS)}.")
     return config_from_dict(raw, source=str(path))

@@ -19,6 +19,7 @@ from evalkit.core.audio import load_audio
 from evalkit.core.errors import EvalkitError
 from evalkit.core.io import read_json_object
 from evalkit.core.manifest import read_manifest
+from evalkit.core.results import REQUIRED
 from evalkit.evaluation.task import load_task_file
 from evalkit.leaderboard.collect import check_result
 from evalkit.pretraining.recipe import config_from_dict, load_config
@@ -45,15 +46,7 @@ json_values = st.recursive(
 )
 # Structures that look like the real thing: the keys readers look for, with random values.
 MANIFEST_KEYS = ["id", "path", "duration", "speaker", "text", "label"]
-RESULT_KEYS = [
-    "task",
-    "upstream",
-    "metrics",
-    "primary_metric",
-    "higher_is_better",
-    "task_version",
-    "task_config",
-]
+RESULT_KEYS = list(REQUIRED)
 TASK_KEYS = [
     "name",
     "version",

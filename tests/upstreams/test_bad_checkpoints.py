@@ -229,7 +229,7 @@ def test_s3prl_pickle_that_runs_code_is_refused_and_runs_nothing(smoke_suite, tm
             return ["evil"]
 
         def __init__(self, name: str) -> None:
-            torch.load(weights, map_location="cpu")
+            torch.load(weights, map_location="cpu", weights_only=True)  # torch's default, which s3prl gets
 
     monkeypatch.setattr(upstreams.s3prl, "import_s3prl_upstream", lambda: Hub)
     err = assert_refused("s3prl:evil", smoke_suite, tmp_path / "out", capsys, str(weights), "only weights")
