@@ -56,13 +56,24 @@ def read_json_object(path: str | os.PathLike, kind: str) -> dict:
     """A JSON file that must hold an object; `kind` ("result", "reference") words the errors, which
     name the file."""
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
-        raise ConfigError(f"{path}: not a readable {kind} JSON ({e}).") from None
+        text = Path(path).read_bytes().decode("utf-8")
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read it ({e.strerror or e}).") from None
     except UnicodeDecodeError as e:
-        raise ConfigError(f"{path}: not a readable {kind} JSON (not UTF-8: {e}).") from None
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start}); "
+            f"{kind} files are UTF-8 JSON."
+        ) from None
+    if not text.strip():
+        raise ConfigError(f"{path}: empty file, not a {kind}.")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path}: not a readable {kind} JSON ({e}).") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: JSON nested too deeply to be a {kind}.") from None
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: a {kind} file is a JSON object.")
+        raise ConfigError(f"{path}: a {kind} file is a JSON object, this one holds a {type(data).__name__}.")
     return data
 
 

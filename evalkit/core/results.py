@@ -9,14 +9,16 @@ sample counts and wall time. The leaderboard is built only from these files.
 from __future__ import annotations
 
 import json
+import math
 import platform
 import re
 import subprocess
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from evalkit.core.config import Number, SerialisableConfig, rule
 from evalkit.core.errors import ConfigError
 from evalkit.core.io import atomic_write_text, read_json_object
 
@@ -166,13 +168,96 @@ def write_result(path: Path, result: dict[str, Any], samples: list[dict]) -> Non
     )
 
 
-def read_result(path: Path) -> dict:
-    """Load and check a result file; errors name the file and the missing key."""
-    data = read_json_object(path, "result")
-    missing = [k for k in REQUIRED if k not in data]
-    if missing:
-        raise ConfigError(f"{path}: result lacks key(s) {', '.join(missing)}.")
-    test = data["metrics"].get("test", {}) if isinstance(data["metrics"], dict) else {}
-    if data["primary_metric"] not in test:
-        raise ConfigError(f"{path}: primary metric {data['primary_metric']!r} has no test value.")
+# The schema of a result file as its readers rely on it (`evalkit eval`'s resume check, `evalkit
+# validate`, the leaderboard): the keys they read, with their types. Writers may add keys
+# (`open_keys`); JSON null is "absent" for the optional ones.
+TEXT = rule(nonempty=True)
+
+
+@dataclass
+class _SuiteRecord(SerialisableConfig):
+    open_keys = True
+    profile: str | None = field(default=None, metadata=TEXT)
+    name: str | None = field(default=None, metadata=TEXT)
+    seed: int | None = None
+    version: int | None = None
+
+
+@dataclass
+class _UpstreamRecord(SerialisableConfig):
+    open_keys = True
+    parameters: int | None = field(default=None, metadata=rule(min=0))
+    fingerprint: str | None = field(default=None, metadata=TEXT)
+    checkpoint: str | None = field(default=None, metadata=TEXT)
+
+
+@dataclass
+class _MetricSpec(SerialisableConfig):
+    """`task_config.metrics` entries as the significance tests read them: {name, options: {...}}."""
+
+    open_keys = True
+    options: dict[str, Any] | None = None
+
+
+@dataclass
+class _TaskConfigRecord(SerialisableConfig):
+    open_keys = True
+    name: str | None = field(default=None, metadata=TEXT)
+    metrics: list[str | _MetricSpec] | None = None
+    labels: dict[str, Any] | None = None
+    steps: int | dict[str, Any] | None = None
+
+
+@dataclass
+class _MetricsRecord(SerialisableConfig):
+    open_keys = True
+    test: dict[str, Number | None]
+    dev: dict[str, Number | None] | None = None
+
+
+@dataclass
+class _CIRecord(SerialisableConfig):
+    open_keys = True
+    test: dict[str, Any] | None = None
+
+
+@dataclass
+class ResultRecord(SerialisableConfig):
+    open_keys = True
+    task: str = field(metadata=TEXT)
+    upstream: str = field(metadata=TEXT)
+    primary_metric: str = field(metadata=TEXT)  # the name of a metric in metrics.test
+    higher_is_better: bool
+    task_version: int | str
+    task_config: _TaskConfigRecord
+    metrics: _MetricsRecord
+    layer_weights: list[float] | None = None
+    head: str | None = field(default=None, metadata=TEXT)
+    heads: dict[str, dict[str, Any]] | None = None
+    ci95: _CIRecord | None = None
+    protocol: str | None = field(default=None, metadata=TEXT)
+    suite: _SuiteRecord | None = None
+    upstream_info: _UpstreamRecord | None = None
+
+
+def check_result_data(path: Path, data: dict) -> dict:
+    """`data` (a result file's JSON object) checked against `ResultRecord`; ConfigError names the file
+    and the key."""
+    try:
+        record = ResultRecord.from_dict(data, "result")
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+    primary = record.primary_metric
+    if primary not in record.metrics.test:
+        raise ConfigError(f"{path}: primary metric {primary!r} has no test value (metrics.test.{primary}).")
+    value = record.metrics.test[primary]
+    if value is None or not math.isfinite(value):
+        raise ConfigError(f"{path}: result.metrics.test.{primary} must be a finite number, got {value!r}.")
+    if record.task_config.name not in (None, record.task):
+        raise ConfigError(f"{path}: task {record.task!r} but task_config.name {record.task_config.name!r}.")
     return data
+
+
+def read_result(path: Path) -> dict:
+    """Load and check a result file; errors name the file and the key."""
+    return check_result_data(path, read_json_object(path, "result"))

@@ -10,14 +10,14 @@ unless `overwrite`.
 from __future__ import annotations
 
 import errno
-import json
-import math
 import os
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from evalkit.core.config import check_fields, rule
 from evalkit.core.errors import AudioError, ConfigError
+from evalkit.core.io import read_json_object
 from evalkit.core.manifest import audio_path
 from evalkit.core.results import Result, git_hash, package_versions, read_result, result_path, write_result
 from evalkit.evaluation.features import extract
@@ -32,33 +32,29 @@ from upstreams.load import load_upstream
 
 @dataclass
 class EvalOptions:
+    """How `evalkit eval` runs, checked by the same schema layer as task files (evalkit.core.config):
+    settings that would train nothing are errors before any work, not silent no-ops."""
+
     data: Path
     output: Path
     cache: Path | None = None  # None: <output>/.cache
     no_cache: bool = False
-    lr_grid: list[float] | None = None
-    steps: int | None = None
-    protocol: str = "sweep"  # which (head, learning rate) runs train: see PROTOCOLS
+    lr_grid: list[float] | None = field(default=None, metadata=rule(above=0, nonempty=True))
+    steps: int | None = field(default=None, metadata=rule(above=0))
+    # which (head, learning rate) runs train: see PROTOCOLS
+    protocol: str = field(default="sweep", metadata=rule(choices=tuple(PROTOCOLS)))
     # Heads are small: on 2 cores one intra-op thread trained the smoke suite's ten tasks 1.7x faster
     # than two (126 s vs 213 s; a BiLSTM 2x128 step 2.8x), and it leaves a core for a second evaluation.
-    train_threads: int = 1
+    train_threads: int = field(default=1, metadata=rule(above=0))
     overwrite: bool = False
     name: str | None = None  # the upstream's results folder under `output` (default: from the spec)
     bf16: bool = False
     progress: bool = True
+    # what a result made differently (see check_existing) tells the user to do; None: eval's flags
+    clash_advice: str | None = None
 
     def __post_init__(self) -> None:
-        """Settings that would train nothing are errors before any work, not silent no-ops."""
-        if self.steps is not None and (isinstance(self.steps, bool) or self.steps < 1):
-            raise ConfigError(f"--steps {self.steps}: training needs at least one step.")
-        if self.lr_grid is not None and (
-            not self.lr_grid or not all(math.isfinite(lr) and lr > 0 for lr in self.lr_grid)
-        ):
-            raise ConfigError(f"--lr-grid {self.lr_grid}: give one or more positive learning rates.")
-        if self.protocol not in PROTOCOLS:
-            raise ConfigError(f"--protocol {self.protocol!r}: choose from {', '.join(PROTOCOLS)}.")
-        if self.train_threads < 1:
-            raise ConfigError(f"--train-threads {self.train_threads}: at least one thread.")
+        check_fields(self, name_of=lambda key: "--" + key.replace("_", "-"))
 
 
 def resolve_tasks(spec: str, include_paths: list[str] | None = None) -> list[TaskConfig]:
@@ -74,7 +70,7 @@ def resolve_tasks(spec: str, include_paths: list[str] | None = None) -> list[Tas
 def suite_info(data: Path) -> dict:
     stamp = Path(data) / "suite.json"
     if stamp.is_file():
-        return json.loads(stamp.read_text())
+        return read_json_object(stamp, "suite stamp")
     return {"profile": None, "name": Path(data).name}
 
 
@@ -238,10 +234,11 @@ def check_existing(spec: str, tasks: list[TaskConfig], opts: EvalOptions, log=pr
                     "weights cannot be compared with it)"
                 )
         if diff := provenance_mismatch(existing_result(path), t, opts, fingerprint):
-            raise ConfigError(
-                f"{path}: this result was made differently: {'; '.join(diff)}. Keep both with --name NEW "
-                f"(the upstream's results folder under {opts.output}), or redo it with --overwrite."
+            advice = opts.clash_advice or (
+                f"Keep both with --name NEW (the upstream's results folder under {opts.output}), or redo it "
+                "with --overwrite."
             )
+            raise ConfigError(f"{path}: this result was made differently: {'; '.join(diff)}. {advice}")
         log(f"[{t.name}] result exists: {path} (use --overwrite to redo)")
     return todo
 

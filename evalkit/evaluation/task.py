@@ -9,15 +9,16 @@ outside the package. Task *kinds* (classification, ctc, ...) are the code in
 
 from __future__ import annotations
 
-import dataclasses
+import contextlib
 import inspect
-import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import yaml
 
+from evalkit.core.config import SerialisableConfig, rule
 from evalkit.core.errors import ConfigError
 from evalkit.core.io import read_yaml
 from evalkit.core.registry import Registry, suggest
@@ -36,15 +37,19 @@ KINDS.register("diarization", "evalkit.evaluation.kinds.diarization:Diarization"
 KINDS.register("qbe", "evalkit.evaluation.kinds.qbe:QbE")
 
 
+OPTIMIZERS = ("adamw",)  # what the trainer builds (evalkit/evaluation/trainer.py)
+POSITIVE = rule(above=0)
+
+
 @dataclass
-class HeadConfig:
+class HeadConfig(SerialisableConfig):
     name: str  # how results refer to it, e.g. "linear" or "ecapa"
     type: str  # a registered head (evalkit.evaluation.heads.HEADS)
-    args: dict[str, Any] = field(default_factory=dict)
+    args: dict[str, Any] = field(default_factory=dict)  # keyword arguments of the head's constructor
 
 
 @dataclass
-class MetricConfig:
+class MetricConfig(SerialisableConfig):
     name: str
     primary: bool = False
     options: dict[str, Any] = field(default_factory=dict)  # e.g. collar for der
@@ -57,7 +62,21 @@ class MetricConfig:
 
 
 @dataclass
-class TaskConfig:
+class OptimizerConfig(SerialisableConfig):
+    """The schema of a task's `optimizer:` mapping (the task keeps the mapping as written)."""
+
+    name: str = field(default="adamw", metadata=rule(choices=OPTIMIZERS))
+    weight_decay: float = field(default=0.0, metadata=rule(min=0))
+
+
+@dataclass
+class TaskConfig(SerialisableConfig):
+    """A task file's schema: types and bounds of every key (settings that would train nothing are
+    errors, not silent no-ops); `load_task_file` adds the checks against registries (kind, heads,
+    metrics)."""
+
+    required_keys: ClassVar[tuple[str, ...]] = ("heads", "metrics")
+
     name: str
     version: int
     kind: str
@@ -68,11 +87,14 @@ class TaskConfig:
     heads: list[HeadConfig] = field(default_factory=list)
     metrics: list[MetricConfig] = field(default_factory=list)
     featurizer: dict[str, Any] = field(default_factory=dict)  # layer_norm, layer
-    optimizer: dict[str, Any] = field(default_factory=lambda: {"name": "adamw", "weight_decay": 0.0})
-    lr_grid: list[float] = field(default_factory=lambda: [1e-3])
-    steps: int | dict[str, int] = 1000  # or per suite profile: {smoke: 40, default: 1500}
-    eval_every: int | None = None  # default: steps // 5
-    batch_seconds: float = 60.0
+    optimizer: dict[str, Any] = field(
+        default_factory=lambda: {"name": "adamw", "weight_decay": 0.0}, metadata=rule(schema=OptimizerConfig)
+    )
+    lr_grid: list[float] = field(default_factory=lambda: [1e-3], metadata=rule(above=0, nonempty=True))
+    # or per suite profile: {smoke: 40, default: 1500}
+    steps: int | dict[str, int] = field(default=1000, metadata=rule(above=0, nonempty=True))
+    eval_every: int | None = field(default=None, metadata=POSITIVE)  # default: steps // 5
+    batch_seconds: float = field(default=60.0, metadata=POSITIVE)
     seed: int = 0
     source: str = ""  # the YAML file it came from
 
@@ -87,13 +109,6 @@ class TaskConfig:
     @property
     def primary_metric(self) -> MetricConfig:
         return next(m for m in self.metrics if m.primary)
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-
-_FIELDS = {f.name for f in dataclasses.fields(TaskConfig)} - {"source"}
-_REQUIRED = ("name", "version", "kind", "corpus", "heads", "metrics")
 
 
 def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict:
@@ -112,118 +127,44 @@ def load_task_file(path: str | Path) -> TaskConfig:
     """Read, merge includes, and validate one task YAML; errors name the file and key."""
     path = Path(path).resolve()
     data = _read_yaml(path)
-    _check_keys(data, path)
-    heads, metrics = _heads_and_metrics(data, path)
-    _check_values(data, heads, metrics, path)
-    cfg = TaskConfig(**{**data, "heads": heads, "metrics": metrics}, source=str(path))
+    if "source" in data:
+        raise ConfigError(f"{path}: key 'source' is set by evalkit (the file a task came from); remove it.")
+    if isinstance(data.get("metrics"), list):  # `- {name: per, primary: true, collar: 0.25}`: options inline
+        data["metrics"] = [_metric_entry(m) for m in data["metrics"]]
+    with _in_file(path):
+        cfg = TaskConfig.from_dict({**data, "source": str(path)}, "task")
+    _check_values(cfg, path)
     _check_registered(cfg, path)
     return cfg
 
 
-def _check_keys(data: dict, path: Path) -> None:
-    """No unknown key, every required one, and a known kind."""
-    unknown = [k for k in data if k not in _FIELDS]
-    if unknown:
-        k = unknown[0]
-        raise ConfigError(
-            f"{path}: unknown key {k!r}.{suggest(k, _FIELDS)} Allowed keys: {', '.join(sorted(_FIELDS))}."
-        )
-    missing = [k for k in _REQUIRED if k not in data]
-    if missing:
-        raise ConfigError(f"{path}: missing required key(s) {', '.join(missing)}.")
-    if data["kind"] not in KINDS:
+def _metric_entry(entry: Any) -> Any:
+    if not isinstance(entry, dict) or "options" in entry:
+        return entry
+    options = {k: v for k, v in entry.items() if k not in ("name", "primary")}
+    return {k: v for k, v in entry.items() if k in ("name", "primary")} | {"options": options}
+
+
+@contextlib.contextmanager
+def _in_file(path: Path) -> Iterator[None]:
+    """Prefixes ConfigErrors raised inside with the task file's name."""
+    try:
+        yield
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+
+
+def _check_values(cfg: TaskConfig, path: Path) -> None:
+    """What the schema cannot say alone: a known kind, one primary metric, a head where one trains."""
+    if cfg.kind not in KINDS:
         kinds = KINDS.names()
         raise ConfigError(
-            f"{path}: kind {data['kind']!r} is not one of {', '.join(kinds)}.{suggest(data['kind'], kinds)}"
+            f"{path}: kind {cfg.kind!r} is not one of {', '.join(kinds)}.{suggest(cfg.kind, kinds)}"
         )
-
-
-def _heads_and_metrics(data: dict, path: Path) -> tuple[list[HeadConfig], list[MetricConfig]]:
-    try:
-        heads = [HeadConfig(**h) for h in data["heads"]]
-        metrics = [
-            MetricConfig(
-                m["name"],
-                bool(m.get("primary", False)),
-                {k: v for k, v in m.items() if k not in ("name", "primary")},
-            )
-            if isinstance(m, dict) and "name" in m
-            else MetricConfig(**m)
-            for m in data["metrics"]
-        ]
-    except TypeError as e:
-        raise ConfigError(
-            f"{path}: bad head or metric entry ({e}); each head has name, type, args; "
-            "each metric has name and optional primary."
-        ) from None
-    return heads, metrics
-
-
-def _check_values(data: dict, heads: list[HeadConfig], metrics: list[MetricConfig], path: Path) -> None:
-    if sum(m.primary for m in metrics) != 1:
+    if sum(m.primary for m in cfg.metrics) != 1:
         raise ConfigError(f"{path}: exactly one metric must have `primary: true`.")
-    if not heads and data["kind"] != "qbe":
+    if not cfg.heads and KINDS.get(cfg.kind).trains:
         raise ConfigError(f"{path}: key 'heads' is empty; a trained task needs at least one head.")
-    if not isinstance(data["version"], int):
-        raise ConfigError(f"{path}: key 'version' must be an integer, got {data['version']!r}.")
-    _check_budget(data, path)
-
-
-def _positive_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
-
-
-def _positive_number(value) -> bool:
-    return (
-        isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value > 0
-    )
-
-
-def _check_budget(data: dict, path: Path) -> None:
-    """Settings that would train nothing (or nonsense) are errors, not silent no-ops."""
-    steps = data.get("steps", 1)
-    if not (
-        _positive_int(steps)
-        or (isinstance(steps, dict) and steps and all(map(_positive_int, steps.values())))
-    ):
-        raise ConfigError(
-            f"{path}: key 'steps' must be a positive integer or a mapping of suite profile to positive "
-            f"integers, got {steps!r}."
-        )
-    grid = data.get("lr_grid", [1e-3])
-    if not isinstance(grid, list) or not grid or not all(map(_positive_number, grid)):
-        raise ConfigError(
-            f"{path}: key 'lr_grid' must be a non-empty list of positive numbers, got {grid!r}."
-        )
-    if data.get("eval_every") is not None and not _positive_int(data["eval_every"]):
-        raise ConfigError(f"{path}: key 'eval_every' must be a positive integer, got {data['eval_every']!r}.")
-    if not _positive_number(data.get("batch_seconds", 60.0)):
-        raise ConfigError(
-            f"{path}: key 'batch_seconds' must be a positive number, got {data['batch_seconds']!r}."
-        )
-    _check_optimizer(data.get("optimizer", {"name": "adamw"}), path)
-
-
-OPTIMIZERS = ("adamw",)  # what the trainer builds (evalkit/evaluation/trainer.py)
-
-
-def _check_optimizer(optimizer, path: Path) -> None:
-    if not isinstance(optimizer, dict):
-        raise ConfigError(f"{path}: key 'optimizer' is a mapping (name, weight_decay), got {optimizer!r}.")
-    unknown = [k for k in optimizer if k not in ("name", "weight_decay")]
-    if unknown:
-        raise ConfigError(
-            f"{path}: optimizer key {unknown[0]!r} is unknown.{suggest(unknown[0], ('name', 'weight_decay'))}"
-        )
-    name = optimizer.get("name", "adamw")
-    if name not in OPTIMIZERS:
-        raise ConfigError(
-            f"{path}: optimizer {name!r} is not one the trainer implements ({', '.join(OPTIMIZERS)})."
-            f"{suggest(str(name), OPTIMIZERS)}"
-        )
-    decay = optimizer.get("weight_decay", 0.0)
-    if isinstance(decay, bool) or not isinstance(decay, int | float) or not math.isfinite(decay) or decay < 0:
-        raise ConfigError(f"{path}: optimizer weight_decay must be a number >= 0, got {decay!r}.")
 
 
 def _check_registered(cfg: TaskConfig, path: Path) -> None:

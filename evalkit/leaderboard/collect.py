@@ -8,14 +8,13 @@ column is reported in a warning that names the file, and left out.
 
 from __future__ import annotations
 
-import json
 import math
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from evalkit.core.errors import ConfigError
-from evalkit.core.results import REQUIRED, samples_path
+from evalkit.core.results import read_result, samples_path
 
 SUPERB_ORDER = ("pr", "ks", "ic", "sid", "er", "asr", "qbe", "sf", "asv", "sd")
 
@@ -98,139 +97,14 @@ def budget_gap(e: Entry) -> tuple[int, int] | None:
     return None
 
 
-def _is_number(x) -> bool:
-    return isinstance(x, int | float) and not isinstance(x, bool)
-
-
-def _is_int(x) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
-
-
-def _object(x) -> bool:
-    return isinstance(x, dict)
-
-
-def _text(x) -> bool:
-    return isinstance(x, str) and bool(x)
-
-
-def _metric_specs(x) -> bool:
-    """`task_config.metrics` as the significance tests read it: names, or {name, options: {...}}."""
-    return isinstance(x, list) and all(
-        isinstance(s, str) or (isinstance(s, dict) and isinstance(s.get("options") or {}, dict)) for s in x
-    )
-
-
-def _optional(check):
-    return lambda x: x is None or check(x)
-
-
-# Every key a leaderboard reads, with the shape it relies on (parents before children; JSON null is
-# "absent" for the optional ones). A result that fails one is skipped with the key named.
-SHAPES = (
-    ("task", _text, "a non-empty string"),
-    ("upstream", _text, "a non-empty string"),
-    ("primary_metric", _text, "a non-empty string (the name of a metric in metrics.test)"),
-    ("higher_is_better", lambda x: isinstance(x, bool), "true or false"),
-    ("task_version", lambda x: _is_int(x) or isinstance(x, str), "an integer or string"),
-    ("task_config", _object, "an object"),
-    ("task_config.name", _optional(_text), "a non-empty string"),
-    ("task_config.metrics", _optional(_metric_specs), "a list of metric names or {name, options} objects"),
-    ("task_config.labels", _optional(_object), "an object"),
-    ("task_config.steps", _optional(lambda x: _is_int(x) or isinstance(x, dict)), "an integer or an object"),
-    ("metrics", _object, "an object with a test block"),
-    ("metrics.test", _object, "an object"),
-    ("metrics.dev", _optional(_object), "an object"),
-    (
-        "layer_weights",
-        _optional(lambda x: isinstance(x, list) and all(_finite(w) for w in x)),
-        "a list of finite numbers",
-    ),
-    ("head", _optional(_text), "a non-empty string"),
-    ("heads", _optional(_object), "an object"),
-    ("ci95", _optional(_object), "an object"),
-    ("ci95.test", _optional(_object), "an object"),
-    ("protocol", _optional(_text), "a non-empty string"),
-    ("suite", _optional(_object), "an object"),
-    ("suite.profile", _optional(_text), "a non-empty string"),
-    ("suite.name", _optional(_text), "a non-empty string"),
-    ("suite.seed", _optional(_is_int), "an integer"),
-    ("suite.version", _optional(_is_int), "an integer"),
-    ("upstream_info", _optional(_object), "an object"),
-    ("upstream_info.parameters", _optional(lambda x: _is_int(x) and x >= 0), "a non-negative integer"),
-    ("upstream_info.fingerprint", _optional(_text), "a non-empty string"),
-    ("upstream_info.checkpoint", _optional(_text), "a non-empty string"),
-)
-# ... and of every member of these objects
-MEMBERS = (
-    ("metrics.test", lambda x: x is None or _is_number(x), "a number or null"),
-    ("metrics.dev", lambda x: x is None or _is_number(x), "a number or null"),
-    ("heads", _object, "an object"),
-)
+def check_result(path: Path) -> dict:
+    """A result file as the leaderboard relies on it (`evalkit.core.results.ResultRecord`, the schema
+    `evalkit eval` and `evalkit validate` check too); raises ConfigError naming the file and the key."""
+    return read_result(path)
 
 
 def _finite(x) -> bool:
-    return _is_number(x) and math.isfinite(x)
-
-
-def check_result(path: Path) -> dict:
-    """A result file as the leaderboard relies on it; raises ConfigError naming the file and the key."""
-    data = read_result_object(path)
-    missing = [k for k in REQUIRED if k not in data]
-    if missing:
-        raise ConfigError(f"{path}: result lacks key(s) {', '.join(missing)}.")
-    for key, check, want in SHAPES:
-        if not check(_data_at(data, key)):
-            raise _bad(path, data, key, want)
-    for key, check, want in MEMBERS:
-        for name, value in (_data_at(data, key) or {}).items():
-            if not check(value):
-                raise ConfigError(f"{path}: {key}.{name} must be {want}, got {value!r:.80}.")
-    primary = data["primary_metric"]
-    if primary not in data["metrics"]["test"]:
-        raise ConfigError(f"{path}: primary metric {primary!r} has no test value (metrics.test.{primary}).")
-    if not _finite(data["metrics"]["test"][primary]):
-        raise _bad(path, data, f"metrics.test.{primary}", "a finite number")
-    if data["task_config"].get("name", data["task"]) != data["task"]:
-        raise ConfigError(
-            f"{path}: task {data['task']!r} but task_config.name {data['task_config']['name']!r}."
-        )
-    return data
-
-
-def read_result_object(path: Path) -> dict:
-    """The JSON object in a result file; ConfigError (naming the file) for anything that is not one."""
-    try:
-        text = Path(path).read_bytes().decode("utf-8")
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read it ({e.strerror or e}).") from None
-    except UnicodeDecodeError as e:
-        raise ConfigError(
-            f"{path}: not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start}); "
-            "result files are UTF-8 JSON."
-        ) from None
-    if not text.strip():
-        raise ConfigError(f"{path}: empty file, not a result.")
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"{path}: not a readable result JSON ({e}).") from None
-    except RecursionError:
-        raise ConfigError(f"{path}: JSON nested too deeply to be a result.") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: a result file is a JSON object, this one holds a {type(data).__name__}.")
-    return data
-
-
-def _bad(path: Path, data: dict, key: str, want: str) -> ConfigError:
-    return ConfigError(f"{path}: {key} must be {want}, got {_data_at(data, key)!r:.80}.")
-
-
-def _data_at(data: dict, key: str):
-    node = data
-    for part in key.split("."):
-        node = node.get(part) if isinstance(node, dict) else None
-    return node
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def drop_non_finite(path: Path, data: dict) -> list[str]:

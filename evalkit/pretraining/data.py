@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from evalkit.core.audio import SAMPLE_RATE, load_audio
 from evalkit.core.batching import pack_by_padded_length
-from evalkit.core.config import SerialisableConfig
+from evalkit.core.config import SerialisableConfig, rule
 from evalkit.core.errors import EvalkitError
 from evalkit.core.manifest import audio_path, read_manifest
 from upstreams.objective import Batch, PretrainData
@@ -25,10 +25,13 @@ from upstreams.objective import Batch, PretrainData
 
 @dataclass
 class DataConfig(SerialisableConfig):
-    crop_seconds: float = 8.0  # longer utterances are cropped at random, anew every epoch
-    batch_seconds: float = 64.0  # padded audio per batch, per process (× processes × accumulate per step)
-    min_seconds: float = 1.0  # shorter utterances are dropped
-    workers: int = 0  # DataLoader processes reading audio; 0 reads it in the training process
+    # longer utterances are cropped at random, anew every epoch
+    crop_seconds: float = field(default=8.0, metadata=rule(above=0))
+    # padded audio per batch, per process (× processes × accumulate per step)
+    batch_seconds: float = field(default=64.0, metadata=rule(above=0))
+    min_seconds: float = field(default=1.0, metadata=rule(min=0))  # shorter utterances are dropped
+    # DataLoader processes reading audio; 0 reads it in the training process
+    workers: int = field(default=0, metadata=rule(min=0))
 
 
 def read_data(folder: Path, min_seconds: float) -> PretrainData:

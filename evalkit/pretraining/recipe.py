@@ -1,7 +1,7 @@
 """A pre-training recipe (`configs/pretrain/<method>-<size>.yaml`): its schema, checked on reading.
 
-Errors name the file and the key, with a "did you mean"; YAML values are checked
-against the fields' types (YAML reads `5e-4` as text). `build_objective` turns a
+Errors name the file and the key, with a "did you mean"; each section's values are
+checked against its fields' types and rules (`evalkit.core.config`; YAML reads `5e-4` as text). `build_objective` turns a
 recipe into its method's `Objective`, which checks its own `objective:` section.
 """
 
@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from evalkit.core.config import SerialisableConfig, check_choice
+from evalkit.core.config import SerialisableConfig, rule
 from evalkit.core.errors import ConfigError
 from evalkit.core.io import read_yaml
 from evalkit.core.registry import suggest
@@ -24,41 +24,34 @@ from upstreams.modules import FrontendConfig
 from upstreams.modules.context import EncoderConfig
 from upstreams.objective import Objective
 
+POSITIVE, NOT_NEGATIVE = rule(above=0), rule(min=0)
+
 
 @dataclass
 class OptimConfig(SerialisableConfig):
-    lr: float = 5.0e-4
-    warmup_steps: int = 1000
-    max_steps: int = 10000
-    schedule: str = "cosine"  # decay after warm-up: "cosine" | "linear", down to min_lr_ratio × lr
-    min_lr_ratio: float = 0.0
-    weight_decay: float = 0.01  # matrices only; biases, norms and embeddings are not decayed
-    clip_grad: float = 1.0  # max gradient norm; 0 turns clipping off (the norm is still logged)
-    accumulate: int = 1  # micro-batches per optimizer step
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
-    eps: float = 1.0e-6
+    lr: float = field(default=5.0e-4, metadata=POSITIVE)
+    warmup_steps: int = field(default=1000, metadata=NOT_NEGATIVE)
+    max_steps: int = field(default=10000, metadata=POSITIVE)
+    # decay after warm-up, down to min_lr_ratio × lr
+    schedule: str = field(default="cosine", metadata=rule(choices=("cosine", "linear")))
+    min_lr_ratio: float = field(default=0.0, metadata=NOT_NEGATIVE)
+    weight_decay: float = field(default=0.01, metadata=NOT_NEGATIVE)  # matrices only, not biases/norms
+    clip_grad: float = field(default=1.0, metadata=NOT_NEGATIVE)  # max gradient norm; 0: no clipping
+    accumulate: int = field(default=1, metadata=POSITIVE)  # micro-batches per optimizer step
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.98], metadata=rule(min=0, below=1))
+    eps: float = field(default=1.0e-6, metadata=NOT_NEGATIVE)
 
 
 @dataclass
 class TrainConfig(SerialisableConfig):
     bf16: bool = True  # bf16 autocast (fp16 is unusably slow on CPU)
-    log_every: int = 20
-    checkpoint_every: int = 500
-    seed: int = 0
+    log_every: int = field(default=20, metadata=POSITIVE)
+    checkpoint_every: int = field(default=500, metadata=POSITIVE)
+    seed: int = field(default=0, metadata=NOT_NEGATIVE)
 
 
 SECTIONS = {"data": DataConfig, "optim": OptimConfig, "train": TrainConfig}
 TOP_KEYS = ("method", "encoder", "objective", *SECTIONS)
-ZERO_ALLOWED = (
-    "min_seconds",
-    "workers",
-    "warmup_steps",
-    "min_lr_ratio",
-    "weight_decay",
-    "clip_grad",
-    "eps",
-    "seed",
-)
 
 
 @dataclass
@@ -119,15 +112,12 @@ def config_from_dict(raw: dict, source: str = "<dict>") -> PretrainConfig:
             "encoder": EncoderConfig.from_dict(encoder.get("encoder") or {}, "encoder.encoder").to_dict(),
         }
         sections = {
-            name: _typed(cls.from_dict(raw.get(name) or {}, name), name) for name, cls in SECTIONS.items()
+            name: _as_floats(cls.from_dict(raw.get(name) or {}, name)) for name, cls in SECTIONS.items()
         }
     objective = raw.get("objective") or {}
     if not isinstance(objective, dict):
         raise ConfigError(f"{source}: objective must be a mapping of {method}'s settings.")
-    cfg = PretrainConfig(method, encoder, objective, source=source, **sections)
-    with _in_file(source):
-        check_choice("optim", "schedule", cfg.optim.schedule, ("cosine", "linear"))
-    return cfg
+    return PretrainConfig(method, encoder, objective, source=source, **sections)
 
 
 @contextlib.contextmanager
@@ -139,30 +129,11 @@ def _in_file(source: str) -> Iterator[None]:
         raise ConfigError(f"{source}: {e}") from None
 
 
-def _typed(section: SerialisableConfig, name: str) -> SerialisableConfig:
-    """Checks every value against its field's type (YAML reads `5e-4` as text: it needs `5.0e-4`)."""
+def _as_floats(section: SerialisableConfig) -> SerialisableConfig:
+    """Float fields hold floats (a recipe may write `lr: 1`), as recipes saved in checkpoints always had."""
     for f in dataclasses.fields(section):  # type: ignore[arg-type]
-        value = getattr(section, f.name)
-        kind = str(f.type)
-        ok = {
-            "float": isinstance(value, int | float) and not isinstance(value, bool),
-            "int": isinstance(value, int) and not isinstance(value, bool),
-            "bool": isinstance(value, bool),
-            "str": isinstance(value, str),
-        }.get(kind, isinstance(value, list) and all(isinstance(v, int | float) for v in value))
-        if not ok:
-            hint = (
-                " (YAML reads 5e-4 as text; write 5.0e-4)"
-                if isinstance(value, str) and kind == "float"
-                else ""
-            )
-            raise ConfigError(f"{name}.{f.name} must be {kind}; got {value!r}{hint}.")
-        if kind == "float":
-            setattr(section, f.name, float(value))
-        if kind in ("int", "float") and (value < 0 or (value == 0 and f.name not in ZERO_ALLOWED)):
-            raise ConfigError(
-                f"{name}.{f.name} must be {'>= 0' if f.name in ZERO_ALLOWED else '> 0'}; got {value!r}."
-            )
+        if f.type == "float":
+            setattr(section, f.name, float(getattr(section, f.name)))
     return section
 
 
