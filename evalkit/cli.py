@@ -115,9 +115,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     problems = 0
     for path in args.paths:
-        for line, ok in validate_path(Path(path)):
-            print(("ok   " if ok else "FAIL ") + line)
-            problems += 0 if ok else 1
+        for line, status in validate_path(Path(path), decode=not args.headers_only):
+            print({"ok": "ok   ", "warn": "WARN ", "fail": "FAIL "}[status] + line)
+            problems += status == "fail"
     if problems:
         raise EvalkitError(f"{problems} problem(s) found; see the FAIL lines above.")
     return 0
@@ -387,8 +387,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_leaderboard)
 
-    p = sub.add_parser("validate", help="check suites, manifests, task YAMLs and result files")
+    p = sub.add_parser(
+        "validate",
+        help="check suites, manifests (and their audio), task YAMLs and result files as `eval` reads them",
+    )
     p.add_argument("paths", nargs="+")
+    p.add_argument(
+        "--headers-only",
+        action="store_true",
+        help="check audio headers against the manifests' durations without decoding every file (faster)",
+    )
     p.set_defaults(func=cmd_validate)
     return parser
 

@@ -132,14 +132,7 @@ def run_pipeline(
         "synth", lambda: build_suite(suite, p.suite, seed=0, jobs=jobs), log, did_work=not _suite_done(suite)
     )
 
-    opts = EvalOptions(
-        data=suite,
-        output=results,
-        cache=work / "cache",
-        steps=p.eval_steps,
-        protocol=p.protocol,
-        progress=False,
-    )
+    opts = eval_options(p, work, Path(workdir))
     twins = shared_twins(p.size)
     chosen = [n for n in PUBLISHED if selected is None or n in selected]
     plan = _pretrain_jobs(p, work, chosen, selected, twins, opts, log)
@@ -156,6 +149,22 @@ def run_pipeline(
         stages.record("total (last invocation)", took, log)
     finish_invocation(work, [job.name for job in plan], took)
     return board
+
+
+def eval_options(p: RunProfile, work: Path, workdir: Path) -> EvalOptions:
+    """How `evalkit run` evaluates: the profile's protocol and budget, results and cache in `work`."""
+    return EvalOptions(
+        data=work / "suite",
+        output=work / "results",
+        cache=work / "cache",
+        steps=p.eval_steps,
+        protocol=p.protocol,
+        progress=False,
+        clash_advice=(
+            "Keep both by running into a new --workdir, or delete the result file (and its .samples.jsonl) "
+            f"to have `evalkit run` redo it in {workdir}."
+        ),
+    )
 
 
 def _run_profile(profile: str) -> RunProfile:

@@ -108,3 +108,19 @@ def test_an_unfinished_pre_training_is_evaluated_with_a_warning(smoke_suite, tmp
     write_checkpoint(tmp_path / "done", model.state_dict(), finished)
     assert evaluate_cli(tmp_path / "done", smoke_suite, tmp_path / "out") == 0
     assert "unfinished pre-training" not in capsys.readouterr().out
+
+
+def test_evalkit_run_words_a_clash_with_its_own_options(smoke_suite, tmp_path, first):
+    """`evalkit run` has no --name or --overwrite: its message says what a run can do instead."""
+    from evalkit.evaluation.task import load_task
+    from evalkit.pipeline.profiles import RUN_PROFILES
+    from evalkit.pipeline.run import eval_options
+
+    ckpt, result = first
+    opts = eval_options(RUN_PROFILES["smoke"], tmp_path / "work" / "smoke", tmp_path / "work")
+    opts = evaluate.replace(opts, data=smoke_suite, output=tmp_path / "out", protocol="sweep")
+    with pytest.raises(evaluate.ConfigError) as e:
+        evaluate.check_existing(str(ckpt), [load_task("ks")], opts, log=lambda *_: None)
+    message = str(e.value)
+    assert str(result) in message and "protocol 'quick' there, 'sweep' now" in message
+    assert "--workdir" in message and "--overwrite" not in message and "--name" not in message

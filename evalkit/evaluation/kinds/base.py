@@ -107,6 +107,11 @@ class TaskKind:
 
     # --- hooks -------------------------------------------------------------------------------
 
+    def data_warnings(self) -> list[str]:
+        """What about the splits' data deserves a warning before training (e.g. a test label that the
+        train split never has); nothing by default."""
+        return []
+
     def head_args(self) -> dict[str, Any]:
         """Sizes the head needs from the data (classes, vocabulary)."""
         return {}
@@ -155,6 +160,8 @@ class TaskKind:
         Trains every (head, learning rate) run the protocol asks for, picks each head's best
         on dev, tunes post-processing on dev, and scores dev and test.
         """
+        for warning in self.data_warnings():
+            log(f"warning: {warning}")
         grid, head_specs, steps, every = training_plan(self.task, self.settings)
         # --no-cache runs the upstream inside every step: it gets all threads, as in s3prl
         with intra_op_threads(self.settings.train_threads):

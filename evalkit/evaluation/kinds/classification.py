@@ -45,6 +45,23 @@ class Classification(TaskKind):
         self.classes = [sorted({str(field_value(r, k)) for r in train}) for k in self.keys]
         self.index = [{c: i for i, c in enumerate(cs)} for cs in self.classes]
 
+    def data_warnings(self) -> list[str]:
+        """Dev/test labels never seen in train: a head cannot predict them, so those records can only be
+        scored wrong (a split made by hand, a typo in a label)."""
+        out = []
+        for split in (s for s in self.splits if s != "train"):
+            for j, k in enumerate(self.keys):
+                values = [str(field_value(r, k)) for r in self.records(split) if _has(r, k)]
+                unseen = sorted({v for v in values if v not in self.index[j]})
+                if unseen:
+                    count = sum(v in unseen for v in values)
+                    out.append(
+                        f"{self.manifest(split)}: {count} record(s) have a {k} never seen in the train split "
+                        f"({', '.join(map(repr, unseen[:5]))}{', ...' if len(unseen) > 5 else ''}); task "
+                        f"{self.task.name!r} scores them as errors."
+                    )
+        return out
+
     def head_args(self) -> dict[str, Any]:
         sizes = [len(c) for c in self.classes]
         return {"n_classes": sizes if len(sizes) > 1 else sizes[0]}
