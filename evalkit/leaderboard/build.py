@@ -112,7 +112,8 @@ def build_leaderboard(
     suites, warnings = _collect_suites(results, out)
     check_replaceable(out, results)
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = out.with_name(f".{out.name}.building-{os.getpid()}-{secrets.token_hex(4)}")
+    _clear_leftovers(out)
+    staging = _beside(out, "building")
     staging.mkdir()
     try:
         report = _write_board(staging, suites, warnings, references_dir, n_boot, seed, plots)
@@ -167,10 +168,47 @@ def _swap_in(new: Path, out: Path) -> None:
     if not out.exists():
         os.rename(new, out)
         return
-    old = out.with_name(f".{out.name}.old-{os.getpid()}-{secrets.token_hex(4)}")
+    old = _beside(out, "old")
     os.rename(out, old)
     os.rename(new, out)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def _beside(out: Path, role: str) -> Path:
+    """A hidden folder name beside `out` for this build: `.<out>.building-<pid>-<hex>` or `.<out>.old-...`."""
+    return out.with_name(f".{out.name}.{role}-{os.getpid()}-{secrets.token_hex(4)}")
+
+
+def _clear_leftovers(out: Path) -> None:
+    """Remove what builds of `out` that were killed midway (SIGKILL, power loss: no `except` ran) left
+    beside it, so a re-run leaves what an uninterrupted build leaves: their half-written
+    `.<out>.building-*` folders and the `.<out>.old-*` boards their swaps had moved away. A build killed
+    between the swap's two renames left no `out` at all; its old board is put back first, so `out` is
+    one whole board again even if this build fails too. Only folders of this naming pattern whose build
+    process is gone are touched; those of a build still running on this machine are left alone."""
+    pattern = re.compile(re.escape(f".{out.name}.") + r"(building|old)-(\d+)-[0-9a-f]{8}")
+    stale: dict[str, list[Path]] = {"building": [], "old": []}
+    for p in out.parent.iterdir():
+        m = pattern.fullmatch(p.name)
+        if m and p.is_dir() and not p.is_symlink() and not _running(int(m.group(2))):
+            stale[m.group(1)].append(p)
+    if stale["old"] and not out.exists() and not out.is_symlink():
+        newest = max(stale["old"], key=lambda p: p.stat().st_ctime)  # a rename sets the ctime
+        os.rename(newest, out)
+        stale["old"].remove(newest)
+    for p in stale["building"] + stale["old"]:
+        shutil.rmtree(p, ignore_errors=True)
+
+
+def _running(pid: int) -> bool:
+    """Whether a process with this id exists (the build that named a folder may still be writing it)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 # What a build writes, relative to its --out folder: anything else there is someone's and stops a build.

@@ -10,6 +10,8 @@ import io
 import json
 import math
 import os
+import subprocess
+import sys
 
 import pytest
 from leaderboard_data import ks_samples, sf_samples, write_task
@@ -281,6 +283,62 @@ def test_a_board_is_only_swapped_in_whole(two, tmp_path, monkeypatch):
     assert build(two, out, "--no-plots") == 0
     assert seen and all(unchanged in (True, None) for _, _, unchanged in seen)
     assert "newcomer" in rows(out)
+
+
+def dead_pid() -> int:
+    """The id of a process that has exited and been waited for: the build that a SIGKILL stopped."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_a_build_removes_what_killed_builds_of_its_out_left_beside_it(two, tmp_path):
+    """A SIGKILLed build runs no cleanup: its hidden folders beside --out go at the next build. Only
+    folders of that naming pattern whose process is gone; a running build's and anything else stay."""
+    out = tmp_path / "board"
+    assert build(two, out, "--no-plots") == 0
+    before = snapshot(out)
+    pid = dead_pid()
+    for name in (f".board.building-{pid}-0a1b2c3d", f".board.old-{pid}-deadbeef"):
+        (tmp_path / name / SUITE).mkdir(parents=True)
+        (tmp_path / name / SUITE / "leaderboard.md").write_text("half a board")
+    kept = [
+        f".board.building-{os.getpid()}-0a1b2c3d",  # a build still running (this process)
+        f".other.old-{pid}-deadbeef",  # another --out's
+        f".board.old-{pid}-deadbeef0",  # not the pattern
+        f"board.old-{pid}-deadbeef",  # not hidden
+    ]
+    for name in kept:
+        (tmp_path / name).mkdir()
+    (tmp_path / f".board.old-{pid}-cafef00d").write_text("a file, not a build's folder")
+    kept.append(f".board.old-{pid}-cafef00d")
+    assert build(two, out, "--no-plots") == 0
+    assert snapshot(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["board", "results", *kept])
+
+
+def test_a_build_killed_between_the_swaps_renames_gets_its_old_board_back(two, tmp_path, monkeypatch):
+    """Killed after renaming the old board away and before renaming the new one in, a build leaves no
+    --out: the next build puts the old board back first, so --out is whole even if that build fails."""
+    out = tmp_path / "board"
+    assert build(two, out, "--no-plots") == 0
+    before = snapshot(out)
+    pid = dead_pid()
+    os.rename(out, tmp_path / f".board.old-{pid}-0a1b2c3d")
+    (tmp_path / f".board.building-{pid}-4e5f6a7b" / SUITE).mkdir(parents=True)
+    write_task(two, "newcomer", "ks", ks_samples(1))
+
+    def die(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("evalkit.leaderboard.build.render_page", die)
+    assert build(two, out, "--no-plots") == 130
+    assert snapshot(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["board", "results"]
+    monkeypatch.undo()
+    assert build(two, out, "--no-plots") == 0
+    assert "newcomer" in rows(out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["board", "results"]
 
 
 def test_out_with_files_a_build_does_not_write_is_not_replaced(two, tmp_path, capsys):
