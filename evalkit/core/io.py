@@ -32,6 +32,14 @@ def atomic_open(path: str | os.PathLike, mode: str = "w"):
         raise
 
 
+def new_file_mode() -> int:
+    """The mode `open(path, "w")` gives a new file here (0o666 less the umask), for files made by
+    writers that ignore the umask (safetensors: always 0o600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def _create_beside(path: Path) -> tuple[int, str]:
     """A new, uniquely named file beside `path`, open for writing. Created like `open(path, "w")`
     creates a file (mode 0o666 less the umask), not like `tempfile.mkstemp` (always 0o600): a shared

@@ -8,6 +8,7 @@ leaves a complete train_state/ (or train_state.old/) behind.
 
 from __future__ import annotations
 
+import os
 import random
 import shutil
 from pathlib import Path
@@ -16,6 +17,7 @@ import numpy as np
 import torch
 from safetensors.torch import save_model
 
+from evalkit.core.io import new_file_mode
 from evalkit.pretraining.distributed import Processes, barrier
 from upstreams.checkpoint import write_checkpoint
 from upstreams.objective import Objective
@@ -77,8 +79,13 @@ def save_checkpoint(out: Path, procs: Processes, objective: Objective, summary: 
     barrier(procs)
     if procs.main:
         save_model(objective, str(tmp / "objective.safetensors"))
+        os.chmod(tmp / "objective.safetensors", new_file_mode())  # readable as the umask allows
         torch.save(state, tmp / "state.pt")
         current, old = out / "train_state", out / "train_state.old"
+        if old.is_dir() and not current.exists():
+            # killed between the renames (this run resumed from .old): that state comes back first, so
+            # a kill while the rest of this swap runs still leaves one complete state behind
+            old.rename(current)
         shutil.rmtree(old, ignore_errors=True)
         if current.exists():
             current.rename(old)

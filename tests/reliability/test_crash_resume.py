@@ -318,6 +318,12 @@ PRETRAIN_KILLS = {
     "between checkpoints (step 18 logged)": polled(
         lambda out: lambda _: any(r["step"] >= 18 for r in logged(out))
     ),
+    # before the fix the resumed run deleted train_state.old, its only complete state, before swapping
+    # in the new one: killed there, --resume found no checkpoint and a run with --data started over
+    "two kills in a row (mid-swap at step 16, then the resumed run as it removes train_state.old)": lambda out, args: (
+        kill_after_call("os.rename", "train_state.old", 1, *args),
+        kill_after_call("shutil.rmtree", "train_state.old", 1, *args[:2], "--out", str(out), "--resume"),
+    ),
 }
 
 
@@ -400,3 +406,15 @@ def test_leaderboard_build_killed_then_rerun_equals_an_uninterrupted_build(board
     run(*board_args(boards["results"], out))
     assert_same(tree(out), tree(boards["straight"]))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["board"]
+
+
+def test_every_file_a_pretraining_writes_has_the_mode_of_an_ordinary_open(pretrained):
+    """safetensors creates its files 0600 whatever the umask: train_state/objective.safetensors was
+    unreadable to colleagues sharing a run folder (defect 7)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    files = [p for p in pretrained.rglob("*") if p.is_file()]
+    assert any(p.name == "objective.safetensors" for p in files)
+    assert {str(p.relative_to(pretrained)): oct(p.stat().st_mode & 0o777) for p in files} == {
+        str(p.relative_to(pretrained)): oct(0o666 & ~umask) for p in files
+    }
