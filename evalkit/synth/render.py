@@ -21,6 +21,7 @@ from evalkit.core.audio import SAMPLE_RATE
 from evalkit.core.io import atomic_open, atomic_write_text
 from evalkit.synth.channel import ChannelConfig, apply_channel, colored_noise
 from evalkit.synth.espeak import Speech, Voice, engine
+from evalkit.synth.phones import common_phones
 from evalkit.synth.speakers import Speaker
 
 # Emotions as prosody: pitch/range shifts (eSpeak units), rate factor, volume,
@@ -57,6 +58,8 @@ class Chunk:
     seed: int
     channel: ChannelConfig
     babble: list[dict]  # babble talkers (Speaker fields)
+    # Phone alignments in the records (phones, phones_common, alignment): they cost no audio change,
+    # and tests render a chunk with and without them to show it.
     with_alignment: bool = False
 
     @property
@@ -107,8 +110,29 @@ def _babble_bank(chunk: Chunk) -> list[np.ndarray]:
     return bank
 
 
-def _alignment(speech: Speech, offset: float = 0.0) -> list[list]:
-    return [[round(s + offset, 3), round(e + offset, 3), p] for s, e, p in speech.alignment]
+def _alignment(
+    speech: Speech, offset: float = 0.0, window: tuple[float, float] | None = None, talker: str | None = None
+) -> list[list]:
+    """`[[start_s, end_s, phone(, talker)], ...]` shifted by `offset` s and clipped to `window` (s);
+    phones left with no time inside the window are dropped."""
+    lo, hi = window if window is not None else (-np.inf, np.inf)
+    out = []
+    for s, e, p in speech.alignment:
+        s, e = round(max(s + offset, lo), 3), round(min(e + offset, hi), 3)
+        if e > s:
+            out.append([s, e, p] if talker is None else [s, e, p, talker])
+    return out
+
+
+def _phone_fields(alignment: list[list], accent: str | dict[str, str]) -> dict:
+    """`phones` (eSpeak's symbols of the accent), `phones_common` (the accent-independent inventory,
+    evalkit.synth.phones) and the `alignment` they come from; `accent` per talker for a mixture."""
+    phones = [a[2] for a in alignment]
+    if isinstance(accent, str):
+        common = common_phones(phones, accent)
+    else:
+        common = [common_phones([a[2]], accent[a[3]])[0] for a in alignment]
+    return {"phones": phones, "phones_common": common, "alignment": alignment}
 
 
 def render_item(item: Item, chunk: Chunk, babble: list[np.ndarray]) -> dict:
@@ -116,9 +140,10 @@ def render_item(item: Item, chunk: Chunk, babble: list[np.ndarray]) -> dict:
     rng = np.random.default_rng(item_seed(chunk.seed, chunk.corpus, item.id))
     spk = Speaker(**item.speaker)
     if item.kind == "silence":
-        audio, info, rec = _render_silence(rng, babble), {"noise": "background"}, {}
+        audio, info = _render_silence(rng, babble), {"noise": "background"}
+        rec = _phone_fields([], spk.accent) if chunk.with_alignment else {}
     elif item.kind == "mixture":
-        audio, rec = _render_mixture(item, rng)
+        audio, rec = _render_mixture(item, rng, chunk.with_alignment)
         audio, info = apply_channel(audio, rng, chunk.channel, babble)
     else:
         audio, info, rec = _render_speech(item, chunk, spk, rng, babble)
@@ -150,18 +175,21 @@ def _render_silence(rng: np.random.Generator, babble: list[np.ndarray]) -> np.nd
     return x.astype(np.float32)
 
 
-def _voice(item: Item, spk: Speaker, rng: np.random.Generator) -> Voice:
-    """The speaker's voice, with the item's emotion as prosody (jittered per utterance) if it has one."""
+def _voice(item: Item, spk: Speaker, rng: np.random.Generator) -> tuple[Voice, dict]:
+    """The speaker's voice, with the item's emotion as prosody (jittered per utterance) if it has one,
+    and the prosody drawn (empty without an emotion)."""
     if not item.emotion:
-        return spk.voice()
+        return spk.voice(), {}
     e = EMOTIONS[item.emotion]
     jitter = lambda s: rng.normal(0, s)  # noqa: E731  (per-utterance prosody jitter)
-    return spk.voice(
-        pitch_shift=round(e["pitch"] + jitter(6)),
-        range_shift=round(e["range"] + jitter(12)),
-        rate_scale=e["rate"] * float(np.exp(jitter(0.08))),
-        volume=round(e["volume"] * float(np.exp(jitter(0.2)))),
-    )
+    # drawn in this order (pitch, range, rate, volume): the audio of a seed depends on it
+    drawn = {
+        "pitch_shift": round(e["pitch"] + jitter(6)),
+        "range_shift": round(e["range"] + jitter(12)),
+        "rate_scale": e["rate"] * float(np.exp(jitter(0.08))),
+        "volume": round(e["volume"] * float(np.exp(jitter(0.2)))),
+    }
+    return spk.voice(**drawn), drawn
 
 
 def _render_speech(
@@ -169,16 +197,25 @@ def _render_speech(
 ) -> tuple[np.ndarray, dict, dict]:
     """(audio, channel record, extra record fields) of a spoken item: speech, keyword, query, document."""
     rec: dict = {}
-    clean, speech = speak(item.text, _voice(item, spk, rng))
+    voice, prosody = _voice(item, spk, rng)
+    clean, speech = speak(item.text, voice)
     if item.emotion:
-        clean = _tilt(clean, EMOTIONS[item.emotion]["tilt"] + rng.normal(0, 1.5))
+        tilt = EMOTIONS[item.emotion]["tilt"] + rng.normal(0, 1.5)
+        clean = _tilt(clean, tilt)
+        rec["emotion_params"] = {
+            **prosody,
+            "rate_scale": round(prosody["rate_scale"], 4),
+            "tilt": round(tilt, 3),
+        }
+    alignment = _alignment(speech)
     if item.kind == "keyword":
-        clean, shift = _place_in_second(clean, rng)
+        clean, shift, kept = _place_in_second(clean, rng)
         rec["word_start"] = round(shift, 3)
+        # the word moved by (shift - trimmed lead) and keeps only what is inside the 1-s clip
+        alignment = _alignment(speech, shift - kept[0], (shift, shift + kept[1] - kept[0]))
     audio, info = apply_channel(clean, rng, chunk.channel, babble)
     if chunk.with_alignment:
-        rec["phones"] = speech.phones
-        rec["alignment"] = _alignment(speech)
+        rec.update(_phone_fields(alignment, spk.accent))
     if item.kind == "document" and item.term_words is not None:
         rec.update(_occurrences(item, speech))
     return audio, info, rec
@@ -201,39 +238,62 @@ def _occurrences(item: Item, speech: Speech) -> dict:
     }
 
 
-def _place_in_second(x: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, float]:
-    """Trim silence and put the word at a random place in a 1-second clip (as Speech Commands)."""
+def _place_in_second(
+    x: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, float, tuple[float, float]]:
+    """Trim silence and put the word at a random place in a 1-second clip (as Speech Commands).
+
+    Returns the clip, where the kept audio starts in it (s), and which part of `x` was kept
+    (start, end in s).
+    """
+    start = 0
     active = np.nonzero(np.abs(x) > 0.02 * (np.max(np.abs(x)) + 1e-12))[0]
     if len(active):
+        start = int(active[0])
         x = x[active[0] : active[-1] + 1]
     x = x[:SAMPLE_RATE]
     shift = int(rng.integers(0, SAMPLE_RATE - len(x) + 1))
     out = np.zeros(SAMPLE_RATE)
     out[shift : shift + len(x)] = x
-    return out, shift / SAMPLE_RATE
+    return out, shift / SAMPLE_RATE, (start / SAMPLE_RATE, (start + len(x)) / SAMPLE_RATE)
 
 
-def _render_mixture(item: Item, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
-    """Two talkers taking turns, with pauses and overlaps; segments from phone timings."""
-    pieces, segments, t = [], [], 0.0
+def _render_mixture(item: Item, rng: np.random.Generator, with_alignment: bool) -> tuple[np.ndarray, dict]:
+    """Two talkers taking turns, with pauses and overlaps; segments from phone timings.
+
+    The record names every talker's voice (`voices`); with alignment, each turn's phones are
+    placed where the turn was (its start minus the lead trimmed) and name their talker.
+    """
+    pieces, segments, alignment, voices, t = [], [], [], {}, 0.0
     for spk_fields, text, gap in item.turns:
         spk = Speaker(**spk_fields)
         clean, speech = speak(text, spk.voice())
         if not speech.alignment:
             continue
         lead, tail = speech.alignment[0][0], speech.alignment[-1][1]
-        clean = clean[int(lead * SAMPLE_RATE) : int(tail * SAMPLE_RATE)] * 10 ** (rng.uniform(-4, 4) / 20)
+        cut = int(lead * SAMPLE_RATE)
+        clean = clean[cut : int(tail * SAMPLE_RATE)] * 10 ** (rng.uniform(-4, 4) / 20)
         start = max(0.0, t + gap)
-        pieces.append((int(round(start * SAMPLE_RATE)), clean))
+        placed = int(round(start * SAMPLE_RATE))
+        pieces.append((placed, clean))
         end = start + len(clean) / SAMPLE_RATE
         segments.append([round(start, 3), round(end, 3), spk.id])
+        voices[spk.id] = dict(spk_fields)
+        begin = placed / SAMPLE_RATE
+        alignment += _alignment(
+            speech, begin - cut / SAMPLE_RATE, (begin, begin + len(clean) / SAMPLE_RATE), spk.id
+        )
         t = max(t, end)
     total = max(s + len(c) for s, c in pieces) + int(0.3 * SAMPLE_RATE)
     mix = np.zeros(total)
     for s, c in pieces:
         mix[s : s + len(c)] += c
     speakers = sorted({seg[2] for seg in segments})
-    return mix, {"speakers": speakers, "segments": segments}
+    rec = {"speakers": speakers, "segments": segments, "voices": {k: voices[k] for k in speakers}}
+    if with_alignment:
+        alignment.sort(key=lambda a: (a[0], a[1], a[3]))
+        rec.update(_phone_fields(alignment, {k: v["accent"] for k, v in voices.items()}))
+    return mix, rec
 
 
 def render_chunk(chunk: Chunk) -> int:

@@ -164,7 +164,8 @@ def test_resume_after_interruption(smoke_suite, tmp_path):
     from evalkit.synth.render import render_chunk
     from evalkit.synth.suite import SUITE_PROFILES, plan_jobs
 
-    (tmp_path / "suite.json").write_text(json.dumps({"profile": "smoke", "seed": 0}))
+    stamp = {"profile": "smoke", "seed": 0, "version": SUITE_PROFILES["smoke"].version}
+    (tmp_path / "suite.json").write_text(json.dumps(stamp))
     first = plan_jobs(tmp_path, SUITE_PROFILES["smoke"], 0, ("ic",))[0].chunks[0]
     proc = mp.get_context("spawn").Process(target=render_chunk, args=(first,))  # as a crashed run left it
     proc.start()
@@ -193,7 +194,7 @@ def test_a_suite_of_another_version_is_refused(tmp_path):
 
     (tmp_path / "suite.json").write_text(json.dumps({"profile": "default", "seed": 0}))  # before versions: 1
     with pytest.raises(
-        EvalkitError, match="holds version 1 of the 'default' suite; this evalkit makes version 2"
+        EvalkitError, match="holds version 1 of the 'default' suite; this evalkit makes version 3"
     ):
         build_suite(tmp_path, "default", seed=0, jobs=1, corpora=("ks",), progress=False)
     assert not (tmp_path / "ks").exists()  # nothing written into the old suite
