@@ -259,7 +259,8 @@ def _same_upstream(candidates: dict, warnings: list[str]) -> dict:
                     f"here but {want!r} in {counts[want]} other result(s); one name, one model - "
                     "rename one of them or re-run."
                 )
-        out[key] = keep
+        if keep:  # an upstream x task whose only results came from another checkpoint has no column entry
+            out[key] = keep
     return out
 
 

@@ -1787,6 +1787,5 @@ BUGS = {
     "cli-export-out-a-file": "upstreams/export.py: a FileExistsError traceback",
     "checkpoint-config-pretraining-a-list": "upstreams/checkpoint.py: an AttributeError traceback",
     "checkpoint-config-pretraining-a-string": "upstreams/checkpoint.py: an AttributeError traceback",
-    "results-board-fingerprint-disagrees": "leaderboard/collect.py: a KeyError traceback",
 }
 CASES[:] = [Case(c.id, c.category, c.setup, c.says, c.outcome, BUGS.get(c.id, c.xfail)) for c in CASES]
