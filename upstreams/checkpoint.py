@@ -57,6 +57,12 @@ def read_config(folder: Path) -> dict:
         ) from None
     if not isinstance(config, dict):
         raise EvalkitError(f"{path}: expected a JSON object with keys upstream, config and pretraining.")
+    if not isinstance(config.get("pretraining") or {}, dict):
+        raise EvalkitError(
+            f"{path}: key 'pretraining' must be an object (how the weights were made: method, steps, "
+            f"finished, ...) or absent, got {config['pretraining']!r:.80}. Put back the config.json saved "
+            "with these weights."
+        )
     return config
 
 
@@ -64,7 +70,7 @@ def is_finished(folder: Path) -> bool:
     """Whether `folder` holds a pre-training run that reached its last step."""
     if not (folder / CONFIG_FILE).is_file():
         return False
-    return bool(read_config(folder).get("pretraining", {}).get("finished"))
+    return bool((read_config(folder).get("pretraining") or {}).get("finished"))
 
 
 def load_checkpoint(folder: Path) -> Upstream:

@@ -1785,7 +1785,5 @@ BUGS = {
     "cli-leaderboard-bootstrap-negative": "leaderboard/significance.py: a ZeroDivisionError traceback",
     "cli-leaderboard-references-missing": "leaderboard/score.py: a missing --references folder is ignored",
     "cli-export-out-a-file": "upstreams/export.py: a FileExistsError traceback",
-    "checkpoint-config-pretraining-a-list": "upstreams/checkpoint.py: an AttributeError traceback",
-    "checkpoint-config-pretraining-a-string": "upstreams/checkpoint.py: an AttributeError traceback",
 }
 CASES[:] = [Case(c.id, c.category, c.setup, c.says, c.outcome, BUGS.get(c.id, c.xfail)) for c in CASES]
