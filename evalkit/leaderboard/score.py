@@ -228,6 +228,11 @@ REFERENCES_DIR = Path(__file__).parent / "references"
 
 def stored_reference(suite: str, folder: Path | None = None) -> Reference | None:
     """The reference file `<folder>/<suite>.json` (default: the package's), or None."""
+    if folder is not None and not Path(folder).is_dir():
+        raise ConfigError(
+            f"--references {folder}: no such folder (it holds <suite>.json reference files, as `evalkit "
+            "leaderboard references` writes them). Leave --references out for the built-in ones."
+        )
     path = Path(folder or REFERENCES_DIR) / f"{suite}.json"
     return load_reference(path) if path.is_file() else None
 

@@ -1783,7 +1783,6 @@ BUGS = {
     "cli-pretrain-out-a-file": "pretraining/loop.py: a FileExistsError traceback after the data is read",
     "cli-leaderboard-bootstrap-0": "leaderboard/significance.py: a ZeroDivisionError traceback",
     "cli-leaderboard-bootstrap-negative": "leaderboard/significance.py: a ZeroDivisionError traceback",
-    "cli-leaderboard-references-missing": "leaderboard/score.py: a missing --references folder is ignored",
     "cli-export-out-a-file": "upstreams/export.py: a FileExistsError traceback",
 }
 CASES[:] = [Case(c.id, c.category, c.setup, c.says, c.outcome, BUGS.get(c.id, c.xfail)) for c in CASES]
