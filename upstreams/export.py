@@ -75,6 +75,9 @@ def export_checkpoint(
             f"{out}: the export would overwrite the checkpoint's own config.json and "
             "model.safetensors; choose another OUT_DIR."
         )
+    blocker = next((p for p in (Path(out), *Path(out).parents) if p.exists() and not p.is_dir()), None)
+    if blocker is not None:  # found before the model is loaded and converted, not by mkdir after
+        raise EvalkitError(f"{out}: {blocker} is a file, not a folder; choose another OUT_DIR.")
     model = load_checkpoint(Path(checkpoint))
     if model_type == "auto":
         model_type = "wav2vec2" if pretraining_method(Path(checkpoint)) == "wav2vec2" else "hubert"
