@@ -14,6 +14,15 @@ Attributes every upstream sets:
     frame_rate   frames per second of the hidden states (50 for 20 ms)
     num_layers   how many hidden states forward returns (len(hidden))
     hidden_size  D of the hidden states
+
+One optional attribute, for upstreams that read the manifest rather than (only) the audio:
+    record_keys  the manifest keys it reads from each utterance's record; empty (the default)
+                 for every upstream that reads audio alone. When set, the evaluation runner
+                 refuses, before any work, a manifest whose records lack one (naming the
+                 manifest, record and key), and calls
+                 forward(wavs, wav_lens, records=[record of each utterance, in batch order]).
+                 The oracle (upstreams/oracle.py) is the one user: its frames are the suite's
+                 ground truth.
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ class Upstream(nn.Module):
     frame_rate: float
     num_layers: int
     hidden_size: int
+    record_keys: tuple[str, ...] = ()
 
     def forward(self, wavs: torch.Tensor, wav_lens: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
         raise NotImplementedError

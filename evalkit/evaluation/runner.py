@@ -73,6 +73,8 @@ class Utterance:
     path: Path
     duration: float
     position: int  # in the manifest, to break ties when sorting by duration
+    # the manifest record, for an upstream that reads records (`record_keys`, upstreams/base.py)
+    record: dict | None = dataclasses.field(default=None, compare=False, repr=False)
 
 
 def utterances_of(manifest_path: str | os.PathLike, records: list[dict]) -> list[Utterance]:
@@ -84,7 +86,7 @@ def utterances_of(manifest_path: str | os.PathLike, records: list[dict]) -> list
                 f"{manifest_path}: record {rec['id']!r} has duration {duration!r}; expected seconds >= 0. "
                 "Re-create the manifest."
             )
-        utts.append(Utterance(str(rec["id"]), audio_path(manifest_path, rec), float(duration), i))
+        utts.append(Utterance(str(rec["id"]), audio_path(manifest_path, rec), float(duration), i, rec))
     return utts
 
 
@@ -155,6 +157,8 @@ class UpstreamRunner:
             )
         self.frame_rate = float(upstream.frame_rate)
         self.num_layers, self.hidden_size = int(upstream.num_layers), int(upstream.hidden_size)
+        # the manifest keys the upstream reads from each record; () for one that reads audio alone
+        self.record_keys = tuple(getattr(upstream, "record_keys", ()) or ())
 
     def check_audio(self, manifest_path: str | os.PathLike, utts: Sequence[Utterance]) -> None:
         """Refuse, before any work on them, utterances whose audio cannot be run as the manifest says.
@@ -162,6 +166,7 @@ class UpstreamRunner:
         Besides `check_lengths`: a clip the upstream turns into no frame at all (shorter than its
         receptive field, e.g. under 25 ms for wav2vec 2.0's CNN) would give a head nothing to pool.
         """
+        self.check_records(manifest_path, utts)
         real = check_lengths(manifest_path, utts)
         frames_for = getattr(self.upstream, "frames_for", None)
         if not callable(frames_for) or not utts:
@@ -176,6 +181,20 @@ class UpstreamRunner:
                 "the manifest, or pad their audio with silence."
             )
 
+    def check_records(self, manifest_path: str | os.PathLike, utts: Sequence[Utterance]) -> None:
+        """Refuse records that lack a key the upstream reads (e.g. the oracle on a real corpus)."""
+        for key in self.record_keys:
+            lacking = [u for u in utts if u.record is None or key not in u.record]
+            if lacking:
+                raise EvalkitError(
+                    f"{manifest_path}: record {lacking[0].id!r} lacks key {key!r}"
+                    f"{_and_more([(u, None) for u in lacking])}, which upstream "
+                    f"{type(self.upstream).__name__} reads from every record "
+                    f"({', '.join(self.record_keys)}). It needs the ground truth that `evalkit synth` "
+                    "records (suite version smoke 2 / default 3 or later): synthesise the suite anew into "
+                    "a new folder; a real corpus has no such records."
+                )
+
     def estimate_frames(self, utts: Sequence[Utterance]) -> list[int]:
         """Frame counts from the manifest durations (by `frames_for` where the upstream has it)."""
         frames_for = getattr(self.upstream, "frames_for", None)
@@ -188,8 +207,9 @@ class UpstreamRunner:
         """One batch through the upstream (the caller picks no_grad or inference_mode)."""
         wavs, lens = load_batch([u.path for u in utts])
         wavs, lens = wavs.to(self.device), lens.to(self.device)
+        extra = {"records": [u.record for u in utts]} if self.record_keys else {}
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
-            hidden, frames = self.upstream(wavs, lens)
+            hidden, frames = self.upstream(wavs, lens, **extra)
         hidden = list(hidden)
         shapes = {tuple(h.shape[::2]) for h in hidden}
         if len(hidden) != self.num_layers or shapes != {(len(utts), self.hidden_size)}:
