@@ -61,11 +61,17 @@ class Result:
     A kind's run fills the measured part (the reference head's numbers on top,
     every head under `heads`); the evaluation adds the provenance. `to_dict` is
     the file's JSON object: keys in the order of the fields, as result files
-    have always had them, the optional ones (`layer`, `dev_by_layer`,
-    `postprocess`) only when set.
+    have always had them, the optional ones (`metrics_sd`, `layer`,
+    `dev_by_layer`, `postprocess`, `seeds`) only when set.
+
+    Trained with several head seeds (`evalkit eval --seeds`), the numbers on top
+    are the means over the seeds, `metrics_sd` their sample standard deviations,
+    and `seeds` holds each seed's own numbers ({"<seed>": {metrics, ci95, lr,
+    best_step, layer_weights, heads}}); `seed` is then null.
     """
 
     metrics: dict[str, dict[str, float]]  # {"dev": {...}, "test": {...}}
+    metrics_sd: dict[str, dict[str, float]] | None = None  # several seeds: {"dev": {...}, "test": {...}}
     ci95: dict[str, dict[str, list[float] | None]]
     primary_metric: str
     higher_is_better: bool
@@ -77,13 +83,14 @@ class Result:
     layer_weights: list[float]
     postprocess: dict | None = None  # the reference head's tuned post-processing
     heads: dict[str, HeadResult]
+    seeds: dict[str, dict[str, Any]] | None = None  # several head seeds: each seed's own numbers
     # provenance, set by the evaluation that writes the file
     task: str | None = None
     upstream: str | None = None
     task_version: int | None = None
     protocol: str | None = None
     task_config: dict | None = None
-    seed: int | None = None
+    seed: int | None = None  # the head seed (null with several: see `seeds`)
     suite: dict | None = None
     upstream_info: dict | None = None
     versions: dict[str, str] | None = None
@@ -96,7 +103,7 @@ class Result:
     def to_dict(self) -> dict[str, Any]:
         data = {f.name: getattr(self, f.name) for f in fields(self)}
         data["heads"] = {name: h.to_dict() for name, h in self.heads.items()}
-        return _without_unset(data, ("layer", "dev_by_layer", "postprocess"))
+        return _without_unset(data, ("metrics_sd", "layer", "dev_by_layer", "postprocess", "seeds"))
 
 
 def _without_unset(data: dict[str, Any], optional: tuple[str, ...]) -> dict[str, Any]:
@@ -222,6 +229,18 @@ class _CIRecord(SerialisableConfig):
 
 
 @dataclass
+class _SeedRecord(SerialisableConfig):
+    """One head seed's numbers in a result trained with several (`seeds.<seed>`)."""
+
+    open_keys = True
+    metrics: _MetricsRecord
+    ci95: _CIRecord | None = None
+    lr: float | None = None
+    best_step: int | None = field(default=None, metadata=rule(min=0))
+    layer_weights: list[float] | None = None
+
+
+@dataclass
 class ResultRecord(SerialisableConfig):
     open_keys = True
     task: str = field(metadata=TEXT)
@@ -238,6 +257,8 @@ class ResultRecord(SerialisableConfig):
     protocol: str | None = field(default=None, metadata=TEXT)
     suite: _SuiteRecord | None = None
     upstream_info: _UpstreamRecord | None = None
+    seeds: dict[str, _SeedRecord] | None = field(default=None, metadata=rule(nonempty=True))
+    metrics_sd: _MetricsRecord | None = None
 
 
 def check_result_data(path: Path, data: dict) -> dict:
@@ -255,7 +276,29 @@ def check_result_data(path: Path, data: dict) -> dict:
         raise ConfigError(f"{path}: result.metrics.test.{primary} must be a finite number, got {value!r}.")
     if record.task_config.name not in (None, record.task):
         raise ConfigError(f"{path}: task {record.task!r} but task_config.name {record.task_config.name!r}.")
+    if record.seeds is not None:
+        _check_seeds(path, record.seeds, primary, value)
     return data
+
+
+def _check_seeds(path: Path, seeds: dict[str, _SeedRecord], primary: str, mean: float) -> None:
+    """The seeds block of a several-seed result: seeds by number, each with its primary test value, whose
+    mean is the value on top (what the leaderboard ranks)."""
+    values = []
+    for key, record in seeds.items():
+        if not re.fullmatch(r"0|[1-9][0-9]*", key):
+            raise ConfigError(f"{path}: result.seeds.{key}: a seed is a non-negative integer, e.g. seeds.0.")
+        v = record.metrics.test.get(primary)
+        if v is None or not math.isfinite(v):
+            raise ConfigError(
+                f"{path}: result.seeds.{key}.metrics.test.{primary} must be a finite number, got {v!r}."
+            )
+        values.append(v)
+    if not math.isclose(sum(values) / len(values), mean, rel_tol=1e-9, abs_tol=1e-12):
+        raise ConfigError(
+            f"{path}: result.metrics.test.{primary} = {mean!r} is not the mean of its seeds' values "
+            f"({', '.join(f'{v:g}' for v in values)}); re-run the evaluation."
+        )
 
 
 def read_result(path: Path) -> dict:

@@ -9,6 +9,7 @@ column is reported in a warning that names the file, and left out.
 from __future__ import annotations
 
 import math
+import statistics
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +44,23 @@ class Entry:
     @property
     def value(self) -> float:
         return float(self.data["metrics"]["test"][self.primary])
+
+    @property
+    def seeds(self) -> list[str]:
+        """The head seeds a result averages over (its `seeds` block); empty for a one-seed result."""
+        return list(self.data.get("seeds") or {})
+
+    def seed_values(self) -> dict[str, float]:
+        """{seed: its primary test value} of a several-seed result ({} for one seed)."""
+        return {
+            s: float(r["metrics"]["test"][self.primary]) for s, r in (self.data.get("seeds") or {}).items()
+        }
+
+    @property
+    def sd(self) -> float | None:
+        """The sample standard deviation over head seeds of the primary test value (None: one seed)."""
+        values = list(self.seed_values().values())
+        return statistics.stdev(values) if len(values) > 1 else None
 
     @property
     def higher_is_better(self) -> bool:

@@ -136,6 +136,8 @@ DETAIL_KEYS = (
 def _row_details(table: Table, row) -> str:
     """The expandable config behind every number of a row: one line per task."""
     keys = tuple(table.detail_keys or DETAIL_KEYS)
+    if any("sd" in cell.detail for r in table.rows for cell in r.cells.values()):
+        keys += ("sd", "seeds")  # several head seeds: their spread and each one's value
     head = "".join(f"<th>{esc(k)}</th>" for k in ("task",) + keys)
     lines = []
     for c in table.columns:

@@ -7,6 +7,13 @@ task's own metric (so WER stays a ratio of sums, EER a curve over trials),
 items are paired across two upstreams by id, and the test set is resampled
 jointly: if the best entry is better in at least 95% of resamples, the other
 is significantly worse; otherwise it is marked as tied with the best.
+
+A result trained with several head seeds logs every seed's rows. Its value is
+their mean; in the test, each resample also draws, for each such entry, one
+of its seeds' runs at random (the items are still resampled jointly), so the
+spread between head seeds widens the test: two entries that differ by less
+than their seeds do are not called different. One-seed entries are tested
+exactly as before.
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -31,11 +38,20 @@ TRIAL_METRICS = frozenset({"eer", "min_dcf", "mtwv"})
 
 @dataclass
 class ItemStats:
-    """Per-item sufficient statistics of one entry's primary metric on test, keyed by item id."""
+    """Per-item sufficient statistics of one entry's primary metric on test, keyed by item id.
+
+    `table` has a row per id; with several head seeds it is the first seed's and `seed_tables` has one
+    per seed (rows in the same id order)."""
 
     ids: list[str]
     table: np.ndarray
     aggregate: Callable[[np.ndarray], float]
+    seed_tables: list[np.ndarray] = field(default_factory=list)
+
+    @property
+    def tables(self) -> list[np.ndarray]:
+        """One table per head seed (one for a single-seed entry)."""
+        return self.seed_tables or [self.table]
 
 
 def item_id(row: dict) -> str:
@@ -72,13 +88,42 @@ def _ref_hyp(metric: str, row: dict, task_config: dict, terms: dict[str, int]):
 
 def load_item_stats(entry: Entry) -> ItemStats:
     """Rebuild the primary metric's per-item stats from the entry's samples file, and check that they
-    reproduce the reported test value (samples that do not belong to the result are refused)."""
+    reproduce the reported test value (samples that do not belong to the result are refused); for a
+    result of several head seeds, each seed's rows its seed's value, and their mean the reported one."""
     path = entry.samples
     if not path.is_file():
         raise EvalkitError(f"{path}: no samples file beside {entry.path.name}; significance not computed.")
     metric = build_metric(entry.data["task_config"], entry.primary)
+    by_seed = _rows_by_seed(entry, metric)
+    expected = entry.seed_values() if entry.seeds else {"": entry.value}
+    if set(by_seed) != set(expected):
+        raise EvalkitError(
+            f"{path}: rows of head seeds {_seed_list(by_seed)} but {entry.path.name} has seeds "
+            f"{_seed_list(expected)}; the samples do not belong to this result."
+        )
+    tables = []
+    first, (order, _) = next(iter(by_seed.items()))
+    for seed, (ids, stats) in by_seed.items():
+        if len(set(ids)) != len(ids):
+            raise EvalkitError(f"{path}: item ids repeat; cannot pair items across upstreams.")
+        if set(ids) != set(order):
+            raise EvalkitError(f"{path}: head seed {seed}'s rows are other test items than seed {first}'s.")
+        table = np.asarray(stats, dtype=float).reshape(len(stats), -1)
+        position = {k: i for i, k in enumerate(ids)}
+        table = table[[position[k] for k in order]]
+        _check_value(entry, metric, metric.aggregate(table), expected[seed], seed)
+        tables.append(table)
+    if entry.seeds:
+        mean = sum(metric.aggregate(t) for t in tables) / len(tables)
+        _check_value(entry, metric, mean, entry.value, "")
+    return ItemStats(order, tables[0], metric.aggregate, tables if len(tables) > 1 else [])
+
+
+def _rows_by_seed(entry: Entry, metric: Metric) -> dict[str, tuple[list[str], list]]:
+    """{head seed ("" for a one-seed file): (item ids, item stats)} of the reference head's sample rows."""
+    path = entry.samples
     terms: dict[str, int] = {}
-    ids, stats = [], []
+    by_seed: dict[str, tuple[list[str], list]] = {}
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
         rows = [json.loads(line) for line in lines if line.strip()]
@@ -86,37 +131,53 @@ def load_item_stats(entry: Entry) -> ItemStats:
         if len(heads) > 1:  # only the reference head is logged today; keep it if more arrive
             rows = [r for r in rows if r.get("head") == entry.data.get("head")]
         for row in rows:
+            ids, stats = by_seed.setdefault(str(row["seed"]) if "seed" in row else "", ([], []))
             ids.append(item_id(row))
             stats.append(metric.item_stats(*_ref_hyp(metric.name, row, entry.data["task_config"], terms)))
     except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError, EvalkitError) as e:
         raise EvalkitError(f"{path}: unreadable samples ({type(e).__name__}: {e}).") from None
-    if len(set(ids)) != len(ids):
-        raise EvalkitError(f"{path}: item ids repeat; cannot pair items across upstreams.")
-    table = np.asarray(stats, dtype=float).reshape(len(stats), -1)
-    value = metric.aggregate(table)
-    tol = TRIAL_TOLERANCE if metric.name in TRIAL_METRICS else 1e-6
-    if not math.isclose(value, entry.value, rel_tol=1e-6, abs_tol=tol):
+    if not by_seed:
         raise EvalkitError(
-            f"{path}: the samples give {metric.name} = {value:.6g} but {entry.path.name} "
-            f"reports {entry.value:.6g}; the samples do not belong to this result."
+            f"{path}: no rows (every test item has one); the samples do not belong to this result."
         )
-    return ItemStats(ids, table, metric.aggregate)
+    return by_seed
+
+
+def _seed_list(seeds) -> str:
+    return ", ".join(s for s in seeds if s) or "none"
+
+
+def _check_value(entry: Entry, metric: Metric, value: float, reported: float, seed: str) -> None:
+    tol = TRIAL_TOLERANCE if metric.name in TRIAL_METRICS else 1e-6
+    if not math.isclose(value, reported, rel_tol=1e-6, abs_tol=tol):
+        whose = f"head seed {seed}'s rows give" if seed else "the samples give"
+        reports = f"seeds.{seed} of {entry.path.name} reports" if seed else f"{entry.path.name} reports"
+        raise EvalkitError(
+            f"{entry.samples}: {whose} {metric.name} = {value:.6g} but {reports} {reported:.6g}; "
+            "the samples do not belong to this result."
+        )
 
 
 def paired_bootstrap(
     a: ItemStats, b: ItemStats, higher_is_better: bool, n: int = 1000, seed: int = 0
 ) -> float:
-    """Fraction of joint resamples of the common test items in which `a` is strictly better than `b`."""
+    """Fraction of joint resamples of the common test items in which `a` is strictly better than `b`.
+
+    An entry of several head seeds is, in each resample, one of its seeds' runs drawn at random (from a
+    random stream of its own, so that the items drawn are those a one-seed test draws)."""
     common = sorted(set(a.ids) & set(b.ids))
     if not common:
         raise EvalkitError("the two entries share no test item; they were not run on the same test set.")
     ia, ib = {k: i for i, k in enumerate(a.ids)}, {k: i for i, k in enumerate(b.ids)}
-    ta = a.table[[ia[k] for k in common]]
-    tb = b.table[[ib[k] for k in common]]
+    tas = [t[[ia[k] for k in common]] for t in a.tables]
+    tbs = [t[[ib[k] for k in common]] for t in b.tables]
     rng = np.random.default_rng(seed)
+    runs = np.random.default_rng([seed, 1])  # which seed's run a several-seed entry is in a resample
     wins = total = 0
     for _ in range(n):
         idx = rng.integers(0, len(common), len(common))
+        ta = tas[int(runs.integers(len(tas)))] if len(tas) > 1 else tas[0]
+        tb = tbs[int(runs.integers(len(tbs)))] if len(tbs) > 1 else tbs[0]
         try:
             va, vb = a.aggregate(ta[idx]), b.aggregate(tb[idx])
         except EvalkitError:

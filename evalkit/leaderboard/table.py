@@ -45,10 +45,12 @@ def task_label(task: str) -> str:
     return task.upper().replace("QBE", "QbE")
 
 
-def format_metric(metric: str, value: float | None) -> str:
+def format_metric(metric: str, value: float | None, sd: float | None = None) -> str:
+    """A value in display units; with `sd` (several head seeds), `mean ± sd`."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
-    return f"{value:.4f}" if metric in UNSCALED else f"{100 * value:.2f}"
+    text = f"{value:.4f}" if metric in UNSCALED else f"{100 * value:.2f}"
+    return text if sd is None else f"{text} ± {format_metric(metric, sd)}"
 
 
 @dataclass
@@ -128,6 +130,8 @@ def cell_detail(e: Entry, marks: Marks | None) -> dict:
         "seed": d.get("seed"),
         "wall_time_s": d.get("wall_time_s"),
     }
+    if e.seeds:  # several head seeds: the value is their mean
+        out |= {"sd": e.sd, "seeds": {s: v for s, v in e.seed_values().items()}}
     gap = budget_gap(e)
     if gap:
         out["off_budget"] = f"{gap[0]} steps; the profile's budget is {gap[1]}"
@@ -186,7 +190,10 @@ def build_table(
             info = info or (e.data.get("upstream_info") or {})
             m = marks.get(t)
             cells[t] = Cell(
-                e.value, format_metric(e.primary, e.value), m.mark.get(u, "") if m else "", cell_detail(e, m)
+                e.value,
+                format_metric(e.primary, e.value, e.sd),
+                m.mark.get(u, "") if m else "",
+                cell_detail(e, m),
             )
         if reference is not None:
             cells["score"] = _score_cell(suite, u, reference, excluded or set())
@@ -202,7 +209,15 @@ def build_table(
         rows.append(Row(u, cells))
     rows.sort(key=lambda r: _sort_key(r, reference is not None))
     ref = None if reference is None else json.loads(reference.to_json())
+    if any(e.seeds for e in suite.entries.values()):
+        score_note = f"{SEEDS_NOTE} {score_note}"
     return Table(suite.id, suite.label, columns, rows, score_note, ref, [])
+
+
+SEEDS_NOTE = (
+    "a ± b: the mean and the standard deviation over head seeds, where a result has several; the score, "
+    "ranks and marks use the mean, and the significance tests draw a seed's run at random per resample."
+)
 
 
 def display_names(suite: Suite) -> dict[str, str]:
@@ -307,16 +322,21 @@ def to_markdown(t: Table) -> str:
 
 
 def to_csv(t: Table) -> str:
-    """Raw values (fractions, parameters as counts) for further processing."""
+    """Raw values (fractions, parameters as counts) for further processing; where a result has several
+    head seeds, `<task>:sd` columns hold the standard deviation over them (the value is their mean)."""
     buf = io.StringIO()
+    tasks = [c for c in t.columns if c.kind == "task"]
+    with_sd = any("sd" in r.cells[c.id].detail for r in t.rows for c in tasks)
     _write_csv_row(
         buf,
         [c.id if c.kind != "task" else f"{c.id}:{c.metric}" for c in t.columns]
-        + [f"{c.id}:mark" for c in t.columns if c.kind == "task"],
+        + [f"{c.id}:mark" for c in tasks]
+        + ([f"{c.id}:sd" for c in tasks] if with_sd else []),
     )
     for r in t.rows:
         vals = ["" if r.cells[c.id].value is None else r.cells[c.id].value for c in t.columns]
-        _write_csv_row(buf, vals + [r.cells[c.id].mark for c in t.columns if c.kind == "task"])
+        sds = [r.cells[c.id].detail.get("sd", "") for c in tasks] if with_sd else []
+        _write_csv_row(buf, vals + [r.cells[c.id].mark for c in tasks] + sds)
     return buf.getvalue()
 
 
@@ -357,6 +377,7 @@ _LATEX = {
     "↑": r"$\uparrow$",
     "↓": r"$\downarrow$",
     "–": "--",
+    "±": r"$\pm$",
 }
 
 
