@@ -130,6 +130,15 @@ def _learning_rates(text: str) -> list[float]:
         raise EvalkitError(f"--lr-grid {text!r}: give comma-separated numbers, e.g. 1e-4,1e-3.") from None
 
 
+def _seeds(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise EvalkitError(
+            f"--seeds {text!r}: give comma-separated non-negative integers, e.g. 0,1,2."
+        ) from None
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     # deferred: keeps `evalkit --help` fast
     from evalkit.core.results import check_results_name
@@ -144,6 +153,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         no_cache=args.no_cache,
         lr_grid=grid,
         steps=args.steps,
+        seeds=_seeds(args.seeds) if args.seeds is not None else None,
         overwrite=args.overwrite,
         name=check_results_name(args.name) if args.name is not None else None,
         bf16=args.bf16,
@@ -273,6 +283,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--lr-grid", default=None, help="comma-separated learning rates (overrides the task's)")
     p.add_argument("--steps", type=int, default=None, help="training steps (overrides the task's budget)")
+    p.add_argument(
+        "--seeds",
+        default=None,
+        help="comma-separated head seeds, e.g. 0,1,2: every trained task trains once per seed; the result "
+        "holds the mean, the standard deviation and each seed's numbers (default: the task's seed)",
+    )
     p.add_argument(
         "--protocol",
         default="sweep",

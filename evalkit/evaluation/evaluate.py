@@ -22,7 +22,7 @@ from evalkit.core.manifest import audio_path
 from evalkit.core.results import Result, git_hash, package_versions, read_result, result_path, write_result
 from evalkit.evaluation.features import extract
 from evalkit.evaluation.fingerprint import cached_fingerprint, store_fingerprint, upstream_fingerprint
-from evalkit.evaluation.kinds.base import RunSettings, TaskKind, training_plan
+from evalkit.evaluation.kinds.base import RunSettings, TaskKind, head_seeds, training_plan
 from evalkit.evaluation.protocols import PROTOCOLS
 from evalkit.evaluation.runner import OnTheFlyFeatures
 from evalkit.evaluation.task import KINDS, TaskConfig, load_task, task_files
@@ -41,6 +41,9 @@ class EvalOptions:
     no_cache: bool = False
     lr_grid: list[float] | None = field(default=None, metadata=rule(above=0, nonempty=True))
     steps: int | None = field(default=None, metadata=rule(above=0))
+    # head seeds: each trained task trains once per seed and keeps their mean and each one's numbers
+    # (None: the task's own `seed`, one run)
+    seeds: list[int] | None = field(default=None, metadata=rule(min=0, nonempty=True))
     # which (head, learning rate) runs train: see PROTOCOLS
     protocol: str = field(default="sweep", metadata=rule(choices=tuple(PROTOCOLS)))
     # Heads are small: on 2 cores one intra-op thread trained the smoke suite's ten tasks 1.7x faster
@@ -55,6 +58,11 @@ class EvalOptions:
 
     def __post_init__(self) -> None:
         check_fields(self, name_of=lambda key: "--" + key.replace("_", "-"))
+        if self.seeds is not None and len(set(self.seeds)) != len(self.seeds):
+            twice = sorted({s for s in self.seeds if self.seeds.count(s) > 1})
+            raise ConfigError(
+                f"--seeds {','.join(map(str, self.seeds))} names seed {twice[0]} twice: give each seed once."
+            )
 
 
 def resolve_tasks(spec: str, include_paths: list[str] | None = None) -> list[TaskConfig]:
@@ -98,6 +106,7 @@ def run_settings(opts: EvalOptions) -> RunSettings:
         train_threads=None if opts.no_cache else opts.train_threads,
         bf16=opts.bf16,
         progress=opts.progress,
+        seeds=tuple(opts.seeds) if opts.seeds else None,
     )
 
 
@@ -123,7 +132,8 @@ def evaluate_task(upstream, spec: str, task: TaskConfig, opts: EvalOptions, log=
         task_version=task.version,
         protocol=opts.protocol,  # QbE trains nothing, but its result belongs with the run's other tasks
         task_config=task.to_dict(),
-        seed=task.seed,
+        # several head seeds: null, `seeds` has them; QbE trains nothing: the task's, as always
+        seed=None if measured.seeds else head_seeds(task, kind.settings)[0] if kind.trains else task.seed,
         suite=suite_info(opts.data),
         upstream_info=upstream_info(upstream, spec),
         versions=package_versions(),
@@ -201,11 +211,20 @@ def provenance_mismatch(
     if fingerprint is None:  # the checkpoint is gone: its weights cannot be compared
         del made["upstream weights (fingerprint)"], now["upstream weights (fingerprint)"]
     if KINDS.get(task.kind).trains and opts.protocol in PROTOCOLS:
-        grid, _, steps, _ = training_plan(task, run_settings(opts))
+        settings = run_settings(opts)
+        grid, _, steps, _ = training_plan(task, settings)
         reference = (result.get("heads") or {}).get(result.get("head")) or {}
         made |= {"learning rates": result.get("lr_grid"), "steps": reference.get("steps")}
         now |= {"learning rates": grid, "steps": steps}
+        made["head seeds"], now["head seeds"] = result_seeds(result), head_seeds(task, settings)
     return [f"{key} {made[key]!r} there, {now[key]!r} now" for key in made if made[key] != now[key]]
+
+
+def result_seeds(result: dict) -> list[int | None]:
+    """The head seeds an existing result was trained with: its `seeds` block's, or its one `seed`."""
+    if isinstance(result.get("seeds"), dict):
+        return sorted(int(k) for k in result["seeds"])
+    return [result.get("seed")]
 
 
 def existing_result(path: Path) -> dict:
@@ -218,7 +237,7 @@ def existing_result(path: Path) -> dict:
 
 def check_existing(spec: str, tasks: list[TaskConfig], opts: EvalOptions, log=print) -> list[TaskConfig]:
     """The tasks still to evaluate. An existing result is kept only if it was made by the same
-    upstream weights, task version, protocol, learning rates and steps as a run would use now;
+    upstream weights, task version, protocol, learning rates, steps and head seeds as a run would use now;
     otherwise this stops, before any work, and says how to keep both or redo it."""
     todo, fingerprint, checked = [], None, False
     for t in tasks:

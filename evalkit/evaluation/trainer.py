@@ -66,14 +66,20 @@ def make_batches(
 
 
 def build_runs(
-    kind: TaskKind, num_layers: int, hidden_size: int, lr_grid: list[float], heads=None
+    kind: TaskKind,
+    num_layers: int,
+    hidden_size: int,
+    lr_grid: list[float],
+    heads=None,
+    seed: int | None = None,
 ) -> list[Run]:
-    """A run per (head, learning rate); `heads` defaults to all the task's heads."""
+    """A run per (head, learning rate); `heads` defaults to all the task's heads, `seed` to the task's."""
     runs = []
     task = kind.task
+    seed = task.seed if seed is None else seed
     for h in task.heads if heads is None else heads:
         for lr in lr_grid:
-            torch.manual_seed(task.seed)  # every LR starts from the same initial head
+            torch.manual_seed(seed)  # every LR starts from the same initial head
             feat = WeightedLayerSum(
                 num_layers,
                 layer=task.featurizer.get("layer"),
@@ -118,14 +124,17 @@ def train(
     progress: bool = True,
     log=print,
     heads=None,
+    seed: int | None = None,
 ) -> list[Run]:
     """Train every (head, lr) run on `features["train"]`, keeping each run's best dev state.
 
-    `heads` (default: all of the task's) limits which head specs train.
+    `heads` (default: all of the task's) limits which head specs train; `seed` (default: the task's)
+    draws the heads' initial weights and the batch order.
     """
     task = kind.task
+    seed = task.seed if seed is None else seed
     train_feats = features["train"]
-    runs = build_runs(kind, train_feats.num_layers, train_feats.hidden_size, lr_grid, heads)
+    runs = build_runs(kind, train_feats.num_layers, train_feats.hidden_size, lr_grid, heads, seed)
     groups = [{"params": list(r.modules().parameters()), "lr": r.lr} for r in runs]
     wd = float(task.optimizer.get("weight_decay", 0.0))
     opt = torch.optim.AdamW(groups, weight_decay=wd)
@@ -137,8 +146,8 @@ def train(
     recs = {r["id"]: r for r in kind.records("train")}
     targets = {i: kind.target(r) for i, r in recs.items()}
     durations = {i: r["duration"] for i, r in recs.items()}
-    rng = random.Random(task.seed)
-    torch.manual_seed(task.seed)
+    rng = random.Random(seed)
+    torch.manual_seed(seed)
     batches: list[list[str]] = []
     bar = progress_bar(range(steps), desc=f"{task.name} train", disable=not progress, leave=False)
     t0 = time.time()

@@ -11,19 +11,23 @@ become the result's body; the default trains heads, and QbE overrides it.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 from torch import nn
 
-from evalkit.core.errors import ConfigError
+from evalkit.core.errors import ConfigError, EvalkitError
 from evalkit.core.manifest import read_manifest
 from evalkit.core.results import HeadResult, Result
 from evalkit.evaluation.protocols import PROTOCOLS
 from evalkit.evaluation.trainer import intra_op_threads, predict_split, select, train
 from evalkit.metrics import Metric
+from evalkit.metrics.stats import bootstrap_ci
 
 if TYPE_CHECKING:
     from evalkit.evaluation.task import TaskConfig
@@ -40,6 +44,12 @@ class RunSettings:
     train_threads: int | None = None  # torch intra-op threads while training (None: unchanged)
     bf16: bool = False
     progress: bool = True
+    seeds: tuple[int, ...] | None = None  # head seeds (None: the task's `seed`)
+
+
+def head_seeds(task: TaskConfig, s: RunSettings) -> list[int]:
+    """The head seeds a trained run trains with under `s`, in the order the result lists them."""
+    return sorted(s.seeds) if s.seeds else [task.seed]
 
 
 def training_plan(task: TaskConfig, s: RunSettings) -> tuple[list[float], list, int, int]:
@@ -158,18 +168,29 @@ class TaskKind:
         """Features of `splits` -> what the task measured and the reference head's sample rows.
 
         Trains every (head, learning rate) run the protocol asks for, picks each head's best
-        on dev, tunes post-processing on dev, and scores dev and test.
+        on dev, tunes post-processing on dev, and scores dev and test; with several head seeds,
+        all of that once per seed, and the result holds their mean and each seed's numbers.
         """
         for warning in self.data_warnings():
             log(f"warning: {warning}")
         grid, head_specs, steps, every = training_plan(self.task, self.settings)
+        seeds = head_seeds(self.task, self.settings)
+        runs = []
         # --no-cache runs the upstream inside every step: it gets all threads, as in s3prl
         with intra_op_threads(self.settings.train_threads):
-            return self._train_and_test(features, grid, head_specs, steps, every, log)
+            for k, seed in enumerate(seeds):
+                if len(seeds) > 1:
+                    log(f"[{self.task.name}] head seed {seed} ({k + 1} of {len(seeds)})")
+                runs.append(self._train_and_test(features, grid, head_specs, steps, every, log, seed))
+        if len(runs) == 1:
+            return runs[0].result, runs[0].samples
+        return over_seeds(runs), [
+            {"head": row["head"], "seed": run.seed, **row} for run in runs for row in run.samples
+        ]
 
     def _train_and_test(
-        self, feats: dict, grid: list[float], head_specs: list, steps: int, every: int, log
-    ) -> tuple[Result, list[dict]]:
+        self, feats: dict, grid: list[float], head_specs: list, steps: int, every: int, log, seed: int
+    ) -> SeedRun:
         task, bf16 = self.task, self.settings.bf16
         runs = train(
             self,
@@ -181,11 +202,13 @@ class TaskKind:
             progress=self.settings.progress,
             log=log,
             heads=head_specs,
+            seed=seed,
         )
         primary = task.primary_metric
         higher = primary.build().higher_is_better
         chosen = select(runs, higher)
         heads: dict[str, HeadResult] = {}
+        scored: dict[str, list[Metric]] = {}
         samples: list[dict] = []
         for k, (name, run) in enumerate(chosen.items()):
             dev_preds = predict_split(self, feats["dev"], "dev", run, task.batch_seconds, bf16)
@@ -196,6 +219,7 @@ class TaskKind:
             )
             dev, _ = metric_block(dev_metrics, ci=False)
             test, ci = metric_block(test_metrics, ci=True)
+            scored[name] = test_metrics
             heads[name] = HeadResult(
                 type=next(h.type for h in task.heads if h.name == name),
                 metrics={"dev": dev, "test": test},
@@ -213,7 +237,7 @@ class TaskKind:
                 samples = [{"head": name, **row} for row in rows]
         first = next(iter(heads))
         ref = heads[first]
-        return Result(
+        result = Result(
             metrics=ref.metrics,
             ci95=ref.ci95,
             primary_metric=primary.name,
@@ -224,7 +248,138 @@ class TaskKind:
             layer_weights=ref.layer_weights,
             postprocess=ref.postprocess,
             heads=heads,
-        ), samples
+        )
+        return SeedRun(seed, result, samples, scored)
+
+
+@dataclass
+class SeedRun:
+    """One head seed's trained run: its result body, the reference head's sample rows, and every head's
+    test metrics as scored (their per-item stats give the interval of the mean over seeds)."""
+
+    seed: int
+    result: Result
+    samples: list[dict]
+    test_metrics: dict[str, list[Metric]]
+
+
+def over_seeds(runs: list[SeedRun]) -> Result:
+    """The result of several head seeds: every head's metrics averaged over the seeds (the number a
+    leaderboard shows), their sample standard deviation (`metrics_sd`, the reference head's), a 95%
+    interval of the mean, and each seed's own numbers under `seeds`.
+
+    A head's other top-level values summarise the seeds: its layer weights, dev curves and best dev
+    values averaged; `lr` the learning rate most seeds chose (ties: the smaller), `best_step` the lower
+    median; `postprocess` only where every seed tuned the same. `seeds` has each seed's exact ones."""
+    first = runs[0].result
+    heads = {name: _head_over_seeds(name, runs) for name in first.heads}
+    ref = heads[first.head]
+    metrics_sd = {
+        split: {m: _sd([r.result.metrics[split][m] for r in runs]) for m in first.metrics[split]}
+        for split in ("dev", "test")
+    }
+    return replace(
+        first,
+        metrics=ref.metrics,
+        metrics_sd=metrics_sd,
+        ci95=ref.ci95,
+        lr=ref.lr,
+        layer_weights=ref.layer_weights,
+        postprocess=ref.postprocess,
+        heads=heads,
+        seeds={str(r.seed): _seed_record(r.result) for r in runs},
+    )
+
+
+def _seed_record(r: Result) -> dict:
+    """One seed's own numbers: the reference head's on top (as a single-seed result has them), every
+    head's under `heads`."""
+    record = {
+        "metrics": r.metrics,
+        "ci95": r.ci95,
+        "lr": r.lr,
+        "best_step": r.heads[r.head].best_step,
+        "layer_weights": r.layer_weights,
+        "postprocess": r.postprocess,
+        "heads": {name: h.to_dict() for name, h in r.heads.items()},
+    }
+    return {k: v for k, v in record.items() if v is not None}
+
+
+def _head_over_seeds(name: str, runs: list[SeedRun]) -> HeadResult:
+    each = [r.result.heads[name] for r in runs]
+    lrs = [h.lr for h in each]
+    steps = sorted(h.best_step for h in each)
+    posts = [h.postprocess for h in each]
+    return HeadResult(
+        type=each[0].type,
+        metrics={
+            split: {m: _mean([h.metrics[split][m] for h in each]) for m in each[0].metrics[split]}
+            for split in ("dev", "test")
+        },
+        ci95={"test": mean_intervals([r.test_metrics[name] for r in runs])},
+        lr=min(set(lrs), key=lambda lr: (-lrs.count(lr), lr)),
+        lr_grid={
+            lr: None if any(h.lr_grid[lr] is None for h in each) else _mean([h.lr_grid[lr] for h in each])
+            for lr in each[0].lr_grid
+        },
+        best_step=steps[(len(steps) - 1) // 2],
+        dev_curves={
+            lr: [
+                (step, _mean([h.dev_curves[lr][i][1] for h in each]))
+                for i, (step, _) in enumerate(each[0].dev_curves[lr])
+            ]
+            for lr in each[0].dev_curves
+        },
+        layer_weights=[_mean(ws) for ws in zip(*(h.layer_weights for h in each))],
+        head_parameters=each[0].head_parameters,
+        steps=each[0].steps,
+        postprocess=posts[0] if all(p == posts[0] for p in posts) else None,
+    )
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+def _sd(values: list[float]) -> float:
+    """Sample standard deviation (n - 1): the spread a new seed's number would have."""
+    return statistics.stdev(values)
+
+
+def mean_intervals(per_seed: list[list[Metric]], n: int = 1000, seed: int = 0) -> dict:
+    """{metric: [low, high] or None}: 95% bootstrap intervals of each metric's mean over the seeds.
+
+    Every seed scored the same test items in the same order, so the items are resampled jointly:
+    a resample's value is the mean of the seeds' metrics on the same items (the interval of the
+    item sampling; the spread over seeds is `metrics_sd`).
+    """
+    out = {}
+    for k, metric in enumerate(per_seed[0]):
+        stats = [seed_metrics[k].stats for seed_metrics in per_seed]
+        if len({len(s) for s in stats}) != 1:
+            raise EvalkitError(f"{metric.name}: the head seeds scored different numbers of test items.")
+        low, high = bootstrap_ci(*_side_by_side(stats, metric.aggregate), n=n, seed=seed)
+        out[metric.name] = None if math.isnan(low) else [low, high]
+    return out
+
+
+def _side_by_side(stats: list[list], aggregate) -> tuple[list, Callable]:
+    """Each item's stats of every seed as one item, and the mean of the seeds' metric over such items."""
+    n = len(stats)
+    if all(isinstance(v, int | float | np.number) for s in stats for v in (s[0] if s else ())):
+        width = len(stats[0][0]) if stats[0] else 0  # numeric: one array row per item (fast)
+
+        def mean_of_seeds(table) -> float:
+            table = np.asarray(table)
+            return _mean([aggregate(table[:, j * width : (j + 1) * width]) for j in range(n)])
+
+        return [tuple(v for s in stats for v in s[i]) for i in range(len(stats[0]))], mean_of_seeds
+
+    def mean_of_seed_lists(items) -> float:
+        return _mean([aggregate([item[j] for item in items]) for j in range(n)])
+
+    return list(zip(*stats)), mean_of_seed_lists
 
 
 def metric_block(metrics: list[Metric], ci: bool) -> tuple[dict, dict]:
