@@ -16,11 +16,14 @@ class RunProfile:
     max_steps: int | None = None  # cap on pre-training steps (smoke)
     eval_steps: int | None = None  # downstream steps for every task (None: each task's budget)
     protocol: str = "superb"  # evalkit.evaluation.protocols.PROTOCOLS
+    seeds: tuple[int, ...] | None = None  # head seeds of every trained task (None: the task's own seed)
 
 
 RUN_PROFILES = {
     "smoke": RunProfile("smoke", "tiny", max_steps=12, eval_steps=8, protocol="quick"),
     # eval_steps: half the tasks' budgets, so that synthesis + pre-training + 120 evaluations fit 45 min on 2 cores
+    # smoke and default train one head seed each: their time budgets
     "default": RunProfile("default", "tiny", eval_steps=400, protocol="quick"),
-    "full": RunProfile("default", "small"),
+    # three head seeds: the board shows mean ± sd and its significance tests count the seeds' spread
+    "full": RunProfile("default", "small", seeds=(0, 1, 2)),
 }

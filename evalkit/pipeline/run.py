@@ -152,12 +152,13 @@ def run_pipeline(
 
 
 def eval_options(p: RunProfile, work: Path, workdir: Path) -> EvalOptions:
-    """How `evalkit run` evaluates: the profile's protocol and budget, results and cache in `work`."""
+    """How `evalkit run` evaluates: the profile's protocol, budget and head seeds, results and cache in `work`."""
     return EvalOptions(
         data=work / "suite",
         output=work / "results",
         cache=work / "cache",
         steps=p.eval_steps,
+        seeds=list(p.seeds) if p.seeds else None,
         protocol=p.protocol,
         progress=False,
         clash_advice=(

@@ -103,3 +103,11 @@ def test_the_board_shows_mean_and_sd_and_tests_the_seed_rows(two_seeds, tmp_path
 def test_bad_seeds_exit_2_before_any_work(smoke_suite, tmp_path, capsys, seeds, message):
     assert evaluate(smoke_suite, tmp_path / "out", "--tasks", "ks", f"--seeds={seeds}") == 2
     assert message in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+def test_the_full_profile_trains_three_head_seeds(tmp_path):
+    from evalkit.pipeline.profiles import RUN_PROFILES
+    from evalkit.pipeline.run import eval_options
+
+    seeds = {name: eval_options(p, tmp_path, tmp_path).seeds for name, p in RUN_PROFILES.items()}
+    assert seeds == {"smoke": None, "default": None, "full": [0, 1, 2]}
