@@ -172,6 +172,9 @@ def pretrain(
             raise EvalkitError(f"--max-steps must be a positive number of steps; got {max_steps}.")
         cfg.optim.max_steps = max_steps
     out = Path(out) if out is not None else Path(work_dir()) / Path(cfg.source).stem
+    blocker = next((p for p in (out, *out.parents) if p.exists() and not p.is_dir()), None)
+    if blocker is not None:  # found now, not by mkdir once the data is read and the processes are up
+        raise EvalkitError(f"--out {out}: {blocker} is a file, not a folder. Give --out a folder.")
     with distributed() as procs:
         return _train(cfg, Path(data) if data is not None else None, out, resume, progress, procs)
 

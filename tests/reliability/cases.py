@@ -1053,6 +1053,15 @@ def _pretrain_out_a_file(w: World) -> list[str]:
 case("cli-pretrain-out-a-file", "cli", _pretrain_out_a_file, "--out", "{file}")
 
 
+def _pretrain_out_under_a_file(w: World) -> list[str]:
+    argv = _pretrain_cli()(w)
+    argv[argv.index("--out") + 1] = str(_a_file(w) / "run")
+    return argv
+
+
+case("cli-pretrain-out-under-a-file", "cli", _pretrain_out_under_a_file, "--out", "{file}")
+
+
 def _board(w: World) -> Path:
     """--results with two good result files (fbank and `good` on KS), protected."""
     root = w.tmp / "results"
@@ -1785,7 +1794,6 @@ BUGS = {
     "cli-synth-out-with-a-corrupt-stamp": "synth/suite.py: a JSONDecodeError traceback",
     "cli-synth-report-missing": "synth/report.py: prints {} and exits 0",
     "cli-synth-report-empty": "synth/report.py: prints {} and exits 0",
-    "cli-pretrain-out-a-file": "pretraining/loop.py: a FileExistsError traceback after the data is read",
     "cli-leaderboard-bootstrap-0": "leaderboard/significance.py: a ZeroDivisionError traceback",
     "cli-leaderboard-bootstrap-negative": "leaderboard/significance.py: a ZeroDivisionError traceback",
 }
