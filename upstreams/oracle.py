@@ -22,9 +22,11 @@ nothing is random at run time, so the same record gives the same frames in every
 A frame belongs to the phone whose segment holds its centre; a phone shorter than a frame that
 holds no centre (0.5% of the suite's phones) takes the frame holding its midpoint from a
 neighbour that has frames to spare, so that CTC sees it (two such phones in one frame leave one
-without: 6 of the smoke suite's 16,633 phones). A phone's first frame also
-carries a fixed onset vector: the same phone twice in a row (0.3% of PR/ASR phones, "will like")
-would otherwise be one run of identical frames, which CTC reads as one phone. Voice and emotion cover a
+without: 6 of the smoke suite's 16,633 phones). The same phone twice in a row ("will like": 0.3%
+of the smoke suite's PR and ASR phones) is one run of identical frames, which CTC reads as one
+phone. Marking each phone's first frame with a fixed onset vector would tell them apart, but cost
+more than it gained: smoke PR test PER 6.7% / 3.4% at 40 / 200 steps without it, 8.6% / 4.9% with
+it (4.1% at 200 steps at half weight). Voice and emotion cover a
 talker's active frames: its SD turns (`segments`), or the span from its first to its last phone.
 
 It reads records, not audio: through `record_keys` (upstreams/base.py) the runner hands it each
@@ -59,7 +61,7 @@ class OracleConfig:
     dim: int = 256
     seed: int = 0
     frame_rate: float = 50.0
-    version: int = 1
+    version: int = 2  # 2: no onset vector on a phone's first frame (see the module docstring)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -114,13 +116,9 @@ class OracleUpstream(Upstream):
             pairs = _frames_of_phones([(s, e) for s, e, _, _ in phones], n, self.frame_rate)
             if pairs:
                 frames = torch.tensor([i for i, _ in pairs])
-                # a phone's first frame is marked, so that the same phone twice in a row ("will
-                # like") reads as two: CTC needs that to emit both
-                onsets = torch.tensor([j == 0 or pairs[j - 1][1] != k for j, (_, k) in enumerate(pairs)])
-                onset = onsets[:, None] * self.vector("phone_onset", "onset")
                 for layer, (kind, field) in enumerate((("phone", 3), ("phone_raw", 2))):
                     vectors = torch.stack([self.vector(kind, phones[k][field]) for _, k in pairs])
-                    layers[layer].index_add_(0, frames, vectors + onset)
+                    layers[layer].index_add_(0, frames, vectors)
         segments = [_segment(record, seg) for seg in record.get("segments") or []]
         for who, voice in _talkers(record).items():
             if "segments" in record:
