@@ -444,8 +444,13 @@ def build_suite(
         raise EvalkitError(
             f"Unknown profile {profile!r}.{suggest(profile, SUITE_PROFILES)} Choose from {', '.join(SUITE_PROFILES)}."
         )
+    if jobs is not None and jobs < 1:
+        raise EvalkitError(f"--jobs {jobs}: give at least 1 worker process (leave it out for the CPU count).")
     p = SUITE_PROFILES[profile]
     out = Path(out)
+    blocker = next((q for q in (out, *out.parents) if q.exists() and not q.is_dir()), None)
+    if blocker is not None:
+        raise EvalkitError(f"--out {out}: {blocker} is a file, not a folder. Give --out a folder.")
     out.mkdir(parents=True, exist_ok=True)
     _check_suite_stamp(out, p, seed)
     todo = plan_jobs(out, p, seed, corpora)
@@ -477,13 +482,29 @@ def build_suite(
     return {c: {s: len(items) for s, items in plan_corpus(c, p, seed).items()} for c in corpora}
 
 
+def _read_stamp(stamp: Path) -> dict:
+    """A suite folder's suite.json; one that cannot be read as a JSON object is an error naming it."""
+    try:
+        have = json.loads(stamp.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        why = str(e)
+    else:
+        if isinstance(have, dict):
+            return have
+        why = f"a JSON {type(have).__name__}, not an object"
+    raise EvalkitError(
+        f"{stamp}: not a readable suite stamp ({why}). It records the profile, seed and version the folder "
+        "was made with, which a resume must match: synthesise into a new --out folder, or delete this one."
+    )
+
+
 def _check_suite_stamp(out: Path, p: Profile, seed: int) -> None:
     """Refuse to mix profiles, seeds or suite versions in one folder (resuming needs the same plan)."""
     stamp = out / "suite.json"
     profile = p.name
     want = {"profile": profile, "seed": seed, "version": p.version, "corpora": list(SUITE_CORPORA)}
     if stamp.exists():
-        have = json.loads(stamp.read_text())
+        have = _read_stamp(stamp)
         if (have.get("profile"), have.get("seed")) != (profile, seed):
             raise EvalkitError(
                 f"{out} holds a suite made with profile={have.get('profile')!r}, seed={have.get('seed')}; "

@@ -992,7 +992,8 @@ case("cli-synth-out-a-file", "cli", _synth(out=_a_file), "--out", "{file}")
 case(
     "cli-synth-out-of-another-profile", "cli", _synth(out=_other_suite), "profile='default'", "another --out"
 )
-case("cli-synth-out-with-a-corrupt-stamp", "cli", _synth(out=_corrupt_stamp), "{stamp}")
+case("cli-synth-out-under-a-file", "cli", _synth(out=lambda w: _a_file(w) / "suite"), "--out", "{file}")
+case("cli-synth-out-with-a-corrupt-stamp", "cli", _synth(out=_corrupt_stamp), "{stamp}", "new --out")
 case(
     "cli-synth-report-missing", "cli", lambda w: ["synth", "--report", str(w.tmp / "nosuch")], "{tmp}/nosuch"
 )
@@ -1788,10 +1789,6 @@ BUGS = {
     "cli-run-jobs-0": "pipeline/run.py: silently the default",
     "cli-run-from-published-missing": "pipeline/publish.py: ignored when the work folder has results",
     "cli-run-from-published-empty": "pipeline/publish.py: ignored when the work folder has results",
-    "cli-synth-jobs-negative": "synth/suite.py: a ValueError traceback from multiprocessing",
-    "cli-synth-jobs-0": "synth/suite.py: silently the CPU count",
-    "cli-synth-out-a-file": "synth/suite.py: a FileExistsError traceback",
-    "cli-synth-out-with-a-corrupt-stamp": "synth/suite.py: a JSONDecodeError traceback",
     "cli-synth-report-missing": "synth/report.py: prints {} and exits 0",
     "cli-synth-report-empty": "synth/report.py: prints {} and exits 0",
     "cli-leaderboard-bootstrap-0": "leaderboard/significance.py: a ZeroDivisionError traceback",
