@@ -15,6 +15,7 @@ import torch
 import torchaudio
 
 from evalkit.core.audio import SAMPLE_RATE, load_audio
+from evalkit.core.errors import EvalkitError
 from evalkit.core.manifest import audio_path, read_manifest
 
 # corpus -> how a record's class label is read
@@ -44,10 +45,17 @@ def baseline_report(suite: Path) -> dict[str, dict]:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    present = [c for c in LABELS if (suite / c / "train.jsonl").is_file()]
+    if not present:
+        raise EvalkitError(
+            f"--report {suite}: {'no such folder' if not suite.is_dir() else 'no classification corpus there'} "
+            f"(expected {', '.join(f'{c}/train.jsonl' for c in LABELS)}). Point it at a suite made by "
+            "`evalkit synth --out DIR`."
+        )
     rows = {}
     for corpus, label_of in LABELS.items():
         folder = suite / corpus
-        if not (folder / "train.jsonl").exists():
+        if corpus not in present:
             continue
         x_tr, r_tr = _features(folder / "train.jsonl")
         x_te, r_te = _features(folder / "test.jsonl")

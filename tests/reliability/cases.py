@@ -995,9 +995,19 @@ case(
 case("cli-synth-out-under-a-file", "cli", _synth(out=lambda w: _a_file(w) / "suite"), "--out", "{file}")
 case("cli-synth-out-with-a-corrupt-stamp", "cli", _synth(out=_corrupt_stamp), "{stamp}", "new --out")
 case(
-    "cli-synth-report-missing", "cli", lambda w: ["synth", "--report", str(w.tmp / "nosuch")], "{tmp}/nosuch"
+    "cli-synth-report-missing",
+    "cli",
+    lambda w: ["synth", "--report", str(w.tmp / "nosuch")],
+    "--report {tmp}/nosuch",
+    "no such folder",
 )
-case("cli-synth-report-empty", "cli", lambda w: ["synth", "--report", str(w.tmp)], "{tmp}")
+case(
+    "cli-synth-report-empty",
+    "cli",
+    lambda w: ["synth", "--report", str(w.tmp)],
+    "--report {tmp}",
+    "ks/train.jsonl",
+)
 
 
 def _pretrain_cli(*flags: str, recipe: str = RECIPE, data: Callable[[World], Path] | None = None):
@@ -1789,8 +1799,6 @@ BUGS = {
     "cli-run-jobs-0": "pipeline/run.py: silently the default",
     "cli-run-from-published-missing": "pipeline/publish.py: ignored when the work folder has results",
     "cli-run-from-published-empty": "pipeline/publish.py: ignored when the work folder has results",
-    "cli-synth-report-missing": "synth/report.py: prints {} and exits 0",
-    "cli-synth-report-empty": "synth/report.py: prints {} and exits 0",
     "cli-leaderboard-bootstrap-0": "leaderboard/significance.py: a ZeroDivisionError traceback",
     "cli-leaderboard-bootstrap-negative": "leaderboard/significance.py: a ZeroDivisionError traceback",
 }
