@@ -118,6 +118,7 @@ def run_pipeline(
     that one changed recipe is redone without re-running everything.
     """
     p = _run_profile(profile)
+    _check_settings(Path(workdir), jobs, workers)
     work = Path(workdir) / profile
     suite, results = work / "suite", work / "results"
     selected = check_only(only)
@@ -166,6 +167,18 @@ def eval_options(p: RunProfile, work: Path, workdir: Path) -> EvalOptions:
             f"to have `evalkit run` redo it in {workdir}."
         ),
     )
+
+
+def _check_settings(workdir: Path, jobs: int | None, workers: int | None) -> None:
+    """Refuse, before any work, values that would otherwise fail (or be replaced silently) after synthesis."""
+    for option, value in (("--jobs", jobs), ("--workers", workers)):
+        if value is not None and value < 1:
+            raise EvalkitError(f"{option} {value}: give at least 1 (or leave it out for the default).")
+    blocker = next((q for q in (workdir, *workdir.parents) if q.exists() and not q.is_dir()), None)
+    if blocker is not None:
+        raise EvalkitError(
+            f"--workdir {workdir}: {blocker} is a file, not a folder. Give --workdir a folder."
+        )
 
 
 def _run_profile(profile: str) -> RunProfile:

@@ -1792,11 +1792,6 @@ for key, value, says in [
 
 # Rows failing because of bugs in files nobody else is changing; each fix commit removes its rows here.
 BUGS = {
-    "cli-run-workdir-a-file": "pipeline/run.py: a NotADirectoryError traceback",
-    "cli-run-workers-negative": "pipeline/run.py: silently run one job at a time",
-    "cli-run-workers-0": "pipeline/run.py: silently the default",
-    "cli-run-jobs-negative": "pipeline/run.py: synthesis starts, then a ValueError traceback",
-    "cli-run-jobs-0": "pipeline/run.py: silently the default",
     "cli-run-from-published-missing": "pipeline/publish.py: ignored when the work folder has results",
     "cli-run-from-published-empty": "pipeline/publish.py: ignored when the work folder has results",
     "cli-leaderboard-bootstrap-0": "leaderboard/significance.py: a ZeroDivisionError traceback",
