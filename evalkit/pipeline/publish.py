@@ -21,15 +21,15 @@ def seed_from_published(published: Path, work: Path, skip: set[str], log=print) 
     A work folder that already has results is left alone, so the command that seeded
     it can be re-run to resume.
     """
-    if (work / "results").is_dir():
-        log(f"[from-published] {work / 'results'} exists: not seeded again")
-        return
     src = published / "results"
-    if not src.is_dir() or not (published / "run.json").is_file():
+    if not src.is_dir() or not (published / "run.json").is_file():  # checked first: a typo is never ignored
         raise EvalkitError(
             f"{published}: not a published leaderboard (expected results/ and run.json, as written by "
             "`evalkit run --publish`)."
         )
+    if (work / "results").is_dir():
+        log(f"[from-published] {work / 'results'} exists: not seeded again")
+        return
     tmp = work / "results.seeding"
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(

@@ -1792,8 +1792,6 @@ for key, value, says in [
 
 # Rows failing because of bugs in files nobody else is changing; each fix commit removes its rows here.
 BUGS = {
-    "cli-run-from-published-missing": "pipeline/publish.py: ignored when the work folder has results",
-    "cli-run-from-published-empty": "pipeline/publish.py: ignored when the work folder has results",
     "cli-leaderboard-bootstrap-0": "leaderboard/significance.py: a ZeroDivisionError traceback",
     "cli-leaderboard-bootstrap-negative": "leaderboard/significance.py: a ZeroDivisionError traceback",
 }
