@@ -204,6 +204,8 @@ def mark_column(column: dict[str, Entry], n: int = 1000, level: float = 0.95, se
     Entries with exactly the best value are tied without a test. An entry
     whose samples are missing or unusable is left unmarked, with a note.
     """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:  # before any test: not a note per entry
+        raise EvalkitError(f"--bootstrap {n}: the paired bootstrap needs at least 1 resample (default 1000).")
     if not column:
         return Marks({}, {}, [])
     higher = next(iter(column.values())).higher_is_better

@@ -1789,10 +1789,3 @@ for key, value, says in [
         says,
         xfail="evaluation/validate.py reads every YAML as a task: a recipe gets \"unknown key 'data' for TaskConfig\"",
     )
-
-# Rows failing because of bugs in files nobody else is changing; each fix commit removes its rows here.
-BUGS = {
-    "cli-leaderboard-bootstrap-0": "leaderboard/significance.py: a ZeroDivisionError traceback",
-    "cli-leaderboard-bootstrap-negative": "leaderboard/significance.py: a ZeroDivisionError traceback",
-}
-CASES[:] = [Case(c.id, c.category, c.setup, c.says, c.outcome, BUGS.get(c.id, c.xfail)) for c in CASES]
