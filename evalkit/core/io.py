@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 from pathlib import Path
 
@@ -38,6 +39,18 @@ def new_file_mode() -> int:
     umask = os.umask(0)
     os.umask(umask)
     return 0o666 & ~umask
+
+
+def remove_temporaries(folder: str | os.PathLike) -> int:
+    """Removes the temporary files that writers killed midway left in `folder` (`.<name>.<8 hex>.tmp`,
+    see `_create_beside`); only for a folder no other process is writing into. Returns how many."""
+    stale = [p for p in Path(folder).glob(".*.tmp") if _TEMPORARY.fullmatch(p.name) and p.is_file()]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return len(stale)
+
+
+_TEMPORARY = re.compile(r"\..+\.[0-9a-f]{8}\.tmp")
 
 
 def _create_beside(path: Path) -> tuple[int, str]:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from evalkit.core.errors import EvalkitError
-from evalkit.core.io import atomic_write_text
+from evalkit.core.io import atomic_write_text, remove_temporaries
 from evalkit.core.manifest import write_manifest
 from evalkit.core.progress import progress_bar
 from evalkit.core.registry import suggest
@@ -212,6 +212,8 @@ def build_suite(
     _check_suite_stamp(out, p, seed)
     todo = plan_jobs(out, p, seed, corpora)
     pending = [c for job in todo for c in job.chunks if not c.part_path.exists()]
+    for folder in {Path(c.out_dir) / sub for c in pending for sub in (Path("wav") / c.split, Path(".parts"))}:
+        remove_temporaries(folder)  # of a synth killed midway; its chunks are rendered again
     if pending:
         workers = jobs or min(mp.cpu_count(), 8)
         bar = progress_bar(

@@ -77,3 +77,13 @@ def test_writers_in_parallel_do_not_collide(tmp_path):
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(write, range(64)))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["0.txt", "1.txt", "2.txt", "3.txt"]
+
+
+def test_remove_temporaries_takes_only_what_atomic_writers_leave(tmp_path):
+    from evalkit.core.io import remove_temporaries
+
+    kept = ["a.wav", ".a.wav.tmp", ".a.wav.1234567.tmp", "a.wav.0123abcd.tmp", ".hidden"]
+    for name in [*kept, ".a.wav.0123abcd.tmp", ".x.json.ffffffff.tmp"]:
+        (tmp_path / name).write_text("x")
+    assert remove_temporaries(tmp_path) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(kept)

@@ -186,10 +186,9 @@ def test_synth_killed_then_rerun_equals_an_uninterrupted_synth(smoke_suite, tmp_
     for corpus in SYNTH_CORPORA:
         want |= {corpus: None} | {f"{corpus}/{k}": v for k, v in tree(smoke_suite / corpus).items()}
     got = tree(out)
-    stray = sorted(name for name in got if TEMP_FILE.search(name))
-    assert_same({k: v for k, v in got.items() if k not in stray}, want)
-    if stray:  # reported to the lead: the re-run should remove them, as the feature cache does its own
-        pytest.xfail(f"known defect: a WAV write killed midway leaves its temporary file: {stray}")
+    # before the fix a WAV write killed midway left its temporary file, and the re-run kept it
+    assert not [name for name in got if TEMP_FILE.search(name)]
+    assert_same(got, want)
 
 
 # ---- evalkit eval ------------------------------------------------------------------------------
