@@ -314,9 +314,9 @@ RECORD_VALUES = [
     ("duration", [1.0]),
     ("duration", {"s": 1}),
 ]
-for key, value in RECORD_VALUES:
+for i, (key, value) in enumerate(RECORD_VALUES):
     kind = type(value).__name__ if value != "" else "empty"
-    split = ("train", "dev", "test")[len(CASES) % 3]
+    split = ("train", "dev", "test")[i % 3]  # each split's reader sees some
     case(
         f"manifest-{key}-{kind}-{split}",
         "manifest",
@@ -376,6 +376,21 @@ def _duplicate_id(w: World) -> list[str]:
     return w.eval()
 
 
+def _oracle_without(key: str):
+    """The oracle upstream reads each record's ground truth: a record without it, on DATA/bad."""
+
+    def setup(w: World) -> list[str]:
+        w.data  # noqa: B018 - made before it is edited
+        BM.edit_manifest(w.tmp, lambda rs: rs[2].pop(key))
+        return w.eval(tasks="tiny", upstream="oracle")
+
+    return setup
+
+
+for key in ("alignment", "voice"):
+    case(
+        f"manifest-oracle-record-lacks-{key}", "manifest", _oracle_without(key), "{data}/bad/test.jsonl", key
+    )
 case("manifest-duplicate-id", "manifest", _duplicate_id, "{data}/bad/dev.jsonl:5", "duplicate id")
 case(
     "manifest-utf16",
@@ -810,6 +825,12 @@ EVAL_FLAGS = {
     "name-climbs": (["--name", "../x"], "--name"),
     "name-empty": (["--name", ""], "--name"),
     "name-with-slash": (["--name", "a/b"], "--name"),
+    "seeds-empty": (["--seeds", ""], "--seeds"),
+    "seeds-only-a-comma": (["--seeds", ","], "--seeds"),
+    "seeds-text": (["--seeds", "a"], "--seeds"),
+    "seeds-fraction": (["--seeds", "1.5"], "--seeds"),
+    "seeds-negative": (["--seeds=-1"], "--seeds"),
+    "seeds-twice-the-same": (["--seeds", "0,0"], "--seeds"),
 }
 for name, (flags, says) in EVAL_FLAGS.items():
     case(f"cli-eval-{name}", "cli", lambda w, f=flags: w.eval(*f), says)
