@@ -25,6 +25,15 @@ Label keys by corpus (a record carries those its task reads):
               same segments as RTTM in `<split>.rttm`
     er        emotion: neutral | happy | angry | sad
 Optional: voice (synthesis parameters), fold (IEMOCAP session), gender.
+
+Ground truth of the synthetic suite (what the `oracle` upstream reads), in every speech record:
+    phones         eSpeak's symbols for the speaker's accent (what PR scores)
+    phones_common  the same phones in one accent-independent inventory (evalkit/synth/phones.py)
+    alignment      [[start_s, end_s, phone], ...]; in SD mixtures [[start_s, end_s, phone, talker]];
+                   empty for KS silence clips
+    voices         SD: talker id -> voice fields, for every talker (voice holds the first)
+    emotion_params ER: the prosody drawn for the emotion (pitch_shift, range_shift, rate_scale,
+                   volume, tilt)
 """
 
 from __future__ import annotations
