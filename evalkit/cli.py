@@ -111,7 +111,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     # deferred: keeps `evalkit --help` fast
-    from evalkit.evaluation.validate import validate_path
+    from evalkit.pipeline.validate import validate_path
 
     problems = 0
     for path in args.paths:
@@ -158,7 +158,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         name=check_results_name(args.name) if args.name is not None else None,
         bf16=args.bf16,
         protocol=args.protocol,
-        train_threads=args.train_threads,
+        train_threads=args.train_threads or None,  # 0: torch's default
     )
     t0 = time.time()
     paths = run_eval(args.upstream, tasks, opts)

@@ -160,12 +160,13 @@ def corpus_fbank_stats(data: PretrainData, n_mels: int, utterances: int) -> tupl
 class BestRQ(Objective):
     """The BEST-RQ objective on an `SSLEncoder` (any front-end, any encoder kind)."""
 
+    settings_class = BestRQConfig
     method = "bestrq"
 
     def __init__(self, encoder: dict, **objective) -> None:
         super().__init__()
         self.encoder = SSLEncoder(**encoder)
-        self.settings = c = BestRQConfig.from_dict(objective, where="objective")
+        self.settings = c = self.settings_class.from_dict(objective, where="objective")
         # 10 ms fbank frames per encoder frame; encoder frame j (centred on fbank frame
         # stack·j) takes fbank frames stack·j - pad .. stack·j - pad + stack - 1.
         self.stack = max(1, round(FBANK_RATE / self.encoder.frame_rate))

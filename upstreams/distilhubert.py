@@ -101,11 +101,12 @@ def copy_from_teacher(student: SSLEncoder, teacher: Upstream) -> str:
 class DistilHuBERT(Objective):
     """Layer-wise distillation of a frozen teacher into a shallow `SSLEncoder` student."""
 
+    settings_class = DistilConfig
     method = "distilhubert"
 
     def __init__(self, encoder: dict, **objective) -> None:
         super().__init__()
-        self.settings = c = DistilConfig.from_dict(objective, where="objective")
+        self.settings = c = self.settings_class.from_dict(objective, where="objective")
         self.teacher_path = checked_run_folder(c.teacher, "objective.teacher")
         teacher = load_upstream(self.teacher_path)
         self.__dict__["teacher"] = teacher  # frozen, outside the module tree: not saved, not trained

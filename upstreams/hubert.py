@@ -137,12 +137,13 @@ class CosineHead(nn.Module):
 class HuBERT(Objective):
     """Masked cluster prediction on an `SSLEncoder` (any front-end, any encoder kind)."""
 
+    settings_class = HuBERTConfig
     method = "hubert"
 
     def __init__(self, encoder: dict, **objective) -> None:
         super().__init__()
         self.encoder = SSLEncoder(**encoder)
-        self.settings = c = HuBERTConfig.from_dict(objective, where="objective")
+        self.settings = c = self.settings_class.from_dict(objective, where="objective")
         layers = self.encoder.encoder_config.layers
         bad = [x for x in c.supervise_layers if not 1 <= x <= layers]
         if bad:

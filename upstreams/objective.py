@@ -54,6 +54,9 @@ class PretrainData:
 
 class Objective(nn.Module):
     method: str = ""
+    # the schema of a recipe's `objective:` section (a SerialisableConfig), checked by `evalkit validate`
+    # without building the model or loading what it builds on
+    settings_class: type | None = None
 
     def setup(self, data: PretrainData, workdir: Path, log=print) -> dict:
         return {}

@@ -250,12 +250,13 @@ def contrastive_loss(
 class Wav2Vec2(Objective):
     """The wav2vec 2.0 objective on an `SSLEncoder` (any front-end, any encoder kind)."""
 
+    settings_class = Wav2Vec2Config
     method = "wav2vec2"
 
     def __init__(self, encoder: dict, **objective) -> None:
         super().__init__()
         self.encoder = SSLEncoder(**encoder)
-        self.settings = c = Wav2Vec2Config.from_dict(objective, where="objective")
+        self.settings = c = self.settings_class.from_dict(objective, where="objective")
         self.masker = MaskEmbedding(self.encoder.hidden_size)
         self.quantizer = GumbelQuantizer(
             self.encoder.frontend.dim, c.codebook_groups, c.codebook_entries, c.codebook_dim

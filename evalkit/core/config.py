@@ -27,6 +27,7 @@ import functools
 import math
 import types
 import typing
+from collections import abc
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -39,17 +40,18 @@ def rule(
     above: float | None = None,
     min: float | None = None,  # noqa: A002 - reads as the rule's name at the call site
     below: float | None = None,
+    max: float | None = None,  # noqa: A002
     choices: tuple | None = None,
     nonempty: bool = False,
     schema: type | None = None,
 ) -> dict[str, Any]:
     """A field's rule, as `field(metadata=rule(...))`.
 
-    `above`/`min`/`below` bound every number in the value (for a list or mapping: each
+    `above`/`min`/`below`/`max` bound every number in the value (for a list or mapping: each
     element), `choices` lists its allowed values, `nonempty` refuses an empty text, list or mapping,
     `schema` checks a plain mapping against a SerialisableConfig while keeping it a mapping.
     """
-    found = {"above": above, "min": min, "below": below, "choices": choices, "schema": schema}
+    found = {"above": above, "min": min, "below": below, "max": max, "choices": choices, "schema": schema}
     return {
         "rule": {k: v for k, v in found.items() if v is not None} | ({"nonempty": True} if nonempty else {})
     }
@@ -125,7 +127,7 @@ def check_value(value: Any, annotation: Any, where: str) -> Any:
         if value not in args:
             raise ConfigError(f"{where} = {value!r} is not one of {', '.join(map(repr, args))}.")
         return value
-    if origin in (list, tuple, dict):
+    if origin in (list, tuple, dict, abc.Sequence, abc.Mapping):
         return _check_container(value, annotation, where)
     if isinstance(annotation, type) and issubclass(annotation, SerialisableConfig):
         return value if isinstance(value, annotation) else annotation.from_dict(value, where)
@@ -147,7 +149,7 @@ def _check_union(value: Any, annotation: Any, where: str) -> Any:
 
 def _check_container(value: Any, annotation: Any, where: str) -> Any:
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
-    if origin is dict:
+    if origin in (dict, abc.Mapping):
         if not isinstance(value, dict):
             raise _wrong(where, annotation, value)
         key_type, item = args or (Any, Any)
@@ -196,9 +198,9 @@ def _describe(annotation: Any) -> str:
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
     if origin in (types.UnionType, typing.Union):
         return " or ".join(_describe(a) for a in args)
-    if origin in (list, tuple):
+    if origin in (list, tuple, abc.Sequence):
         return f"a list of {_describe(args[0]) if args else 'values'}"
-    if origin is dict:
+    if origin in (dict, abc.Mapping):
         return f"a mapping of {_describe(args[1]) if len(args) == 2 else 'values'}"
     names = {
         bool: "true or false",
@@ -232,6 +234,8 @@ def _check_rule(value: Any, spec: dict[str, Any], where: str) -> None:
             raise ConfigError(f"{where} must be >= {spec['min']:g}; got {number!r}.")
         if "below" in spec and not number < spec["below"]:
             raise ConfigError(f"{where} must be < {spec['below']:g}; got {number!r}.")
+        if "max" in spec and not number <= spec["max"]:
+            raise ConfigError(f"{where} must be <= {spec['max']:g}; got {number!r}.")
 
 
 def _numbers(value: Any) -> list[float]:

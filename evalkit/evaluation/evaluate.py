@@ -48,7 +48,7 @@ class EvalOptions:
     protocol: str = field(default="sweep", metadata=rule(choices=tuple(PROTOCOLS)))
     # Heads are small: on 2 cores one intra-op thread trained the smoke suite's ten tasks 1.7x faster
     # than two (126 s vs 213 s; a BiLSTM 2x128 step 2.8x), and it leaves a core for a second evaluation.
-    train_threads: int = field(default=1, metadata=rule(above=0))
+    train_threads: int | None = field(default=1, metadata=rule(above=0))  # None: torch's default
     overwrite: bool = False
     name: str | None = None  # the upstream's results folder under `output` (default: from the spec)
     bf16: bool = False
@@ -112,6 +112,12 @@ def run_settings(opts: EvalOptions) -> RunSettings:
 
 def task_kind(upstream, task: TaskConfig, opts: EvalOptions) -> TaskKind:
     """The task's kind, given the upstream's frame rate and how this evaluation trains."""
+    layer, layers = task.featurizer.get("layer"), int(upstream.num_layers)
+    if layer is not None and not -layers <= layer < layers:
+        raise ConfigError(
+            f"{task.source or task.name}: featurizer.layer {layer} is out of range: this upstream has {layers} "
+            f"hidden states (0..{layers - 1}, or -1 for the last). Fix or remove the task's featurizer.layer."
+        )
     settings = run_settings(opts)
     return KINDS.get(task.kind)(task, opts.data, frame_rate=float(upstream.frame_rate), settings=settings)
 

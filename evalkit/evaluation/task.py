@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import re
+import typing
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import yaml
 
-from evalkit.core.config import SerialisableConfig, rule
+from evalkit.core.config import SerialisableConfig, check_value, rule
 from evalkit.core.errors import ConfigError
 from evalkit.core.io import read_yaml
 from evalkit.core.registry import Registry, suggest
@@ -70,6 +72,15 @@ class OptimizerConfig(SerialisableConfig):
 
 
 @dataclass
+class FeaturizerConfig(SerialisableConfig):
+    """The schema of a task's `featurizer:` mapping (the task keeps the mapping as written)."""
+
+    layer: int | None = None  # one hidden state instead of the learned weighted sum (checked against the
+    # upstream's layer count when it is known)
+    layer_norm: bool = False  # normalise each layer over D before weighting
+
+
+@dataclass
 class TaskConfig(SerialisableConfig):
     """A task file's schema: types and bounds of every key (settings that would train nothing are
     errors, not silent no-ops); `load_task_file` adds the checks against registries (kind, heads,
@@ -86,7 +97,7 @@ class TaskConfig(SerialisableConfig):
     labels: dict[str, Any] = field(default_factory=dict)  # kind-specific: which record keys hold labels
     heads: list[HeadConfig] = field(default_factory=list)
     metrics: list[MetricConfig] = field(default_factory=list)
-    featurizer: dict[str, Any] = field(default_factory=dict)  # layer_norm, layer
+    featurizer: dict[str, Any] = field(default_factory=dict, metadata=rule(schema=FeaturizerConfig))
     optimizer: dict[str, Any] = field(
         default_factory=lambda: {"name": "adamw", "weight_decay": 0.0}, metadata=rule(schema=OptimizerConfig)
     )
@@ -111,27 +122,29 @@ class TaskConfig(SerialisableConfig):
         return next(m for m in self.metrics if m.primary)
 
 
-def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict:
+def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> tuple[dict, dict[str, Path]]:
+    """The merged mapping, and for each key the file that set it (a parent's, through `include:`)."""
     if path in seen:
         raise ConfigError(f"{path}: include cycle ({' -> '.join(map(str, seen + (path,)))}).")
     data = read_yaml(path, "task") or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a task file is a YAML mapping of keys, got {type(data).__name__}.")
+    origin = dict.fromkeys(data, path)
     if "include" in data:
-        parent = _read_yaml((path.parent / str(data.pop("include"))).resolve(), seen + (path,))
-        data = {**parent, **data}
-    return data
+        parent, parent_origin = _read_yaml((path.parent / str(data.pop("include"))).resolve(), seen + (path,))
+        data, origin = {**parent, **data}, {**parent_origin, **origin}
+    return data, origin
 
 
 def load_task_file(path: str | Path) -> TaskConfig:
     """Read, merge includes, and validate one task YAML; errors name the file and key."""
     path = Path(path).resolve()
-    data = _read_yaml(path)
+    data, origin = _read_yaml(path)
     if "source" in data:
         raise ConfigError(f"{path}: key 'source' is set by evalkit (the file a task came from); remove it.")
     if isinstance(data.get("metrics"), list):  # `- {name: per, primary: true, collar: 0.25}`: options inline
         data["metrics"] = [_metric_entry(m) for m in data["metrics"]]
-    with _in_file(path):
+    with _in_file(path, origin):
         cfg = TaskConfig.from_dict({**data, "source": str(path)}, "task")
     _check_values(cfg, path)
     _check_registered(cfg, path)
@@ -146,12 +159,16 @@ def _metric_entry(entry: Any) -> Any:
 
 
 @contextlib.contextmanager
-def _in_file(path: Path) -> Iterator[None]:
-    """Prefixes ConfigErrors raised inside with the task file's name."""
+def _in_file(path: Path, origin: dict[str, Path] | None = None) -> Iterator[None]:
+    """Prefixes ConfigErrors raised inside with the task file's name, and with the included file that
+    set the key (`task.<key>...` in the message) where that is another file."""
     try:
         yield
     except ConfigError as e:
-        raise ConfigError(f"{path}: {e}") from None
+        key = re.match(r"task\.(\w+)", str(e))
+        where = (origin or {}).get(key.group(1)) if key else None
+        via = f" (set in {where}, included by it)" if where is not None and where != path else ""
+        raise ConfigError(f"{path}{via}: {e}") from None
 
 
 def _check_values(cfg: TaskConfig, path: Path) -> None:
@@ -183,7 +200,8 @@ def _check_registered(cfg: TaskConfig, path: Path) -> None:
     for m in cfg.metrics:
         if m.name not in METRICS:
             raise ConfigError(f"{path}: metric {m.name!r} is unknown.{suggest(m.name, METRICS.names())}")
-        m.build()  # checks its options
+        with _in_file(path):
+            m.build()  # checks its options
 
 
 def _check_head_args(head: HeadConfig, build, path: Path) -> None:
@@ -202,6 +220,11 @@ def _check_head_args(head: HeadConfig, build, path: Path) -> None:
                 f"{path}: head {head.name!r} ({head.type}) has no argument {key!r}.{suggest(key, known)} "
                 f"Its arguments: {', '.join(known)}."
             )
+    hints = typing.get_type_hints(build.__init__ if inspect.isclass(build) else build)
+    with _in_file(path):
+        for key, value in head.args.items():
+            if key in hints:  # the constructor's annotation is the argument's schema
+                check_value(value, hints[key], f"head {head.name!r} ({head.type}) args.{key}")
 
 
 def task_files(include_paths: list[str] | None = None) -> dict[str, Path]:

@@ -34,12 +34,16 @@ class OptimConfig(SerialisableConfig):
     max_steps: int = field(default=10000, metadata=POSITIVE)
     # decay after warm-up, down to min_lr_ratio × lr
     schedule: str = field(default="cosine", metadata=rule(choices=("cosine", "linear")))
-    min_lr_ratio: float = field(default=0.0, metadata=NOT_NEGATIVE)
+    min_lr_ratio: float = field(default=0.0, metadata=rule(min=0, max=1))  # 1: a constant lr after warm-up
     weight_decay: float = field(default=0.01, metadata=NOT_NEGATIVE)  # matrices only, not biases/norms
     clip_grad: float = field(default=1.0, metadata=NOT_NEGATIVE)  # max gradient norm; 0: no clipping
     accumulate: int = field(default=1, metadata=POSITIVE)  # micro-batches per optimizer step
     betas: list[float] = field(default_factory=lambda: [0.9, 0.98], metadata=rule(min=0, below=1))
     eps: float = field(default=1.0e-6, metadata=NOT_NEGATIVE)
+
+    def __post_init__(self) -> None:
+        if len(self.betas) != 2:
+            raise ConfigError(f"optim.betas must be two numbers (Adam's beta1, beta2); got {self.betas!r}.")
 
 
 @dataclass
@@ -135,6 +139,15 @@ def _as_floats(section: SerialisableConfig) -> SerialisableConfig:
         if f.type == "float":
             setattr(section, f.name, float(getattr(section, f.name)))
     return section
+
+
+def check_objective(cfg: PretrainConfig) -> None:
+    """The recipe's `objective:` section against its method's settings schema, without building the
+    model or loading the runs it builds on (a teacher, earlier targets): what `evalkit validate` checks."""
+    schema = METHODS.get(cfg.method).settings_class
+    if schema is not None:
+        with _in_file(cfg.source):
+            schema.from_dict(cfg.objective, where="objective")
 
 
 def build_objective(cfg: PretrainConfig) -> Objective:

@@ -112,7 +112,14 @@ class TaskKind:
 
     def records(self, split: str) -> list[dict]:
         if split not in self._records:
-            self._records[split] = read_manifest(self.manifest(split))
+            manifest = self.manifest(split)
+            if not manifest.is_file() and self.task.splits[split] != split:
+                raise ConfigError(
+                    f"{self.task.source or self.task.name}: splits.{split} = {self.task.splits[split]!r}, but "
+                    f"{self.folder} has no {manifest.name}. Fix the task's `splits:` (the corpus has "
+                    f"{', '.join(sorted(p.stem for p in self.folder.glob('*.jsonl'))) or 'no manifests'})."
+                )
+            self._records[split] = read_manifest(manifest)
         return self._records[split]
 
     # --- hooks -------------------------------------------------------------------------------

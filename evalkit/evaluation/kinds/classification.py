@@ -35,15 +35,29 @@ class Classification(TaskKind):
     def __init__(self, task, data, **kwargs) -> None:
         super().__init__(task, data, **kwargs)
         self.keys: list[str] = list(task.labels.get("keys", ["label"]))
+        for split in self.splits:
+            self._check_labels(split)
         train = self.records("train")
-        for k in self.keys:
-            if not all(_has(r, k) for r in train):
-                raise ConfigError(
-                    f"{self.manifest('train')}: records lack label key {k!r} needed by task "
-                    f"{task.name!r} (labels.keys in {task.source})."
-                )
         self.classes = [sorted({str(field_value(r, k)) for r in train}) for k in self.keys]
         self.index = [{c: i for i, c in enumerate(cs)} for cs in self.classes]
+
+    def _check_labels(self, split: str) -> None:
+        """Every record of the split has each label key, holding one value (text or a number)."""
+        for r in self.records(split):
+            for k in self.keys:
+                if not _has(r, k):
+                    raise ConfigError(
+                        f"{self.manifest(split)}: record {r['id']!r} lacks label key {k!r} needed by task "
+                        f"{self.task.name!r} (labels.keys in {self.task.source}). Fix the record or the task's "
+                        "labels.keys."
+                    )
+                value = field_value(r, k)
+                if isinstance(value, list | dict) or value is None:
+                    raise ConfigError(
+                        f"{self.manifest(split)}: record {r['id']!r} has label {k} = {value!r:.60}; a class "
+                        "label is one text or number (a record with several labels needs one key each, "
+                        "listed in the task's labels.keys)."
+                    )
 
     def data_warnings(self) -> list[str]:
         """Dev/test labels never seen in train: a head cannot predict them, so those records can only be

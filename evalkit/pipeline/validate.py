@@ -4,8 +4,10 @@ applies, before hours of work find a problem.
 Each input goes through the reader `evalkit eval` uses: manifests through `read_manifest`, their audio
 through extraction's `check_lengths` (present, a readable header, not over MAX_SECONDS, as long as the
 manifest says) and then `load_audio` (decodes whole, finite samples: a NaN or a text file saved as
-`.wav` is found here), task YAMLs through `load_task_file` (the schema of `evalkit.core.config`),
-result files through the result schema (`evalkit.core.results`). A corpus folder's test labels that
+`.wav` is found here), task YAMLs through `load_task_file` and pre-training recipes (a YAML with a
+`method:`) through `load_config` and the method's own checks (both the schema of
+`evalkit.core.config`), result files through the result schema (`evalkit.core.results`). It sits in
+the pipeline layer because it reads what both evaluation and pre-training read. A corpus folder's test labels that
 never occur in its training split get a warning. Each check yields `(message, status)` lines, status
 "ok", "warn" or "fail", so that one run reports every problem instead of stopping at the first.
 """
@@ -17,11 +19,13 @@ from pathlib import Path
 
 from evalkit.core.audio import load_audio
 from evalkit.core.errors import EvalkitError
+from evalkit.core.io import read_yaml
 from evalkit.core.manifest import read_manifest
 from evalkit.core.progress import progress_bar
 from evalkit.core.results import read_result
 from evalkit.evaluation.runner import check_lengths, utterances_of
 from evalkit.evaluation.task import load_task_file
+from evalkit.pretraining.recipe import check_objective, load_config
 
 Line = tuple[str, str]  # (message, "ok" | "warn" | "fail")
 LABEL_KEYS = ("label",)  # record keys of a corpus folder whose test values must occur in train
@@ -139,7 +143,14 @@ def _validate_result(path: Path) -> Iterator[Line]:
 
 
 def _validate_yaml(path: Path) -> Iterator[Line]:
+    """A task file, or a pre-training recipe (the YAML names a `method`)."""
     try:
+        data = read_yaml(path, "YAML")
+        if isinstance(data, dict) and "method" in data:
+            recipe = load_config(path)
+            check_objective(recipe)
+            yield f"{path}: pre-training recipe ({recipe.method}, {recipe.optim.max_steps} steps)", "ok"
+            return
         task = load_task_file(path)
     except EvalkitError as e:
         yield str(e), "fail"
