@@ -20,10 +20,11 @@ from pathlib import Path
 from evalkit.core.errors import EvalkitError
 from evalkit.core.io import atomic_write_text
 from evalkit.core.results import upstream_tag
-from evalkit.leaderboard.collect import Suite, budget_gap, collect
+from evalkit.leaderboard.collect import Entry, Suite, budget_gap, collect
 from evalkit.leaderboard.page import render_page
 from evalkit.leaderboard.plots import layer_weights_heatmap, score_bars
 from evalkit.leaderboard.score import (
+    TOPLINES,
     Reference,
     load_reference,
     reference_from_fbank,
@@ -61,10 +62,12 @@ def choose_reference(
             )
     elif suite.reference_name.startswith("synthetic") and any(u == "fbank" for u, _ in suite.entries):
         fbank = {t: e.data for (u, t), e in suite.entries.items() if u == "fbank"}
-        ref = reference_from_fbank(suite.id, fbank, seed=suite.seed)
+        oracle = {t: e.data for (u, t), e in suite.entries.items() if u in TOPLINES}
+        ref = reference_from_fbank(suite.id, fbank, seed=suite.seed, oracle_results=oracle)
+        upper = "the oracle topline where it beats FBANK, else perfect" if oracle else "perfect"
         note = (
-            "Score: 1000 x (value - FBANK) / (perfect - FBANK) per task, averaged; FBANK measured by the "
-            "fbank results in this folder (no stored reference file for this suite)."
+            f"Score: 1000 x (value - FBANK) / (upper - FBANK) per task, averaged, the upper point being {upper}; "
+            "FBANK measured by the fbank results in this folder (no stored reference file for this suite)."
         )
     elif suite.reference_name == "superb":
         ref = superb_reference()
@@ -89,6 +92,11 @@ def choose_reference(
                 "Regenerate it with `evalkit leaderboard references`."
             )
     return ref, note, stale
+
+
+def models(column: dict[str, Entry]) -> dict[str, Entry]:
+    """A task's entries less the toplines: the oracle is a reference, not a model to mark best or tied."""
+    return {u: e for u, e in column.items() if u not in TOPLINES}
 
 
 def build_leaderboard(
@@ -138,7 +146,7 @@ def _write_board(
     sections = []
     for sid, suite in sorted(suites.items()):
         ref, note, stale = choose_reference(suite, references_dir, warnings)
-        marks = {task: mark_column(suite.column(task), n=n_boot, seed=seed) for task in suite.tasks}
+        marks = {task: mark_column(models(suite.column(task)), n=n_boot, seed=seed) for task in suite.tasks}
         warnings += _missing_samples(suite, marks)
         table = build_table(suite, marks, ref, note, excluded=stale)
         table.notes = _budget_notes(suite) + [n for task in suite.tasks for n in marks[task].notes]
@@ -348,7 +356,8 @@ def write_references(
             f"suite {suite_id!r}: the fbank results were trained off the profile's budget ({detail}); "
             "re-run `evalkit eval --upstream fbank` without --steps, or pass --allow-off-budget."
         )
-    ref = reference_from_fbank(suite.reference_name, fbank, seed=suite.seed)
+    oracle = {t: e.data for (u, t), e in suite.entries.items() if u in TOPLINES}
+    ref = reference_from_fbank(suite.reference_name, fbank, seed=suite.seed, oracle_results=oracle)
     if Path(out).is_file():  # remeasured points are a new version of the file
         old = load_reference(Path(out))
         same = (old.fbank, old.best, old.task_version) == (ref.fbank, ref.best, ref.task_version)

@@ -237,35 +237,57 @@ def stored_reference(suite: str, folder: Path | None = None) -> Reference | None
     return load_reference(path) if path.is_file() else None
 
 
+TOPLINES = frozenset({"oracle"})
+"""Upstreams that are a suite's measured ceiling, not models (`upstreams/oracle.py`: hidden states made
+from the suite's ground truth): the upper reference of the score, shown as a reference row, never ranked."""
+
+
 def reference_from_fbank(
-    suite: str, fbank_results: Mapping[str, Mapping], seed: int | None = None
+    suite: str,
+    fbank_results: Mapping[str, Mapping],
+    seed: int | None = None,
+    oracle_results: Mapping[str, Mapping] | None = None,
 ) -> Reference:
     """Reference points from the `fbank` upstream's result dicts ({task: result}) on one suite.
 
-    Every metric of the task's result is an entry (the primary as `task`), so
-    SF's slot-value CER is scored beside its F1, as in SUPERB.
+    Every metric of the task's result is an entry (the primary as `task`), so SF's slot-value CER is
+    scored beside its F1, as in SUPERB. The upper reference of an entry is the oracle topline's test
+    value on this suite where `oracle_results` has it and it beats FBANK (so a score runs from FBANK, 0,
+    to what a perfect representation reaches within the task's budget, 1000, as SUPERB's runs to the
+    state of the art); otherwise the metric's perfect value.
     """
-    fbank, best, metric, versions = {}, {}, {}, {}
+    fbank, best, metric, versions, measured = {}, {}, {}, {}, []
     for task, res in sorted(fbank_results.items()):
         primary = res["primary_metric"]
         scored = [primary] + (
             ["slot_value_cer"] if task == "sf" and "slot_value_cer" in res["metrics"]["test"] else []
         )
+        top = ((oracle_results or {}).get(task) or {}).get("metrics", {}).get("test", {})
         for m in scored:
             e = entry_name(task, m, primary)
             fbank[e], best[e], metric[e] = float(res["metrics"]["test"][m]), perfect_value(m), m
+            value = top.get(m)
+            if isinstance(value, int | float) and (
+                value > fbank[e] if higher_is_better(m) else value < fbank[e]
+            ):
+                best[e] = float(value)
+                measured.append(e)
         versions[task] = res["task_version"]
     if not fbank:
         raise EvalkitError(f"suite {suite!r}: no FBANK results to take reference points from.")
-    return Reference(
-        suite,
-        fbank,
-        best,
-        metric,
-        task_version=versions,
-        seed=seed,
-        note="fbank measured on this suite; best = the metric's perfect value",
-    )
+    note = "fbank measured on this suite; best = the metric's perfect value"
+    if oracle_results:
+        perfect = sorted(set(fbank) - set(measured))
+        note = (
+            f"fbank and the oracle topline measured on this suite; best = the oracle's test value for "
+            f"{', '.join(measured) or 'no entry'}"
+            + (
+                f"; the metric's perfect value for {', '.join(perfect)} (the oracle does not beat FBANK)"
+                if perfect
+                else ""
+            )
+        )
+    return Reference(suite, fbank, best, metric, task_version=versions, seed=seed, note=note)
 
 
 # --- rank score ---------------------------------------------------------------------------------

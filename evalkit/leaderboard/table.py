@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from evalkit.leaderboard.collect import Entry, Suite, budget_gap
-from evalkit.leaderboard.score import LOWER_IS_BETTER, Reference, rank_score
+from evalkit.leaderboard.score import LOWER_IS_BETTER, TOPLINES, Reference, rank_score
 from evalkit.leaderboard.significance import Marks
 
 METRIC_LABELS = {
@@ -172,7 +172,9 @@ def build_table(
         Column("pretraining", "Pre-training", "info", text=True),
     ]
     table_values = {
-        u: {t: suite.entries[(u, t)].value for t in tasks if (u, t) in suite.entries} for u in suite.upstreams
+        u: {t: suite.entries[(u, t)].value for t in tasks if (u, t) in suite.entries}
+        for u in suite.upstreams
+        if u not in TOPLINES  # a reference row: never ranked among models
     }
     ranks = rank_score(table_values, {t: first[t].higher_is_better for t in tasks})
     rows = []
@@ -197,7 +199,7 @@ def build_table(
             )
         if reference is not None:
             cells["score"] = _score_cell(suite, u, reference, excluded or set())
-        cells["rank"] = Cell(ranks[u], f"{ranks[u]:.2f}")
+        cells["rank"] = Cell(ranks[u], f"{ranks[u]:.2f}") if u in ranks else Cell(None, "topline")
         params = info.get("parameters")
         cells["params"] = Cell(params, f"{params / 1e6:.2f}" if params is not None else "–")
         pre = info.get("pretraining")
@@ -272,6 +274,8 @@ def _score_cell(suite: Suite, upstream: str, reference: Reference, excluded: set
 
 
 def _sort_key(row: Row, by_score: bool):
+    if row.upstream in TOPLINES:  # the ceiling heads the table, as a reference row
+        return (-1, 0.0, row.upstream)
     score = row.cells.get("score")
     if by_score and score is not None and isinstance(score.value, float):
         return (0, -score.value, row.upstream)
