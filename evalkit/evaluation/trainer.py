@@ -15,7 +15,7 @@ import copy
 import math
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -194,6 +194,52 @@ def select(runs: list[Run], higher_is_better: bool) -> dict[str, Run]:
         if cur is None or (r.best_dev > cur.best_dev if higher_is_better else r.best_dev < cur.best_dev):
             best[r.head_name] = r
     return best
+
+
+GRID_EXTENSIONS = 2
+"""At most this many learning rates are added beyond an edge of a head's grid (`extend_grid`)."""
+LR_RANGE = (1e-6, 1e-1)
+"""Learning rates `extend_grid` never goes beyond."""
+
+
+def extend_grid(
+    runs: list[Run], grid: list[float], higher_is_better: bool, train_more: Callable[[str, float], list[Run]]
+) -> list[Run]:
+    """Runs of rates beyond the grid's edges where the grid cannot show the optimum.
+
+    When a head's best dev value is at the lowest or highest rate of a grid of two or more, and
+    strictly better there than at the rate next to it (not a tie), the optimum may lie beyond:
+    `train_more(head, rate)` trains the next rate in that direction (one more step of the grid's own
+    spacing at that edge), up to `GRID_EXTENSIONS` rates per head and within `LR_RANGE`. Returns
+    `runs` with the new runs added; each head's selection then sees them all.
+    """
+    rates = sorted(set(grid))
+    if len(rates) < 2:
+        return runs
+    step = {"up": rates[-1] / rates[-2], "down": rates[0] / rates[1]}
+
+    def beats(a: float, b: float) -> bool:
+        return a > b if higher_is_better else a < b
+
+    runs, added = list(runs), dict.fromkeys({r.head_name for r in runs}, 0)
+    while True:
+        todo = []
+        for head in sorted(added):
+            mine = sorted((r for r in runs if r.head_name == head), key=lambda r: r.lr)
+            best = select(mine, higher_is_better)[head]
+            if best is mine[-1] and beats(best.best_dev, mine[-2].best_dev):
+                lr = best.lr * step["up"]
+            elif best is mine[0] and beats(best.best_dev, mine[1].best_dev):
+                lr = best.lr * step["down"]
+            else:
+                continue
+            if added[head] < GRID_EXTENSIONS and LR_RANGE[0] <= lr <= LR_RANGE[1]:
+                todo.append((head, lr))
+        if not todo:
+            return runs
+        for head, lr in todo:
+            added[head] += 1
+            runs += train_more(head, lr)
 
 
 @contextlib.contextmanager

@@ -25,7 +25,7 @@ from evalkit.core.errors import ConfigError, EvalkitError
 from evalkit.core.manifest import read_manifest
 from evalkit.core.results import HeadResult, Result
 from evalkit.evaluation.protocols import PROTOCOLS
-from evalkit.evaluation.trainer import intra_op_threads, predict_split, select, train
+from evalkit.evaluation.trainer import extend_grid, intra_op_threads, predict_split, select, train
 from evalkit.metrics import Metric
 from evalkit.metrics.stats import bootstrap_ci
 
@@ -213,6 +213,26 @@ class TaskKind:
         )
         primary = task.primary_metric
         higher = primary.build().higher_is_better
+
+        def train_more(head: str, lr: float) -> list:
+            log(
+                f"[{task.name}] {head}: the best learning rate is at the edge of the grid; also trying {lr:g}"
+            )
+            specs = [h for h in head_specs if h.name == head]
+            return train(
+                self,
+                feats,
+                [lr],
+                steps=steps,
+                eval_every=every,
+                bf16=bf16,
+                progress=False,
+                log=log,
+                heads=specs,
+                seed=seed,
+            )
+
+        runs = extend_grid(runs, grid, higher, train_more)
         chosen = select(runs, higher)
         heads: dict[str, HeadResult] = {}
         scored: dict[str, list[Metric]] = {}
@@ -251,7 +271,7 @@ class TaskKind:
             higher_is_better=higher,
             head=first,
             lr=ref.lr,
-            lr_grid=grid,
+            lr_grid=grid,  # as planned; each head's lr_grid also has the rates extend_grid added
             layer_weights=ref.layer_weights,
             postprocess=ref.postprocess,
             heads=heads,
@@ -313,6 +333,11 @@ def _seed_record(r: Result) -> dict:
     return {k: v for k, v in record.items() if v is not None}
 
 
+def _rates(grids) -> list[str]:
+    """The learning-rate keys ("<lr:g>") of several seeds' grids, in the order of their rates."""
+    return sorted({lr for grid in grids for lr in grid}, key=float)
+
+
 def _head_over_seeds(name: str, runs: list[SeedRun]) -> HeadResult:
     each = [r.result.heads[name] for r in runs]
     lrs = [h.lr for h in each]
@@ -326,17 +351,17 @@ def _head_over_seeds(name: str, runs: list[SeedRun]) -> HeadResult:
         },
         ci95={"test": mean_intervals([r.test_metrics[name] for r in runs])},
         lr=min(set(lrs), key=lambda lr: (-lrs.count(lr), lr)),
+        # a rate extend_grid added for some seeds only is averaged over the seeds that tried it
         lr_grid={
-            lr: None if any(h.lr_grid[lr] is None for h in each) else _mean([h.lr_grid[lr] for h in each])
-            for lr in each[0].lr_grid
+            lr: None if any(v is None for v in tried) else _mean(tried)
+            for lr in _rates(h.lr_grid for h in each)
+            for tried in [[h.lr_grid[lr] for h in each if lr in h.lr_grid]]
         },
         best_step=steps[(len(steps) - 1) // 2],
         dev_curves={
-            lr: [
-                (step, _mean([h.dev_curves[lr][i][1] for h in each]))
-                for i, (step, _) in enumerate(each[0].dev_curves[lr])
-            ]
-            for lr in each[0].dev_curves
+            lr: [(step, _mean([c[i][1] for c in curves])) for i, (step, _) in enumerate(curves[0])]
+            for lr in _rates(h.dev_curves for h in each)
+            for curves in [[h.dev_curves[lr] for h in each if lr in h.dev_curves]]
         },
         layer_weights=[_mean(ws) for ws in zip(*(h.layer_weights for h in each))],
         head_parameters=each[0].head_parameters,
