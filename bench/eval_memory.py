@@ -3,9 +3,10 @@
 Each upstream is evaluated on all ten tasks of a suite in a subprocess, with the settings `evalkit run
 --profile default` evaluates with (`--protocol quick --steps 400`, one torch thread as in its worker
 processes), a fresh results folder and a fresh feature cache, so extraction is measured too. The RSS of
-the process tree is sampled from /proc every `--interval` s, split into anonymous memory (tensors, the
-Python heap) and file-backed pages (the memory-mapped feature cache, which the kernel can drop under
-pressure); the kernel's own peak (ru_maxrss of the child, from wait4) is recorded beside it. Each
+the evaluating process is sampled from /proc every `--interval` s, split into anonymous memory (tensors,
+the Python heap) and file-backed pages (the memory-mapped feature cache, which the kernel can drop under
+pressure), plus the private pages of any processes it starts; the kernel's own peak (ru_maxrss of the
+child, from wait4) is recorded beside it. Each
 sample is attributed to a task and a phase (feature extraction, or the heads' training and scoring)
 from the lines the evaluation prints.
 
@@ -62,30 +63,44 @@ def child_env(threads: int) -> dict[str, str]:
     return os.environ | threads_env | {"PYTHONPATH": path, "PYTHONUNBUFFERED": "1"}
 
 
-def tree_memory(root: int) -> tuple[int, int, int]:
-    """(RSS, anonymous, file-backed) bytes of `root` and its descendants, from /proc."""
-    parent = {}
+def descendants(root: int) -> set[int]:
+    """The processes below `root`, less copies of it that have not exec'd yet (see `tree_memory`)."""
+    parent, shape = {}, {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:  # the process ended meanwhile
+            pid = int(stat.parent.name)
+            shape[pid] = (os.readlink(f"/proc/{pid}/exe"), fields[20])  # executable, address-space size
+        except OSError:  # the process ended meanwhile, or its exe is unreadable
             continue
-        parent[int(stat.parent.name)] = int(fields[1])
-    tree, frontier = {root}, [root]
+        parent[pid] = int(fields[1])
+    found, frontier = set(), {root}
     while frontier:
-        kids = [p for p, pp in parent.items() if pp in frontier and p not in tree]
-        tree.update(kids)
-        frontier = kids
-    total = [0, 0, 0]
-    for pid in tree:
-        try:
-            status = Path(f"/proc/{pid}/status").read_text()
-        except OSError:
-            continue
-        kb = dict(re.findall(r"^(VmRSS|RssAnon|RssFile):\s+(\d+) kB", status, re.M))
-        for i, key in enumerate(("VmRSS", "RssAnon", "RssFile")):
-            total[i] += 1024 * int(kb.get(key, 0))
-    return total[0], total[1], total[2]
+        frontier = {p for p, pp in parent.items() if pp in frontier} - found
+        found |= frontier
+    return {p for p in found if shape[p] != shape.get(root)}
+
+
+def proc_kb(path: str, keys: tuple[str, ...]) -> list[int]:
+    try:
+        text = Path(path).read_text()
+    except OSError:  # the process ended meanwhile
+        return [0] * len(keys)
+    kb = dict(re.findall(r"^(\w+):\s+(\d+) kB", text, re.M))
+    return [1024 * int(kb.get(k, 0)) for k in keys]
+
+
+def tree_memory(root: int) -> tuple[int, int, int, int]:
+    """(total, anonymous, file-backed, children's) bytes: the evaluating process's RSS split into anonymous
+    memory and file-backed pages, plus the private pages of its descendants. Only their private pages
+    count: a child forked (or vforked) before exec maps the parent's pages, which summing RSS would count
+    twice (evalkit runs `git` at each result it writes). A vforked child shares the parent's address space
+    outright until it execs, so children with the parent's executable and address-space size, copies
+    about to exec, are left out."""
+    rss, anon, file = proc_kb(f"/proc/{root}/status", ("VmRSS", "RssAnon", "RssFile"))
+    keys = ("Private_Clean", "Private_Dirty")
+    children = sum(sum(proc_kb(f"/proc/{p}/smaps_rollup", keys)) for p in descendants(root))
+    return rss + children, anon, file, children
 
 
 def measure(cmd: list[str], env: dict, log_path: Path, interval: float, limit: float | None) -> dict:
@@ -152,7 +167,7 @@ def phases(samples: list, lines: list[tuple[float, str]], tasks: list[str]) -> d
 
 
 def timeline(samples: list, points: int = 100) -> list[list[float]]:
-    """[t s, RSS GB, anonymous GB, file-backed GB] at about `points` times: each span's largest sample."""
+    """[t s, total GB, anonymous GB, file-backed GB, children's GB] at about `points` times: each span's largest sample."""
     span = max(1, math.ceil(len(samples) / points))
     chunks = [max(samples[i : i + span], key=lambda s: s[1]) for i in range(0, len(samples), span)]
     return [[round(t, 1), *(round(b / GB, 3) for b in rest)] for t, *rest in chunks]
@@ -207,7 +222,7 @@ def evaluate(spec: str, label: str, args: argparse.Namespace, work: Path) -> dic
     load_before, commit = os.getloadavg(), evalkit_commit()
     run = measure(cmd, child_env(args.threads), work / f"eval-{label}.log", args.interval, args.time_limit)
     samples = run["samples"]
-    peak = max(samples, key=lambda s: s[1]) if samples else (0, 0, 0, 0)
+    peak = max(samples, key=lambda s: s[1]) if samples else (0, 0, 0, 0, 0)
     row = {
         "upstream": label,
         "spec": spec,
@@ -225,6 +240,7 @@ def evaluate(spec: str, label: str, args: argparse.Namespace, work: Path) -> dic
             "file_gb": round(peak[3] / GB, 3),
         },
         "peak_anon_gb": round(max((s[2] for s in samples), default=0) / GB, 3),
+        "peak_children_gb": round(max((s[4] for s in samples), default=0) / GB, 3),
         "ru_maxrss_gb": round(run["ru_maxrss_gb"], 3),
         "cache_gb": round(sum(f.stat().st_size for f in (out / "cache").rglob("*") if f.is_file()) / GB, 3),
         "tasks_done": [m.group(1) for _, line in run["lines"] if (m := TASK_DONE.match(line))],
@@ -337,7 +353,8 @@ def record(path: Path, row: dict, note: str) -> list[dict]:
     key = ("upstream", "suite", "steps")
     runs = [r for r in old.get("runs", []) if [r.get(k) for k in key] != [row[k] for k in key]]
     report = {
-        "what": "peak RSS of `evalkit eval --tasks all` (process tree), fresh feature cache, per upstream",
+        "what": "peak RSS of `evalkit eval --tasks all` (the process, plus its children's private pages), "
+        "fresh feature cache, per upstream",
         "machine": machine(),
         "note": note or old.get("note", ""),
         "runs": [*runs, row],
