@@ -5,7 +5,9 @@ dimension over the split, and each query's scores z-normalised over the
 documents before MTWV applies one threshold to all of them. The alignment
 itself is evalkit's (evalkit/evaluation/dtw.py: cosine distance, steps (1,0), (0,1),
 (1,1), cost per path cell), not s3prl's asymmetric steps on min-max scaled
-exp-cosine distances.
+exp-cosine distances. MTWV counts a trial per query-document pair and weighs a
+false alarm with QUESST's beta, 12.49 (tasks/qbe/task.yaml; evalkit/metrics/detection.py
+says why not NIST STD's 999.9).
 """
 
 from __future__ import annotations

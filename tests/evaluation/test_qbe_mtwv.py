@@ -1,0 +1,88 @@
+"""QbE's MTWV weight (QUESST's beta, trials per query-document pair) and the QbE run on perfect features."""
+
+import numpy as np
+import pytest
+import torch
+
+from evalkit.core.errors import EvalkitError
+from evalkit.core.manifest import write_manifest
+from evalkit.evaluation.kinds.qbe import QbE
+from evalkit.evaluation.task import load_task
+from evalkit.metrics.detection import QUESST_BETA, mtwv, twv_beta
+
+
+def test_beta_follows_the_nist_and_quesst_settings():
+    # NIST STD 2006: C/V = 0.1, P_target = 1e-4
+    assert twv_beta(1e-4, c_miss=1.0, c_fa=0.1) == pytest.approx(999.9)
+    # QUESST's score-TWV-Cnxe.sh: P_target = 0.0008, C_fa = 1, C_miss = 100, handed to the scorer as the
+    # effective prior C_miss·P / (C_miss·P + C_fa·(1 - P)) = 0.0741289 (bc, scale=7), i.e. 1 / (1 + beta)
+    assert QUESST_BETA == pytest.approx(12.49)
+    assert 1 / (1 + QUESST_BETA) == pytest.approx(0.0741289, abs=1e-7)
+    for bad in ((0.0, 1.0, 1.0), (1.0, 1.0, 1.0), (0.01, 0.0, 1.0), (0.01, 1.0, -1.0)):
+        with pytest.raises(EvalkitError, match="p_target"):
+            twv_beta(*bad)
+
+
+def test_qbe_task_scores_with_quesst_beta():
+    metric = load_task("qbe").primary_metric.build()
+    assert metric.name == "mtwv" and metric.params["beta"] == pytest.approx(QUESST_BETA)
+
+
+def test_one_false_alarm_among_documents_is_worth_a_term_under_quesst_beta():
+    # 20 documents. Term A occurs in d0, d1 (18 non-target documents), term B in d2 (19).
+    # A: hits 0.9, 0.8, a false alarm on d3 at 0.6; B: its hit at 0.5; everything else 0.1.
+    terms, scores, labels = [], [], []
+    for term, hits, fa in (("A", {0: 0.9, 1: 0.8}, {3: 0.6}), ("B", {2: 0.5}, {})):
+        for d in range(20):
+            terms.append(term)
+            scores.append(hits.get(d, fa.get(d, 0.1)))
+            labels.append(int(d in hits))
+    # θ = 0.8: A found, B missed                   -> 1 - (0 + 1) / 2                      = 0.5
+    # θ = 0.5: both found, A's one false alarm     -> 1 - (beta/18 + 0) / 2              = 1 - beta/36
+    assert mtwv(terms, scores, labels) == pytest.approx(1 - QUESST_BETA / 36)  # 0.653
+    assert mtwv(terms, scores, labels, beta=999.9) == pytest.approx(0.5)
+
+
+class _Feats:
+    num_layers = 2
+
+    def __init__(self, arrays: dict[str, np.ndarray]) -> None:
+        self.arrays = arrays
+
+    def get(self, utt_id: str) -> torch.Tensor:
+        return torch.from_numpy(self.arrays[utt_id])
+
+
+def test_qbe_finds_every_term_with_perfect_phone_features(tmp_path):
+    """Layer 0 is one fixed vector per phone (each talker says a phone for 2-5 frames), layer 1 noise:
+    the run picks layer 0 on dev and detects every term on test with no false alarm."""
+    rng = np.random.default_rng(0)
+    phones = rng.normal(size=(20, 16))
+    terms = {f"t{k}": rng.choice(20, size=5, replace=False) for k in range(4)}
+
+    def said(seq):
+        layer0 = np.concatenate([np.repeat(phones[p][None], rng.integers(2, 6), 0) for p in seq])
+        return np.stack([layer0, rng.normal(size=layer0.shape)]).astype(np.float32)
+
+    arrays = {}
+    for split in ("dev", "test"):
+        recs = []
+        for term, seq in terms.items():
+            arrays[f"{split}-q-{term}"] = said(seq)
+            recs.append({"id": f"{split}-q-{term}", "role": "query", "term": term})
+        for j in range(12):
+            filler = [p for p in rng.permutation(20) if p not in terms[f"t{j % 4}"]][:10]
+            seq, occ = filler, []
+            if j < 8:  # documents 0-7 say term j % 4 between filler phones
+                seq, occ = filler[:5] + list(terms[f"t{j % 4}"]) + filler[5:], [{"term": f"t{j % 4}"}]
+            arrays[f"{split}-d{j}"] = said(seq)
+            recs.append({"id": f"{split}-d{j}", "role": "document", "occurrences": occ})
+        for r in recs:
+            r.update(path="x.wav", duration=1.0, speaker="s")
+        write_manifest(tmp_path / "qbe" / f"{split}.jsonl", recs)
+    feats = _Feats(arrays)
+    result, rows = QbE(load_task("qbe"), tmp_path).run({"dev": feats, "test": feats}, log=lambda *_: None)
+    assert result.layer == 0
+    assert result.metrics["test"]["mtwv"] == pytest.approx(1.0)
+    assert result.dev_by_layer["1"] < 0.5
+    assert sum(r["label"] for r in rows) == 8 and len(rows) == 4 * 12
