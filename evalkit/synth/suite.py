@@ -22,6 +22,7 @@ from evalkit.core.manifest import write_manifest
 from evalkit.core.progress import progress_bar
 from evalkit.core.registry import suggest
 from evalkit.synth.channel import ChannelConfig
+from evalkit.synth.lexicon import lexicon
 from evalkit.synth.plans import asv_trials, plan_corpus, speaker_fields
 from evalkit.synth.render import Chunk, Item, render_chunk
 from evalkit.synth.speakers import speaker_pools
@@ -151,6 +152,18 @@ def _write_extras(
         atomic_write_text(folder / f"{split}.rttm", "".join(lines))
 
 
+def write_asr_lexicon(folder: Path) -> None:
+    """`lexicon.txt`: every word the grammar can say (the ASR task decodes against it), a word per line.
+
+    Derived from the text generator alone, not from the sampled transcripts, so test words are in it
+    because the language has them, as in a closed-vocabulary task. Written on every run (it is cheap
+    and the same for every seed and profile), so a folder made before it existed gets it too.
+    """
+    words = sorted({w for ws in lexicon().values() for entry in ws for w in entry.split()})
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(folder / "lexicon.txt", "".join(f"{w}\n" for w in words))
+
+
 @dataclass
 class SplitJob:
     """One split of one corpus still to be written, and its chunks."""
@@ -236,6 +249,8 @@ def build_suite(
         folder = out / job.corpus
         _write_extras(job.corpus, job.split, folder, job.items, records, p, seed)
         write_manifest(folder / f"{job.split}.jsonl", records)
+    if "asr" in corpora:
+        write_asr_lexicon(out / "asr")
     for corpus in corpora:
         shutil.rmtree(out / corpus / ".parts", ignore_errors=True)
     return {c: {s: len(items) for s, items in plan_corpus(c, p, seed).items()} for c in corpora}

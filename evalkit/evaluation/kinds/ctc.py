@@ -1,9 +1,15 @@
 """Sequence transcription with CTC: PR (phones), ASR (characters), SF (characters + slot tags).
 
-`labels: {unit: phones | chars | slot_chars, min_frame_rate: HZ}`. Token 0 is
-the CTC blank; the vocabulary comes from the train split (unseen symbols in
-dev/test are dropped from targets but still count against the hypothesis in the
-metrics).
+`labels: {unit: phones | chars | slot_chars, min_frame_rate: HZ, lexicon: FILE, beam: N}`.
+Token 0 is the CTC blank; the vocabulary comes from the train split (unseen
+symbols in dev/test are dropped from targets but still count against the
+hypothesis in the metrics).
+
+`lexicon` (unit chars): a file of the corpus folder listing the words its speech
+may contain, one per line; predictions are then decoded by a beam search (width
+`beam`, default 16) that spells only those words (`LexiconDecoder`), instead of
+greedily. The synthetic suite writes `asr/lexicon.txt`, every word its grammar
+can say.
 
 `min_frame_rate`: CTC needs at least one frame per label (two between repeated
 labels). At 40 ms (Fast-HuBERT, the CPU recipes) half of the synthetic SF
@@ -15,13 +21,14 @@ in the head, as SUPERB's 50 Hz upstreams would need none.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from evalkit.core.errors import ConfigError
-from evalkit.evaluation.decoders import greedy_decode
+from evalkit.evaluation.decoders import LexiconDecoder, greedy_decode
 from evalkit.evaluation.kinds.base import RunSettings, TaskKind, pad_targets
 from evalkit.metrics.text import parse_tagged_slots, untag
 
@@ -75,6 +82,57 @@ class CTC(TaskKind):
         symbols = sorted({t for r in train for t in self.tokens(r)})
         self.vocab = [BLANK, *symbols]
         self.index = {s: i for i, s in enumerate(self.vocab)}
+        self.lexicon = self._lexicon_decoder()
+
+    def _lexicon_decoder(self) -> LexiconDecoder | None:
+        """The decoder of `labels.lexicon`, None when the task decodes greedily."""
+        name = self.task.labels.get("lexicon")
+        if name is None:
+            return None
+        where = f"{self.task.source or self.task.name}: labels.lexicon"
+        if self.unit != "chars":
+            raise ConfigError(f"{where} needs labels.unit chars (it is {self.unit!r}); remove one of them.")
+        if not isinstance(name, str) or Path(name).is_absolute() or ".." in Path(name).parts:
+            raise ConfigError(f"{where} = {name!r}: give a file name in the corpus folder {self.folder}.")
+        path = self.folder / name
+        if not path.is_file():
+            raise ConfigError(
+                f"{path}: the lexicon that {where} names is missing. A suite made by `evalkit synth` gets it "
+                "when synth is run again on the same --out (it keeps everything already made)."
+            )
+        beam = self.task.labels.get("beam", 16)
+        if not isinstance(beam, int) or isinstance(beam, bool) or beam < 1:
+            raise ConfigError(
+                f"{self.task.source or self.task.name}: labels.beam = {beam!r}: give a whole number >= 1."
+            )
+        try:
+            words = [w for line in path.read_text(encoding="utf-8").splitlines() if (w := line.strip())]
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(
+                f"{path}: cannot read the lexicon ({e}); it must be UTF-8 text, a word per line."
+            ) from e
+        bad = [w for w in words if len(w.split()) != 1]
+        if bad or not words:
+            raise ConfigError(
+                f"{path}: a lexicon lists one word per line; "
+                + (f"line {words.index(bad[0]) + 1} is {bad[0]!r}." if bad else "the file has no words.")
+            )
+        return LexiconDecoder(
+            [w.lower() for w in words],
+            self.vocab,
+            blank=BLANK,
+            space=SPACE,
+            beam=beam,
+        )
+
+    def data_warnings(self) -> list[str]:
+        if self.lexicon is None or not self.lexicon.dropped:
+            return []
+        d = self.lexicon.dropped
+        return [
+            f"{self.folder / self.task.labels['lexicon']}: {len(d)} of its words use characters the train "
+            f"split never has, so they cannot be decoded (e.g. {', '.join(map(repr, d[:3]))})."
+        ]
 
     def tokens(self, record: dict) -> list[str]:
         if self.unit == "phones":
@@ -110,6 +168,8 @@ class CTC(TaskKind):
         )
 
     def predict(self, out, lens) -> list:
+        if self.lexicon is not None:
+            return [" ".join(words) for words in self.lexicon(self._log_probs(out), self._lens(out, lens))]
         paths = greedy_decode(self._log_probs(out), self._lens(out, lens), blank=0)
         return [self.detokenize([self.vocab[t] for t in path]) for path in paths]
 
