@@ -74,8 +74,10 @@ class Speech:
     """One synthesised utterance at the engine's native rate.
 
     `alignment` holds `(start_s, end_s, phone)` for every phone, pauses left
-    out; `words` holds `(start_s, end_s, char_offset)` for every word of the
-    text, timed by eSpeak's own events.
+    out; `words` holds `(start_s, end_s, char_offset)` for every word event,
+    timed by eSpeak. Events are not one per word of the text: eSpeak joins
+    some pairs ("do not", and "was a" in some accents), so find a word by its
+    character offset, not by counting events.
     """
 
     samples: np.ndarray  # int16 at `sample_rate`

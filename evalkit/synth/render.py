@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import soundfile as sf
 from scipy.signal import resample_poly
 
 from evalkit.core.audio import SAMPLE_RATE
+from evalkit.core.errors import EvalkitError
 from evalkit.core.io import atomic_open, atomic_write_text
 from evalkit.synth.channel import ChannelConfig, apply_channel, colored_noise
 from evalkit.synth.espeak import Speech, Voice, engine
@@ -222,20 +224,35 @@ def _render_speech(
 
 
 def _occurrences(item: Item, speech: Speech) -> dict:
-    """Where the query term was said in a document (none if the speech has fewer words than planned)."""
+    """Where the query term was said in a document, timed by eSpeak's word events.
+
+    The plan gives the term as word indices of the text, but eSpeak's word events do not follow the
+    text's words one to one ("do not" and "did not" are one event), so the term is found by the
+    character offsets the events carry, not by counting events. A term the events cannot time
+    exactly fails the synthesis: dropping it would label a document that says the term negative.
+    """
     first, last = item.term_words
-    words = speech.words
-    if last - 1 >= len(words):
-        return {}
-    return {
-        "occurrences": [
-            {
-                "term": item.labels["term_in_doc"],
-                "start": round(words[first][0], 3),
-                "end": round(words[last - 1][1], 3),
-            }
-        ]
-    }
+    term = item.labels["term_in_doc"]
+    tokens = [m.span() for m in re.finditer(r"\S+", item.text)]
+    where = f"{item.id} ({item.text!r}, query term {term!r})"
+    if not 0 <= first < last <= len(tokens):
+        raise EvalkitError(
+            f"{where}: the plan puts the term at words {first}-{last - 1}, but the text has "
+            f"{len(tokens)} words. The text generator and its word span disagree: report it."
+        )
+    lo, hi = tokens[first][0], tokens[last - 1][1]
+    after = tokens[last][0] if last < len(tokens) else None  # where the next word starts
+    offsets = [pos for _, _, pos in speech.words]
+    inside = [k for k, pos in enumerate(offsets) if lo <= pos < hi]
+    if not inside or offsets[inside[0]] != lo or (after is not None and after not in offsets):
+        raise EvalkitError(
+            f"{where}: eSpeak's word events (at characters {offsets}) do not start a word where the "
+            f"term starts (character {lo}) and where the next word starts ({after}), so the term "
+            "cannot be timed; the suite's text generator made a sentence eSpeak reads differently: "
+            "report it with the profile and seed."
+        )
+    start, end = speech.words[inside[0]][0], speech.words[inside[-1]][1]
+    return {"occurrences": [{"term": term, "start": round(start, 3), "end": round(end, 3)}]}
 
 
 def _place_in_second(
