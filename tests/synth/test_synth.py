@@ -194,7 +194,7 @@ def test_a_suite_of_another_version_is_refused(tmp_path):
 
     (tmp_path / "suite.json").write_text(json.dumps({"profile": "default", "seed": 0}))  # before versions: 1
     with pytest.raises(
-        EvalkitError, match="holds version 1 of the 'default' suite; this evalkit makes version 3"
+        EvalkitError, match="holds version 1 of the 'default' suite; this evalkit makes version 4"
     ):
         build_suite(tmp_path, "default", seed=0, jobs=1, corpora=("ks",), progress=False)
     assert not (tmp_path / "ks").exists()  # nothing written into the old suite
