@@ -40,27 +40,16 @@ class LexiconDecoder:
     language model: every word of the lexicon is equally likely, so the score comes from the acoustics.
 
     `vocab`: the head's output symbols in order (`blank` among them); `space`: the word separator
-    symbol. Words are spelled letter by letter, except `symbol_words`, symbols of `vocab` that are
-    words of their own (SF's slot tags, "B-city"). Words that need a symbol `vocab` lacks cannot be
-    spelled and are left out (`dropped`).
+    symbol. Words that need a symbol `vocab` lacks cannot be spelled and are left out (`dropped`).
     """
 
-    def __init__(
-        self,
-        words: list[str],
-        vocab: list[str],
-        *,
-        blank: str,
-        space: str,
-        beam: int = 16,
-        symbol_words: tuple[str, ...] = (),
-    ) -> None:
+    def __init__(self, words: list[str], vocab: list[str], *, blank: str, space: str, beam: int = 16) -> None:
         # torchaudio.models.decoder needs flashlight-text, a dependency of evalkit; imported here
         # because it is only needed by tasks that decode against a lexicon
         from torchaudio.models.decoder import ctc_decoder
 
         known = set(vocab)
-        spelled = {w: list(w) for w in dict.fromkeys(words)} | {w: [w] for w in symbol_words}
+        spelled = {w: list(w) for w in dict.fromkeys(words)}
         self.dropped = sorted(w for w, chars in spelled.items() if not chars or not set(chars) <= known)
         kept = [w for w in spelled if w not in set(self.dropped)]
         with tempfile.NamedTemporaryFile("w", suffix=".lexicon", encoding="utf-8", delete=False) as f:

@@ -26,7 +26,6 @@ from evalkit.synth.lexicon import lexicon
 from evalkit.synth.plans import asv_trials, plan_corpus, speaker_fields
 from evalkit.synth.render import Chunk, Item, render_chunk
 from evalkit.synth.speakers import speaker_pools
-from evalkit.synth.text import slot_words
 
 SUITE_CORPORA = ("pretrain", "pr", "asr", "ks", "qbe", "ic", "sf", "sid", "asv", "sd", "er")
 CHUNK_SIZE = 40
@@ -156,22 +155,16 @@ def _write_extras(
         atomic_write_text(folder / f"{split}.rttm", "".join(lines))
 
 
-def write_lexicons(out: Path, corpora: tuple[str, ...]) -> None:
-    """`asr/lexicon.txt` and `sf/lexicon.txt`: every word the corpus's text generator can say, a word per
-    line (the ASR and SF tasks decode against them).
+def write_asr_lexicon(folder: Path) -> None:
+    """`lexicon.txt`: every word the grammar can say (the ASR task decodes against it), a word per line.
 
-    Derived from the generators alone, not from the sampled transcripts, so test words are in them
-    because the language has them, as in a closed-vocabulary task. Written on every run (cheap, and the
-    same for every seed and profile), so a folder made before they existed gets them too.
+    Derived from the text generator alone, not from the sampled transcripts, so test words are in it
+    because the language has them, as in a closed-vocabulary task. Written on every run (it is cheap
+    and the same for every seed and profile), so a folder made before it existed gets it too.
     """
-    sources = {
-        "asr": lambda: sorted({w for ws in lexicon().values() for entry in ws for w in entry.split()}),
-        "sf": slot_words,
-    }
-    for corpus, words in sources.items():
-        if corpus in corpora:
-            (out / corpus).mkdir(parents=True, exist_ok=True)
-            atomic_write_text(out / corpus / "lexicon.txt", "".join(f"{w}\n" for w in words()))
+    words = sorted({w for ws in lexicon().values() for entry in ws for w in entry.split()})
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(folder / "lexicon.txt", "".join(f"{w}\n" for w in words))
 
 
 @dataclass
@@ -259,7 +252,8 @@ def build_suite(
         folder = out / job.corpus
         _write_extras(job.corpus, job.split, folder, job.items, records, p, seed)
         write_manifest(folder / f"{job.split}.jsonl", records)
-    write_lexicons(out, corpora)
+    if "asr" in corpora:
+        write_asr_lexicon(out / "asr")
     for corpus in corpora:
         shutil.rmtree(out / corpus / ".parts", ignore_errors=True)
     return {c: {s: len(items) for s, items in plan_corpus(c, p, seed).items()} for c in corpora}

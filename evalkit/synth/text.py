@@ -25,7 +25,6 @@ Public API::
     command(rng) -> {"text", "action", "object", "location"}        # Fluent Speech Commands
     command_intents() -> list[(action, object, location)]
     slot_request(rng) -> {"text", "intent", "slots": [{"type", "value", "start", "end"}]}  # SNIPS
-    slot_words() -> list[str]                                         # every word it can say
     KEYWORDS, AUXILIARY_WORDS; unknown_word(rng) -> str                # Speech Commands v0.01
     qbe_terms(rng, n) -> list[str]; document_with(rng, term, avoid=()) -> (text, start, end)
     occurrences(text, term) -> list[(start, end)]; contains(text, term) -> bool
@@ -517,19 +516,6 @@ def _snips() -> tuple[tuple[tuple[str, tuple[str, ...]], ...], dict[str, tuple[s
                     f"{DATA / 'snips_values.txt'}: no values for slot {slot!r} of {intent}; add some."
                 )
     return tuple((k, tuple(v)) for k, v in templates.items()), values
-
-
-def slot_words() -> list[str]:
-    """Every word `slot_request` can say: its templates' literal words, its slot values, "a" and "an"."""
-    templates, values = _snips()
-    words = {"a", "an"}
-    for _, options in templates:
-        for template in options:
-            words.update(re.sub(r"\{\w+\}", " ", template).split())
-    for vs in values.values():
-        for v in vs:
-            words.update(v.split())
-    return sorted(words)
 
 
 def slot_intents() -> list[str]:

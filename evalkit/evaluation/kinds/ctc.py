@@ -5,12 +5,11 @@ Token 0 is the CTC blank; the vocabulary comes from the train split (unseen
 symbols in dev/test are dropped from targets but still count against the
 hypothesis in the metrics).
 
-`lexicon` (unit chars or slot_chars): a file of the corpus folder listing the
-words its speech may contain, one per line; predictions are then decoded by a
-beam search (width `beam`, default 16) that spells only those words, and SF's
-slot tags as words of their own (`LexiconDecoder`), instead of greedily. The
-synthetic suite writes `asr/lexicon.txt` and `sf/lexicon.txt`, every word its
-generators can say there.
+`lexicon` (unit chars): a file of the corpus folder listing the words its speech
+may contain, one per line; predictions are then decoded by a beam search (width
+`beam`, default 16) that spells only those words (`LexiconDecoder`), instead of
+greedily. The synthetic suite writes `asr/lexicon.txt`, every word its grammar
+can say.
 
 `min_frame_rate`: CTC needs at least one frame per label (two between repeated
 labels). At 40 ms (Fast-HuBERT, the CPU recipes) half of the synthetic SF
@@ -91,10 +90,8 @@ class CTC(TaskKind):
         if name is None:
             return None
         where = f"{self.task.source or self.task.name}: labels.lexicon"
-        if self.unit == "phones":
-            raise ConfigError(
-                f"{where} needs labels.unit chars or slot_chars (it is phones); remove one of them."
-            )
+        if self.unit != "chars":
+            raise ConfigError(f"{where} needs labels.unit chars (it is {self.unit!r}); remove one of them.")
         if not isinstance(name, str) or Path(name).is_absolute() or ".." in Path(name).parts:
             raise ConfigError(f"{where} = {name!r}: give a file name in the corpus folder {self.folder}.")
         path = self.folder / name
@@ -126,7 +123,6 @@ class CTC(TaskKind):
             blank=BLANK,
             space=SPACE,
             beam=beam,
-            symbol_words=tuple(t for t in self.vocab if t.startswith(("B-", "E-")) and len(t) > 2),
         )
 
     def data_warnings(self) -> list[str]:
