@@ -17,7 +17,7 @@ from pathlib import Path
 
 
 def curves(folders: list[Path], tasks: set[str] | None, upstreams: set[str] | None) -> dict[str, list[dict]]:
-    """{task: [{upstream, head, lr, steps: [..], values: [..], test, chosen}]}, from every result file."""
+    """{task: [{upstream, head, budget, lr, curve: [(step, dev)], chosen, test, metric}]}, from every result file."""
     rows: dict[str, list[dict]] = {}
     for folder in folders:
         for path in sorted(folder.glob("*/*.json")):
@@ -35,6 +35,7 @@ def curves(folders: list[Path], tasks: set[str] | None, upstreams: set[str] | No
                         {
                             "upstream": upstream,
                             "head": head,
+                            "budget": h.get("steps"),
                             "lr": lr,
                             "curve": [tuple(point) for point in curve],
                             "chosen": float(lr) == h.get("lr"),
@@ -48,16 +49,18 @@ def curves(folders: list[Path], tasks: set[str] | None, upstreams: set[str] | No
 def table(task: str, rows: list[dict]) -> str:
     steps = sorted({s for r in rows for s, _ in r["curve"]})
     head = f"### {task} (dev {rows[0]['metric']}; * = the head's chosen rate, then its test value)\n\n"
-    head += "| upstream | head | lr | " + " | ".join(str(s) for s in steps) + " | test |\n"
-    head += "|---|---|---|" + "---:|" * (len(steps) + 1) + "\n"
+    head += "| upstream | head | budget | lr | " + " | ".join(str(s) for s in steps) + " | test |\n"
+    head += "|---|---|---:|---|" + "---:|" * (len(steps) + 1) + "\n"
     lines = []
-    for r in sorted(rows, key=lambda r: (r["upstream"], r["head"], float(r["lr"]))):
+    for r in sorted(rows, key=lambda r: (r["upstream"], r["head"], r["budget"] or 0, float(r["lr"]))):
         at = dict(r["curve"])
         cells = [f"{at[s]:.3f}" if s in at else "" for s in steps]
         test = f"{r['test']:.3f}" if r["chosen"] and r["test"] is not None else ""
         star = "*" if r["chosen"] else ""
         lines.append(
-            f"| {r['upstream']} | {r['head']} | {r['lr']}{star} | " + " | ".join(cells) + f" | {test} |"
+            f"| {r['upstream']} | {r['head']} | {r['budget']} | {r['lr']}{star} | "
+            + " | ".join(cells)
+            + f" | {test} |"
         )
     return head + "\n".join(lines) + "\n"
 
