@@ -40,7 +40,8 @@ INSTEAD: dict[str, dict[str, str]] = {"distilhubert": {"hubert": "hubert"}}
 PUBLISHED = ("hubert", "wav2vec2", "bestrq", "summarymixing", "distilhubert")
 
 
-BASELINES = ("fbank", "fbank_context")
+# The suite's ceiling (the oracle, a reference row of the board) and its floor (FBANK), and FBANK with context
+BASELINES = ("oracle", "fbank", "fbank_context")
 
 
 def _references(node: object) -> list[tuple[str, str]]:

@@ -138,7 +138,7 @@ def test_smoke_pipeline_runs_and_resumes_without_redoing_work(smoke_suite, tmp_p
         "summarymixing": ["summarymixing"],
         "distilhubert": ["distilhubert"],
     }
-    assert len(files) == 10 * 10  # fbank, fbank_context, five upstreams and three random twins
+    assert len(files) == 11 * 10  # oracle, fbank, fbank_context, five upstreams and three random twins
     for owner, names in twins.items():
         twin = json.loads((results / f"{owner}-random" / "ks.json").read_text())
         assert twin["upstream_info"]["pretraining"] == {"method": "random-init", "twin_of": ", ".join(names)}
