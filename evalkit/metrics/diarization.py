@@ -27,6 +27,17 @@ def _check_segments(segments: Sequence[Segment], side: str) -> list[Segment]:
     return out
 
 
+def _merged(segments: list[Segment]) -> list[Segment]:
+    """Each speaker's overlapping or touching segments joined into one (pyannote's `support()`)."""
+    out: list[list] = []
+    for start, end, speaker in sorted(segments, key=lambda seg: (str(seg[2]), seg[0], seg[1])):
+        if out and out[-1][2] == speaker and start <= out[-1][1]:  # sorted: a speaker's last is out[-1]
+            out[-1][1] = max(out[-1][1], end)
+        else:
+            out.append([start, end, speaker])
+    return [(a, b, spk) for a, b, spk in out]
+
+
 def _coverage(spans: Sequence[tuple[float, float, Any]], bounds: np.ndarray) -> np.ndarray:
     """[intervals, labels] bool: which labels are active in each elementary interval.
 
@@ -52,9 +63,13 @@ def der_item(
     overlapped speech is scored (each active reference speaker counts) unless
     `skip_overlap`; hypothesis speakers are mapped one-to-one onto reference speakers
     to maximise their total co-occurrence (Hungarian), after the collars are removed.
-    A speaker's own overlapping segments count once (pyannote would count them twice).
+    A speaker's own overlapping or touching segments are first joined into one (as pyannote's
+    `Annotation.support()`; pyannote itself would count an overlap twice), so no collar lies
+    inside speech of one speaker, e.g. where the synthetic suite's talker starts a turn before
+    finishing the last.
     """
-    ref, hyp = _check_segments(ref, "reference"), _check_segments(hyp, "hypothesis")
+    ref = _merged(_check_segments(ref, "reference"))
+    hyp = _merged(_check_segments(hyp, "hypothesis"))
     collars = (
         [(t - collar / 2, t + collar / 2, "collar") for s, e, _ in ref for t in (s, e)] if collar > 0 else []
     )

@@ -41,7 +41,8 @@ class Diarization(TaskKind):
         self.num_speakers = int(task.labels.get("speakers", 2))
 
     def head_args(self) -> dict[str, Any]:
-        return {"n_speakers": self.num_speakers}
+        """The speakers to output, and the frame rate of the features (a head's `rate` pools them)."""
+        return {"n_speakers": self.num_speakers, "input_rate": self.frame_rate}
 
     def target(self, record: dict) -> list:
         order = sorted({s for _, _, s in record["segments"]})[: self.num_speakers]
