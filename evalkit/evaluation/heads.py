@@ -15,6 +15,11 @@ task kinds that use both in `kinds/`):
   speaker         embeddings [B, E]; `losses.AMSoftmaxLoss` trains them, `decoders.cosine_score`
                   scores trials
   diarization     per-frame speaker-activity logits [B, T, S]; `losses.pit_bce_loss` trains them
+
+Why one module: the heads of all kinds are built from the same masked pieces (`PaddedLSTM`,
+`masked_mean`/`masked_stats`, `repeat_frames`, the output layers), which would otherwise become a
+public API of their own; one registry and one padding-invariance test cover them all. It is due to
+become a package (one module per kind, these pieces in a base module) when it grows further.
 """
 
 from __future__ import annotations
