@@ -257,6 +257,70 @@ class ConvCTC(nn.Module):
         return F.log_softmax(self.out(h), dim=-1), lens
 
 
+@HEADS.register("attention_ctc")
+class AttentionCTC(nn.Module):
+    """A CTC head with self-attention (SF): optional convs and BiLSTM layers, then Transformer blocks.
+
+    `Linear(D -> hidden)`, then `conv_layers` residual convs (`_ConvBlock`, kernel `kernel_size`), then
+    `lstm_layers` BiLSTM layers of `hidden // 2` per direction, then `attention_layers` pre-norm
+    Transformer encoder blocks (`attention_heads` heads, feed-forward 2 * hidden, `dropout`) that see
+    only valid frames, then `Linear(hidden -> vocab)` and a log-softmax. Attention has no positional
+    encoding: the convs or the BiLSTM give it the order of frames, so keep at least one of them.
+    """
+
+    def __init__(
+        self,
+        input_dim: int,
+        vocab_size: int,
+        hidden: int = 256,
+        conv_layers: int = 0,
+        kernel_size: int = 5,
+        lstm_layers: int = 1,
+        attention_layers: int = 2,
+        attention_heads: int = 4,
+        dropout: float = 0.1,
+        upsample: int = 1,
+    ) -> None:
+        super().__init__()
+        if min(conv_layers, lstm_layers, attention_layers) < 0 or hidden % attention_heads or hidden % 2:
+            raise ConfigError(
+                f"attention_ctc: conv_layers={conv_layers}, lstm_layers={lstm_layers} and "
+                f"attention_layers={attention_layers} must be >= 0, and hidden={hidden} even and a "
+                f"multiple of attention_heads={attention_heads}"
+            )
+        if conv_layers + lstm_layers == 0 and attention_layers:
+            raise ConfigError(
+                "attention_ctc: self-attention alone does not see the order of frames: give "
+                "conv_layers or lstm_layers > 0"
+            )
+        if not 0 <= dropout < 1:
+            raise ConfigError(f"attention_ctc: dropout={dropout!r} must be in [0, 1)")
+        self.upsample = upsample
+        self.proj = nn.Linear(input_dim, hidden)
+        self.convs = nn.ModuleList(_ConvBlock(hidden, kernel_size, 1, dropout) for _ in range(conv_layers))
+        self.lstm = PaddedLSTM(hidden, hidden // 2, num_layers=lstm_layers) if lstm_layers else None
+        self.attention = nn.ModuleList(
+            nn.TransformerEncoderLayer(
+                hidden, attention_heads, 2 * hidden, dropout=dropout, batch_first=True, norm_first=True
+            )
+            for _ in range(attention_layers)
+        )
+        self.out = nn.Linear(hidden, vocab_size)
+
+    def forward(self, x: torch.Tensor, lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x, lens = repeat_frames(x, lens, self.upsample)
+        valid = _valid(x, lens)
+        h = self.proj(x)
+        for conv in self.convs:
+            h = conv(h, valid)
+        if self.lstm is not None:
+            h = self.lstm(h, lens)
+        padded = ~padding_mask(lens.to(x.device), x.shape[1])
+        for block in self.attention:
+            h = block(h, src_key_padding_mask=padded)
+        return F.log_softmax(self.out(h), dim=-1), lens
+
+
 # --- speaker embeddings (ASV; ECAPA also for ER) -----------------------------------------------
 
 
