@@ -208,6 +208,23 @@ class BiLSTMCTC(nn.Module):
         return F.log_softmax(self.out(self.dropout(h)), dim=-1), lens
 
 
+def attention_blocks(dim: int, heads: int, layers: int, dropout: float) -> nn.ModuleList:
+    """`layers` pre-norm self-attention blocks of width `dim` (no positional encoding: what comes before
+    them gives the frames' order); run them with `attend`."""
+    return nn.ModuleList(
+        nn.TransformerEncoderLayer(dim, heads, 2 * dim, dropout=dropout, batch_first=True, norm_first=True)
+        for _ in range(layers)
+    )
+
+
+def attend(blocks: nn.ModuleList, h: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
+    """`h` [B, T, D] through `blocks`, each frame attending to the valid frames of its utterance only."""
+    padded = ~padding_mask(lens.to(h.device), h.shape[1])
+    for block in blocks:
+        h = block(h, src_key_padding_mask=padded)
+    return h
+
+
 class _ConvBlock(nn.Module):
     """Conv1d -> GELU -> LayerNorm over channels -> dropout, with a residual."""
 
@@ -299,12 +316,7 @@ class AttentionCTC(nn.Module):
         self.proj = nn.Linear(input_dim, hidden)
         self.convs = nn.ModuleList(_ConvBlock(hidden, kernel_size, 1, dropout) for _ in range(conv_layers))
         self.lstm = PaddedLSTM(hidden, hidden // 2, num_layers=lstm_layers) if lstm_layers else None
-        self.attention = nn.ModuleList(
-            nn.TransformerEncoderLayer(
-                hidden, attention_heads, 2 * hidden, dropout=dropout, batch_first=True, norm_first=True
-            )
-            for _ in range(attention_layers)
-        )
+        self.attention = attention_blocks(hidden, attention_heads, attention_layers, dropout)
         self.out = nn.Linear(hidden, vocab_size)
 
     def forward(self, x: torch.Tensor, lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -315,9 +327,7 @@ class AttentionCTC(nn.Module):
             h = conv(h, valid)
         if self.lstm is not None:
             h = self.lstm(h, lens)
-        padded = ~padding_mask(lens.to(x.device), x.shape[1])
-        for block in self.attention:
-            h = block(h, src_key_padding_mask=padded)
+        h = attend(self.attention, h, lens)
         return F.log_softmax(self.out(h), dim=-1), lens
 
 
@@ -533,12 +543,7 @@ class LSTMDiarizer(nn.Module):
             if num_layers
             else nn.Linear(input_dim, dim)
         )
-        self.attention = nn.ModuleList(
-            nn.TransformerEncoderLayer(
-                dim, attention_heads, 2 * dim, dropout=dropout, batch_first=True, norm_first=True
-            )
-            for _ in range(attention_layers)
-        )
+        self.attention = attention_blocks(dim, attention_heads, attention_layers, dropout)
         # No last LayerNorm after the pre-norm blocks: measured worse on the default suite (quick, 400
         # steps, test DER oracle 10.8% vs 7.7%, FBANK 45.9% vs 37.5%).
         self.out = nn.Linear(dim, n_speakers)
@@ -552,8 +557,6 @@ class LSTMDiarizer(nn.Module):
             x = total / F.pad(valid, pad).unflatten(1, (-1, k)).sum(2).clamp(min=1)
             lens = (lens + k - 1) // k
         h = self.lstm(x, lens) if isinstance(self.lstm, PaddedLSTM) else self.lstm(x)
-        padded = ~padding_mask(lens.to(x.device), x.shape[1])
-        for block in self.attention:
-            h = block(h, src_key_padding_mask=padded)
+        h = attend(self.attention, h, lens)
         logits = self.out(h)
         return logits.repeat_interleave(k, dim=1)[:, :frames] if k > 1 else logits
