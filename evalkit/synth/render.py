@@ -282,6 +282,7 @@ def _render_mixture(item: Item, rng: np.random.Generator, with_alignment: bool) 
     placed where the turn was (its start minus the lead trimmed) and name their talker.
     """
     pieces, segments, alignment, voices, t = [], [], [], {}, 0.0
+    own_end: dict[str, float] = {}  # where each talker's last turn ended
     for spk_fields, text, gap in item.turns:
         spk = Speaker(**spk_fields)
         clean, speech = speak(text, spk.voice())
@@ -291,6 +292,8 @@ def _render_mixture(item: Item, rng: np.random.Generator, with_alignment: bool) 
         cut = int(lead * SAMPLE_RATE)
         clean = clean[cut : int(tail * SAMPLE_RATE)] * 10 ** (rng.uniform(-4, 4) / 20)
         start = max(0.0, t + gap)
+        if start < own_end.get(spk.id, 0.0):  # nobody talks over themselves: they pause |gap| instead
+            start = own_end[spk.id] + abs(gap)
         placed = int(round(start * SAMPLE_RATE))
         pieces.append((placed, clean))
         end = start + len(clean) / SAMPLE_RATE
@@ -300,7 +303,7 @@ def _render_mixture(item: Item, rng: np.random.Generator, with_alignment: bool) 
         alignment += _alignment(
             speech, begin - cut / SAMPLE_RATE, (begin, begin + len(clean) / SAMPLE_RATE), spk.id
         )
-        t = max(t, end)
+        t, own_end[spk.id] = max(t, end), end
     total = max(s + len(c) for s, c in pieces) + int(0.3 * SAMPLE_RATE)
     mix = np.zeros(total)
     for s, c in pieces:

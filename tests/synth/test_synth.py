@@ -128,8 +128,28 @@ def test_sd_labels_match_audio(smoke_suite):
         assert ratio_db > 8, (r["id"], ratio_db)
         segs = sorted(r["segments"])
         any_overlap |= any(b[0] < a[1] and a[2] != b[2] for a, b in zip(segs, segs[1:]))
+        for who in r["speakers"]:  # overlap is between talkers: nobody talks over themselves
+            own = [s for s in segs if s[2] == who]
+            assert all(b[0] >= a[1] for a, b in zip(own, own[1:])), (r["id"], who, own)
         assert abs(r["duration"] - len(x) / sr) < 1e-3
     assert any_overlap
+
+
+def test_a_talker_who_takes_the_next_turn_pauses_instead_of_overlapping_themselves():
+    """A turn's negative gap overlaps the other talker; the same talker again pauses for |gap|."""
+    from dataclasses import asdict
+
+    from evalkit.synth.render import Item, _render_mixture
+
+    a, b = speaker_pools(0)["train"][:2]
+    turns = [(asdict(a), "one two three four", 0.2), (asdict(a), "five six seven", -0.8)]
+    turns.append((asdict(b), "eight nine ten", -0.5))
+    item = Item("sd-x", "mixture", asdict(a), turns=turns)
+    _, rec = _render_mixture(item, np.random.default_rng(0), with_alignment=False)
+    (s1, e1, w1), (s2, e2, w2), (s3, e3, w3) = rec["segments"]
+    assert w1 == w2 != w3
+    assert s2 == pytest.approx(e1 + 0.8, abs=1e-3)  # a pause as long as the overlap would have been
+    assert s3 == pytest.approx(e2 - 0.5, abs=1e-3) and s3 < e2  # the other talker still overlaps
 
 
 def test_qbe_occurrences_cover_their_term(smoke_suite):
@@ -194,7 +214,7 @@ def test_a_suite_of_another_version_is_refused(tmp_path):
 
     (tmp_path / "suite.json").write_text(json.dumps({"profile": "default", "seed": 0}))  # before versions: 1
     with pytest.raises(
-        EvalkitError, match="holds version 1 of the 'default' suite; this evalkit makes version 4"
+        EvalkitError, match="holds version 1 of the 'default' suite; this evalkit makes version 5"
     ):
         build_suite(tmp_path, "default", seed=0, jobs=1, corpora=("ks",), progress=False)
     assert not (tmp_path / "ks").exists()  # nothing written into the old suite
