@@ -120,10 +120,11 @@ def resolved_config(name: str, size: str, upstream_dir: Path, out: Path) -> Path
     return path
 
 
-def check_only(only: list[str] | None) -> set[str] | None:
+def check_only(only: list[str] | None, baselines: tuple[str, ...] = BASELINES) -> set[str] | None:
+    """`--only`'s names as a set (None: everything); `baselines` are those the run profile evaluates."""
     if only is None:
         return None
-    known = (*PUBLISHED, *BASELINES)
+    known = (*PUBLISHED, *baselines)
     if not only:
         raise EvalkitError(f"--only names no upstream. Choose from {', '.join(known)}.")
     for name in only:

@@ -30,7 +30,6 @@ from evalkit.core.results import git_hash
 from evalkit.evaluation.evaluate import EvalOptions, resolve_tasks, run_eval
 from evalkit.leaderboard.build import build_leaderboard
 from evalkit.pipeline.plan import (
-    BASELINES,
     PUBLISHED,
     UPSTREAM_PLAN,
     check_only,
@@ -121,7 +120,7 @@ def run_pipeline(
     _check_settings(Path(workdir), jobs, workers)
     work = Path(workdir) / profile
     suite, results = work / "suite", work / "results"
-    selected = check_only(only)
+    selected = check_only(only, p.baselines)
     if from_published is not None:
         seed_from_published(Path(from_published), work, skip=selected or set(), log=log)
     stages = Stages(work)
@@ -137,7 +136,7 @@ def run_pipeline(
     twins = shared_twins(p.size)
     chosen = [n for n in PUBLISHED if selected is None or n in selected]
     plan = _pretrain_jobs(p, work, chosen, selected, twins, opts, log)
-    plan += _eval_jobs(chosen, selected, work / "upstreams", twins, opts, {j.name for j in plan})
+    plan += _eval_jobs(p.baselines, chosen, selected, work / "upstreams", twins, opts, {j.name for j in plan})
     for job in plan:
         log(f"[plan] {job.name}")
     run_jobs(plan, workers or default_workers(), stages, log)
@@ -227,6 +226,7 @@ def _pretrain_jobs(
 
 
 def _eval_jobs(
+    baselines: tuple[str, ...],
     chosen: list[str],
     selected: set[str] | None,
     upstream_dir: Path,
@@ -237,7 +237,7 @@ def _eval_jobs(
     """The evaluations still missing: baselines, the pre-trained upstreams (after their pre-training)
     and their random-init twins (made from the trained checkpoint's config)."""
     plan: list[Job] = []
-    for spec in BASELINES:
+    for spec in baselines:
         if (selected is None or spec in selected) and not evaluated(spec, opts):
             plan.append(Job(f"eval {spec}", _eval_job, (spec, opts)))
     for name in chosen:

@@ -81,6 +81,12 @@ def test_only_names_known_upstreams_and_brings_unfinished_dependencies(tmp_path)
 
     with pytest.raises(EvalkitError, match=r"unknown upstream 'bestrg'.*bestrq"):
         pipeline_plan.check_only(["bestrg"])
+    profiles = pipeline_profiles.RUN_PROFILES
+    default = profiles["default"].baselines  # a row the profile does not evaluate is not offered
+    assert "fbank_context" not in default and pipeline_plan.check_only(["fbank"], default) == {"fbank"}
+    with pytest.raises(EvalkitError, match=r"unknown upstream 'fbank_context'. .*Choose from .*fbank\b"):
+        pipeline_plan.check_only(["fbank_context"], default)
+    assert all(set(p.baselines) <= set(pipeline_plan.BASELINES) for p in profiles.values())
     assert pipeline_plan.with_dependencies({"distilhubert"}, tmp_path) == {
         "distilhubert",
         "hubert",
