@@ -223,7 +223,7 @@ def _check_rule(value: Any, spec: dict[str, Any], where: str) -> None:
     if "choices" in spec and value not in spec["choices"]:
         choices = spec["choices"]
         raise ConfigError(
-            f"{where} = {value!r} is not one of {', '.join(map(repr, choices))}.{suggest(str(value), choices)}"
+            f"{where} = {value!r} is not one of {', '.join(map(repr, choices))}.{suggest(str(value), [c for c in choices if isinstance(c, str)])}"
         )
     if "schema" in spec:
         spec["schema"].from_dict(value, where)

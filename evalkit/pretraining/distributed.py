@@ -46,6 +46,21 @@ def distributed() -> Iterator[Processes]:
             dist.destroy_process_group()
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether `device` computes bf16 natively: a CUDA GPU that supports it, or a CPU with AVX-512 BF16 or AMX.
+
+    Elsewhere bf16 is emulated and far slower than fp32 (bench/precision.py)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # private, hence the getattr
+    return device.type == "cpu" and any(getattr(torch.cpu, name, lambda: False)() for name in probes)
+
+
+def use_bf16(setting: bool | str, device: torch.device) -> bool:
+    """A recipe's `train.bf16` (true, false or "auto") resolved for `device`."""
+    return native_bf16(device) if setting == "auto" else bool(setting)
+
+
 def barrier(procs: Processes) -> None:
     if procs.world > 1:
         dist.barrier()

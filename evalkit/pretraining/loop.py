@@ -3,7 +3,7 @@
 Read it top to bottom, as nanoGPT's train.py: load the recipe, join the
 torchrun group if there is one (gloo on CPU, NCCL on GPU), build the method's
 `Objective` (`upstreams.methods.METHODS`), run its one-off setup, then train with
-AdamW, linear warm-up + cosine (or linear) decay, bf16 autocast, gradient
+AdamW, linear warm-up + cosine (or linear) decay, bf16 autocast where the device has it, gradient
 accumulation and clipping, on batches planned by seconds of audio. Every
 `checkpoint_every` steps and at the end it writes
 
@@ -37,7 +37,7 @@ from evalkit.core.errors import EvalkitError
 from evalkit.core.io import atomic_open, atomic_write_text
 from evalkit.core.progress import progress_bar
 from evalkit.pretraining.data import batch_stream, read_data
-from evalkit.pretraining.distributed import Processes, barrier, distributed, sum_over_processes
+from evalkit.pretraining.distributed import Processes, barrier, distributed, sum_over_processes, use_bf16
 from evalkit.pretraining.recipe import OptimConfig, PretrainConfig, build_objective, load_config
 from evalkit.pretraining.train_state import find_train_state, save_checkpoint, seed_everything, set_rng_state
 from upstreams.objective import Objective, PretrainData
@@ -215,7 +215,9 @@ def _train(
         dynamic_ncols=True,
     )
     stream = batch_stream(data, cfg.data, cfg.train.seed, procs.rank, procs.world, at.epoch, at.batch)
-    autocast = torch.autocast(procs.device.type, dtype=torch.bfloat16, enabled=cfg.train.bf16)
+    autocast = torch.autocast(
+        procs.device.type, dtype=torch.bfloat16, enabled=use_bf16(cfg.train.bf16, procs.device)
+    )
     window = Window()
     at.started = time.time()
     while at.step < o.max_steps:
@@ -343,7 +345,8 @@ def _describe(
         f"{trainable / 1e6:.2f} M with the objective's heads); "
         f"{len(data.records)} utterances, {sum(float(r['duration']) for r in data.records) / 3600:.2f} h "
         f"from {data.manifest}; {procs.world} process(es) on {procs.device}; step {step} -> {o.max_steps}, "
-        f"{procs.world * o.accumulate} × {cfg.data.batch_seconds:g} s of padded audio per step"
+        f"{procs.world * o.accumulate} × {cfg.data.batch_seconds:g} s of padded audio per step, "
+        f"{'bf16 autocast' if use_bf16(cfg.train.bf16, procs.device) else 'fp32'} (train.bf16: {cfg.train.bf16})"
     )
 
 

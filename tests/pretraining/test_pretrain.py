@@ -19,6 +19,7 @@ from safetensors.torch import load_file
 from evalkit.cli import main
 from evalkit.core.errors import ConfigError, EvalkitError
 from evalkit.pretraining.data import Crop, DataConfig, batch_stream, load_crops, plan_epoch, read_data
+from evalkit.pretraining.distributed import native_bf16, use_bf16
 from evalkit.pretraining.loop import build_optimizer, lr_factor, pretrain
 from evalkit.pretraining.recipe import build_objective, config_from_dict, load_config
 from evalkit.pretraining.train_state import rng_state, set_rng_state
@@ -56,7 +57,7 @@ TINY = {
         "accumulate": 1,
         "betas": [0.9, 0.98],
     },
-    "train": {"bf16": True, "log_every": 1, "checkpoint_every": 1000, "seed": 0},
+    "train": {"bf16": "auto", "log_every": 1, "checkpoint_every": 1000, "seed": 0},
 }
 
 
@@ -283,6 +284,19 @@ def test_learning_rate_warms_up_then_decays():
     assert lr_factor(35, cfg) == pytest.approx(0.1 + 0.9 * 0.75)
 
 
+@pytest.mark.parametrize("avx512_bf16, amx", [(False, False), (True, False), (False, True)])
+def test_bf16_auto_is_bf16_only_where_the_cpu_has_it(avx512_bf16, amx, monkeypatch):
+    # without AVX-512 BF16 or AMX, bf16 is emulated: ~6x slower than fp32 per tiny-recipe step (bench/precision.py)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    cpu = torch.device("cpu")
+    assert native_bf16(cpu) == use_bf16("auto", cpu) == (avx512_bf16 or amx)
+    assert use_bf16(True, cpu) and not use_bf16(False, cpu)  # an explicit setting is obeyed
+    assert config_from_dict(tiny()).train.bf16 == "auto"
+    with pytest.raises(ConfigError, match="bf16"):
+        config_from_dict(tiny(train={"bf16": "fast"}))
+
+
 def test_random_state_round_trips_through_a_weights_only_file(tmp_path):
     import random
 
@@ -331,7 +345,7 @@ def test_base_recipe_builds_and_trains_one_step(path, corpus, tmp_path, monkeypa
     objective.train()
     optimizer = build_optimizer(objective, cfg.optim)
     batch = load_crops(data, [Crop(0, 0, 32000)])
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.train.bf16):
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16(cfg.train.bf16, torch.device("cpu"))):
         output = objective(batch)
     output.loss.backward()
     before = {n: p.detach().clone() for n, p in objective.encoder.named_parameters()}
