@@ -109,7 +109,11 @@ def _twv_curve(stats: Sequence[Stats] | np.ndarray, beta: float) -> tuple[np.nda
     if len(stats) == 0:
         raise EvalkitError("Cannot compute TWV: no query-document pairs were scored.")
     if isinstance(stats, np.ndarray):  # a numeric table (term id, score, occurs): the bootstrap's hot path
-        _, term_ids = np.unique(stats[:, 0], return_inverse=True)
+        ids = stats[:, 0]
+        if ids.min() >= 0 and np.array_equal(ids, np.floor(ids)):  # term numbers already: no sort needed
+            term_ids = ids.astype(np.intp)
+        else:
+            _, term_ids = np.unique(ids, return_inverse=True)
         scores, occurs = stats[:, 1].astype(float), stats[:, 2] > 0.5
     else:
         scores = np.array([s[1] for s in stats], dtype=float)

@@ -392,6 +392,10 @@ def test_mtwv_matches_definition_by_brute_force(seed):
     # the numeric table the leaderboard's bootstrap passes (term ids as numbers) gives the same value
     table = np.column_stack([np.unique(terms, return_inverse=True)[1], scores, labels]).astype(float)
     assert mtwv_from_stats(table, beta=beta) == pytest.approx(best, abs=1e-12)
+    # any other numbering of the terms (negative, fractional) gives it too
+    for renumber in (lambda t: 7 * t - 3, lambda t: t + 0.5):
+        other = np.column_stack([renumber(table[:, 0]), table[:, 1:]])
+        assert mtwv_from_stats(other, beta=beta) == pytest.approx(best, abs=1e-12)
 
 
 # --- bootstrap ---------------------------------------------------------------------------------
