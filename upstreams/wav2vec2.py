@@ -53,7 +53,9 @@ class Wav2Vec2Config(SerialisableConfig):
     gumbel_decay: float = 0.999995  # temperature = max(max * decay ** step, min)
     diversity_weight: float = 0.1
     feature_penalty: float = 10.0  # weight of the mean squared front-end feature; 0 turns it off
-    frontend_grad_scale: float = 0.1  # fairseq's feature_grad_mult: the CNN learns 10x slower
+    # fairseq's feature_grad_mult: the CNN learns 10x slower; 0 keeps the front-end at its random
+    # initialisation (as bestrq-small.yaml: then layer 0 is the random-init twin's, speaker information included)
+    frontend_grad_scale: float = 0.1
     quantizer_dropout: float = 0.1  # on the quantizer's input features (fairseq's dropout_features)
     # loss = L_masked + w * L_unmasked, where an unmasked frame's output must pick its own quantized target
     # out of the other unmasked frames'; 0 is the paper (HuBERT's unmasked_weight, for the same reason)
@@ -100,11 +102,11 @@ class Wav2Vec2Config(SerialisableConfig):
             self.diversity_weight < 0
             or self.feature_penalty < 0
             or self.unmasked_weight < 0
-            or not 0 < self.frontend_grad_scale <= 1
+            or not 0 <= self.frontend_grad_scale <= 1
         ):
             raise ConfigError(
                 "objective.diversity_weight, objective.feature_penalty and objective.unmasked_weight must be >= 0 "
-                "and objective.frontend_grad_scale in (0, 1]; got "
+                "and objective.frontend_grad_scale in [0, 1]; got "
                 f"{self.diversity_weight}, {self.feature_penalty}, {self.unmasked_weight}, "
                 f"{self.frontend_grad_scale}."
             )
@@ -264,6 +266,8 @@ class Wav2Vec2(Objective):
         self.quantizer_dropout = nn.Dropout(c.quantizer_dropout)
         self.project_targets = nn.Linear(c.codebook_dim, c.final_dim)
         self.project_context = nn.Linear(self.encoder.hidden_size, c.final_dim)
+        if c.frontend_grad_scale == 0.0:
+            self.encoder.frontend.requires_grad_(False)
         # Training forward passes so far (micro-batches when the loop accumulates): drives the Gumbel
         # temperature, and is saved with the objective's weights so that a resumed run continues it.
         self.register_buffer("step", torch.zeros((), dtype=torch.long))

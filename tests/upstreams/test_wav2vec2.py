@@ -192,6 +192,19 @@ def test_contrastive_loss_falls_below_chance_on_smoke_data(smoke_suite, kind):
     assert {"accuracy", "code_perplexity", "temperature"} <= set(out.stats)
 
 
+def test_frontend_grad_scale_zero_keeps_the_random_front_end(smoke_suite):
+    objective = Wav2Vec2(tiny_encoder(), **TINY_OBJECTIVE, frontend_grad_scale=0.0).train()
+    objective(make_batch(smoke_suite)).loss.backward()
+    params = dict(objective.named_parameters())
+    frontend = {n: p for n, p in params.items() if n.startswith("encoder.frontend.")}
+    rest = {n: p for n, p in params.items() if n not in frontend}
+    assert frontend and all(not p.requires_grad and p.grad is None for p in frontend.values())
+    assert all(p.requires_grad for p in rest.values()) and any(p.grad is not None for p in rest.values())
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ConfigError, match="frontend_grad_scale"):
+            Wav2Vec2(tiny_encoder(), frontend_grad_scale=bad)
+
+
 def test_diversity_loss_in_unit_interval_and_temperature_schedule(smoke_suite):
     batch = make_batch(smoke_suite, n=2, seconds=2.0)
     objective = Wav2Vec2(tiny_encoder(), **TINY_OBJECTIVE, gumbel_decay=0.5)
