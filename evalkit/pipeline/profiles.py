@@ -24,7 +24,8 @@ class RunProfile:
 RUN_PROFILES = {
     "smoke": RunProfile("smoke", "tiny", max_steps=12, eval_steps=8, protocol="quick"),
     # eval_steps: 400 for every task (their own budgets on this suite are 400-1,500 steps), to keep the run
-    # near 45 min on 2 cores; at 400 steps ASR and SF are short of their ceilings (oracle WER 39%, slot F1 0.35)
+    # within 45 min on 2 cores (37 min from a fresh clone, 2026-12-07); at 400 steps ASR and SF are short of
+    # their ceilings (the oracle's WER 39%, slot-type F1 0.32)
     # smoke and default train one head seed each: their time budgets
     # no FBANK-with-context row: its evaluation was the costliest of the run (1,376 s of 1 core against
     # 260-380 s for a tiny upstream, 2026-12-07), and the main job's question is answered by FBANK and the twins
