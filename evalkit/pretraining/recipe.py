@@ -50,8 +50,8 @@ class OptimConfig(SerialisableConfig):
 class TrainConfig(SerialisableConfig):
     # bf16 autocast: true, false, or "auto": where the device computes bf16 natively (a CUDA GPU that supports
     # it; a CPU with AVX-512 BF16 or AMX), else fp32. A CPU without them emulates bf16: on the 2-core AVX2
-    # machine a 1024² bf16 matmul runs at ~1 GFLOP/s against ~56 in fp32, and a tiny recipe's training step
-    # is ~6x slower under autocast (bench/precision.py). fp16 is unusably slow on CPU.
+    # machine a 1024² bf16 matmul ran at 1.0 GFLOP/s against 162 in fp32, and a tiny recipe's training step
+    # 9-10x slower under autocast (bench/precision.py, 2026-12-07). fp16 is unusably slow on CPU.
     bf16: bool | str = field(default="auto", metadata=rule(choices=(True, False, "auto")))
     log_every: int = field(default=20, metadata=POSITIVE)
     checkpoint_every: int = field(default=500, metadata=POSITIVE)
