@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from evalkit.core.errors import EvalkitError
-from evalkit.evaluation.protocols import PROTOCOLS
+from evalkit.evaluation.protocols import PROTOCOLS, SEED_RATES
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
@@ -154,6 +154,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         lr_grid=grid,
         steps=args.steps,
         seeds=_seeds(args.seeds) if args.seeds is not None else None,
+        seed_rates=args.seed_rates,
         overwrite=args.overwrite,
         name=check_results_name(args.name) if args.name is not None else None,
         bf16=args.bf16,
@@ -288,6 +289,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="comma-separated head seeds, e.g. 0,1,2: every trained task trains once per seed; the result "
         "holds the mean, the standard deviation and each seed's numbers (default: the task's seed)",
+    )
+    p.add_argument(
+        "--seed-rates",
+        default="grid",
+        choices=list(SEED_RATES),
+        help="with several --seeds: " + "; ".join(f"{name}: {what}" for name, what in SEED_RATES.items()),
     )
     p.add_argument(
         "--protocol",

@@ -62,12 +62,14 @@ class Result:
     every head under `heads`); the evaluation adds the provenance. `to_dict` is
     the file's JSON object: keys in the order of the fields, as result files
     have always had them, the optional ones (`metrics_sd`, `layer`,
-    `dev_by_layer`, `postprocess`, `seeds`) only when set.
+    `dev_by_layer`, `postprocess`, `seeds`, `seed_rates`) only when set.
 
     Trained with several head seeds (`evalkit eval --seeds`), the numbers on top
     are the means over the seeds, `metrics_sd` their sample standard deviations,
     and `seeds` holds each seed's own numbers ({"<seed>": {metrics, ci95, lr,
-    best_step, layer_weights, heads}}); `seed` is then null.
+    best_step, layer_weights, heads}}); `seed` is then null, and `seed_rates`
+    says whether every seed searched the learning-rate grid ("grid") or only
+    the first ("chosen": the others trained at the rate it chose).
     """
 
     metrics: dict[str, dict[str, float]]  # {"dev": {...}, "test": {...}}
@@ -84,6 +86,8 @@ class Result:
     postprocess: dict | None = None  # the reference head's tuned post-processing
     heads: dict[str, HeadResult]
     seeds: dict[str, dict[str, Any]] | None = None  # several head seeds: each seed's own numbers
+    # several head seeds: which rates the seeds after the first trained ("grid" or "chosen", SEED_RATES)
+    seed_rates: str | None = None
     # provenance, set by the evaluation that writes the file
     task: str | None = None
     upstream: str | None = None
@@ -103,7 +107,9 @@ class Result:
     def to_dict(self) -> dict[str, Any]:
         data = {f.name: getattr(self, f.name) for f in fields(self)}
         data["heads"] = {name: h.to_dict() for name, h in self.heads.items()}
-        return _without_unset(data, ("metrics_sd", "layer", "dev_by_layer", "postprocess", "seeds"))
+        return _without_unset(
+            data, ("metrics_sd", "layer", "dev_by_layer", "postprocess", "seeds", "seed_rates")
+        )
 
 
 def _without_unset(data: dict[str, Any], optional: tuple[str, ...]) -> dict[str, Any]:
@@ -258,6 +264,7 @@ class ResultRecord(SerialisableConfig):
     suite: _SuiteRecord | None = None
     upstream_info: _UpstreamRecord | None = None
     seeds: dict[str, _SeedRecord] | None = field(default=None, metadata=rule(nonempty=True))
+    seed_rates: str | None = field(default=None, metadata=rule(choices=("grid", "chosen")))
     metrics_sd: _MetricsRecord | None = None
 
 

@@ -23,7 +23,7 @@ from evalkit.core.results import Result, git_hash, package_versions, read_result
 from evalkit.evaluation.features import extract
 from evalkit.evaluation.fingerprint import cached_fingerprint, store_fingerprint, upstream_fingerprint
 from evalkit.evaluation.kinds.base import RunSettings, TaskKind, head_seeds, training_plan
-from evalkit.evaluation.protocols import PROTOCOLS
+from evalkit.evaluation.protocols import PROTOCOLS, SEED_RATES
 from evalkit.evaluation.runner import OnTheFlyFeatures
 from evalkit.evaluation.task import KINDS, TaskConfig, load_task, task_files
 from upstreams.checkpoint import read_config
@@ -44,6 +44,8 @@ class EvalOptions:
     # head seeds: each trained task trains once per seed and keeps their mean and each one's numbers
     # (None: the task's own `seed`, one run)
     seeds: list[int] | None = field(default=None, metadata=rule(min=0, nonempty=True))
+    # with several seeds: which learning rates the seeds after the first train (see SEED_RATES)
+    seed_rates: str = field(default="grid", metadata=rule(choices=tuple(SEED_RATES)))
     # which (head, learning rate) runs train: see PROTOCOLS
     protocol: str = field(default="sweep", metadata=rule(choices=tuple(PROTOCOLS)))
     # Heads are small: on 2 cores one intra-op thread trained the smoke suite's ten tasks 1.7x faster
@@ -62,6 +64,16 @@ class EvalOptions:
             twice = sorted({s for s in self.seeds if self.seeds.count(s) > 1})
             raise ConfigError(
                 f"--seeds {','.join(map(str, self.seeds))} names seed {twice[0]} twice: give each seed once."
+            )
+        if self.seed_rates != "grid" and (self.seeds is None or len(self.seeds) < 2):
+            raise ConfigError(
+                f"--seed-rates {self.seed_rates} says how the head seeds after the first train, but there is "
+                "one head seed: give several with --seeds (e.g. 0,1,2), or leave --seed-rates out."
+            )
+        if self.seed_rates != "grid" and self.protocol == "quick":
+            raise ConfigError(
+                f"--seed-rates {self.seed_rates} with --protocol quick changes nothing: quick trains one "
+                "learning rate for every seed already. Leave --seed-rates out, or use --protocol superb."
             )
 
 
@@ -107,6 +119,7 @@ def run_settings(opts: EvalOptions) -> RunSettings:
         bf16=opts.bf16,
         progress=opts.progress,
         seeds=tuple(opts.seeds) if opts.seeds else None,
+        seed_rates=opts.seed_rates,
     )
 
 
@@ -140,6 +153,7 @@ def evaluate_task(upstream, spec: str, task: TaskConfig, opts: EvalOptions, log=
         task_config=task.to_dict(),
         # several head seeds: null, `seeds` has them; QbE trains nothing: the task's, as always
         seed=None if measured.seeds else head_seeds(task, kind.settings)[0] if kind.trains else task.seed,
+        seed_rates=opts.seed_rates if measured.seeds else None,
         suite=suite_info(opts.data),
         upstream_info=upstream_info(upstream, spec),
         versions=package_versions(),
@@ -223,6 +237,10 @@ def provenance_mismatch(
         made |= {"learning rates": result.get("lr_grid"), "steps": reference.get("steps")}
         now |= {"learning rates": grid, "steps": steps}
         made["head seeds"], now["head seeds"] = result_seeds(result), head_seeds(task, settings)
+        if (
+            len(now["head seeds"]) > 1
+        ):  # a result of several seeds made before --seed-rates searched every seed
+            made["seed rates"], now["seed rates"] = result.get("seed_rates") or "grid", opts.seed_rates
     return [f"{key} {made[key]!r} there, {now[key]!r} now" for key in made if made[key] != now[key]]
 
 

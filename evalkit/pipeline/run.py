@@ -18,7 +18,7 @@ import json
 import os
 import platform
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -133,10 +133,13 @@ def run_pipeline(
     )
 
     opts = eval_options(p, work, Path(workdir))
+    twin_opts = twin_options(p, opts)
     twins = shared_twins(p.size)
     chosen = [n for n in PUBLISHED if selected is None or n in selected]
     plan = _pretrain_jobs(p, work, chosen, selected, twins, opts, log)
-    plan += _eval_jobs(p.baselines, chosen, selected, work / "upstreams", twins, opts, {j.name for j in plan})
+    plan += _eval_jobs(
+        p.baselines, chosen, selected, work / "upstreams", twins, opts, twin_opts, {j.name for j in plan}
+    )
     for job in plan:
         log(f"[plan] {job.name}")
     run_jobs(plan, workers or default_workers(), stages, log)
@@ -159,6 +162,7 @@ def eval_options(p: RunProfile, work: Path, workdir: Path) -> EvalOptions:
         cache=work / "cache",
         steps=p.eval_steps,
         seeds=list(p.seeds) if p.seeds else None,
+        seed_rates=p.seed_rates,
         protocol=p.protocol,
         progress=False,
         clash_advice=(
@@ -166,6 +170,14 @@ def eval_options(p: RunProfile, work: Path, workdir: Path) -> EvalOptions:
             f"to have `evalkit run` redo it in {workdir}."
         ),
     )
+
+
+def twin_options(p: RunProfile, opts: EvalOptions) -> EvalOptions:
+    """How the random-init twins are evaluated: as the others, with the profile's `twin_seeds`."""
+    if p.twin_seeds is None:
+        return opts
+    several = len(p.twin_seeds) > 1
+    return replace(opts, seeds=list(p.twin_seeds), seed_rates=p.seed_rates if several else "grid")
 
 
 def _check_settings(workdir: Path, jobs: int | None, workers: int | None) -> None:
@@ -232,6 +244,7 @@ def _eval_jobs(
     upstream_dir: Path,
     twins: dict[str, list[str]],
     opts: EvalOptions,
+    twin_opts: EvalOptions,
     planned: set[str],
 ) -> list[Job]:
     """The evaluations still missing: baselines, the pre-trained upstreams (after their pre-training)
@@ -247,7 +260,7 @@ def _eval_jobs(
             plan.append(Job(f"eval {name}", _eval_job, (str(trained), opts), needs))
         if name in twins:
             twin = upstream_dir / f"{name}-random"
-            if not evaluated(str(twin), opts):
+            if not evaluated(str(twin), twin_opts):
                 plan.append(Job(f"twin {name}", make_random_twin, (trained, twin, 0, twins[name]), needs))
-                plan.append(Job(f"eval {name}-random", _eval_job, (str(twin), opts), (f"twin {name}",)))
+                plan.append(Job(f"eval {name}-random", _eval_job, (str(twin), twin_opts), (f"twin {name}",)))
     return plan

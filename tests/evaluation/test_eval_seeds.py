@@ -107,7 +107,61 @@ def test_bad_seeds_exit_2_before_any_work(smoke_suite, tmp_path, capsys, seeds, 
 
 def test_the_full_profile_trains_three_head_seeds(tmp_path):
     from evalkit.pipeline.profiles import RUN_PROFILES
-    from evalkit.pipeline.run import eval_options
+    from evalkit.pipeline.run import eval_options, twin_options
 
-    seeds = {name: eval_options(p, tmp_path, tmp_path).seeds for name, p in RUN_PROFILES.items()}
-    assert seeds == {"smoke": None, "default": None, "full": [0, 1, 2]}
+    opts = {name: eval_options(p, tmp_path, tmp_path) for name, p in RUN_PROFILES.items()}
+    assert {name: o.seeds for name, o in opts.items()} == {"smoke": None, "default": None, "full": [0, 1, 2]}
+    assert opts["full"].seed_rates == "chosen" and opts["full"].protocol == "superb"
+    twins = {name: twin_options(RUN_PROFILES[name], o) for name, o in opts.items()}
+    assert twins["full"].seeds == [0] and twins["full"].seed_rates == "grid"  # one seed: no later seeds
+    assert twins["default"] is opts["default"]
+
+
+@pytest.fixture(scope="module")
+def chosen(smoke_suite, tmp_path_factory) -> Path:
+    """fbank on KS, superb protocol, head seeds 0, 1 and 2, the later seeds at the rate seed 0 chose."""
+    out = tmp_path_factory.mktemp("chosen")
+    args = ("--tasks", "ks", "--protocol", "superb", "--seeds", "0,1,2", "--seed-rates", "chosen")
+    assert evaluate(smoke_suite, out, *args) == 0
+    return out
+
+
+def test_chosen_seed_rates_search_the_grid_once(chosen, smoke_suite, tmp_path):
+    res = json.loads((chosen / "fbank" / "ks.json").read_text())
+    assert res["seed_rates"] == "chosen" and list(res["seeds"]) == ["0", "1", "2"]
+    grid = load_task("ks").lr_grid
+    first = res["seeds"]["0"]["heads"]["linear"]
+    assert sorted(map(float, first["lr_grid"])) == sorted(grid)  # seed 0 searched the whole grid
+    for s in ("1", "2"):
+        later = res["seeds"][s]["heads"]["linear"]
+        assert list(later["lr_grid"]) == [f"{first['lr']:g}"] and later["lr"] == first["lr"]
+    # seed 0 is exactly the run that one seed alone makes; seed 1 the run of seed 1 alone at that rate
+    alone = tmp_path / "alone"
+    assert evaluate(smoke_suite, alone, "--tasks", "ks", "--protocol", "superb", "--seeds", "0") == 0
+    single = json.loads((alone / "fbank" / "ks.json").read_text())
+    assert single["metrics"] == res["seeds"]["0"]["metrics"] and "seed_rates" not in single
+    at_rate = tmp_path / "at_rate"
+    rate = ("--lr-grid", f"{first['lr']:g}", "--seeds", "1")
+    assert evaluate(smoke_suite, at_rate, "--tasks", "ks", "--protocol", "superb", *rate) == 0
+    assert json.loads((at_rate / "fbank" / "ks.json").read_text())["metrics"] == res["seeds"]["1"]["metrics"]
+
+
+def test_other_seed_rates_are_a_clash(chosen, smoke_suite, capsys):
+    result = chosen / "fbank" / "ks.json"
+    before = result.read_bytes()
+    assert evaluate(smoke_suite, chosen, "--tasks", "ks", "--protocol", "superb", "--seeds", "0,1,2") == 2
+    assert "seed rates 'chosen' there, 'grid' now" in capsys.readouterr().err
+    assert result.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (("--seed-rates", "chosen"), "--seed-rates chosen says how the head seeds after the first train"),
+        (("--seeds", "3", "--seed-rates", "chosen"), "there is one head seed: give several with --seeds"),
+        (("--seeds", "0,1", "--seed-rates", "chosen"), "with --protocol quick changes nothing"),
+    ],
+)
+def test_seed_rates_that_change_nothing_exit_2(smoke_suite, tmp_path, capsys, extra, message):
+    assert evaluate(smoke_suite, tmp_path / "out", "--tasks", "ks", *extra) == 2
+    assert message in capsys.readouterr().err and not (tmp_path / "out").exists()

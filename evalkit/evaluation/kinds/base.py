@@ -45,6 +45,8 @@ class RunSettings:
     bf16: bool = False
     progress: bool = True
     seeds: tuple[int, ...] | None = None  # head seeds (None: the task's `seed`)
+    # which learning rates the head seeds after the first train (protocols.SEED_RATES)
+    seed_rates: str = "grid"
 
 
 def head_seeds(task: TaskConfig, s: RunSettings) -> list[int]:
@@ -186,9 +188,18 @@ class TaskKind:
         # --no-cache runs the upstream inside every step: it gets all threads, as in s3prl
         with intra_op_threads(self.settings.train_threads):
             for k, seed in enumerate(seeds):
+                rates = None  # the whole grid
+                if k and self.settings.seed_rates == "chosen":
+                    rates = {name: head.lr for name, head in runs[0].result.heads.items()}
                 if len(seeds) > 1:
-                    log(f"[{self.task.name}] head seed {seed} ({k + 1} of {len(seeds)})")
-                runs.append(self._train_and_test(features, grid, head_specs, steps, every, log, seed))
+                    at = (
+                        ""
+                        if rates is None
+                        else f", at the rates seed {seeds[0]} chose: "
+                        + ", ".join(f"{name} {lr:g}" for name, lr in rates.items())
+                    )
+                    log(f"[{self.task.name}] head seed {seed} ({k + 1} of {len(seeds)}){at}")
+                runs.append(self._train_and_test(features, grid, head_specs, steps, every, log, seed, rates))
         if len(runs) == 1:
             return runs[0].result, runs[0].samples
         return over_seeds(runs), [
@@ -196,44 +207,53 @@ class TaskKind:
         ]
 
     def _train_and_test(
-        self, feats: dict, grid: list[float], head_specs: list, steps: int, every: int, log, seed: int
+        self,
+        feats: dict,
+        grid: list[float],
+        head_specs: list,
+        steps: int,
+        every: int,
+        log,
+        seed: int,
+        rates: dict[str, float] | None = None,
     ) -> SeedRun:
-        task, bf16 = self.task, self.settings.bf16
-        runs = train(
-            self,
-            feats,
-            grid,
-            steps=steps,
-            eval_every=every,
-            bf16=bf16,
-            progress=self.settings.progress,
-            log=log,
-            heads=head_specs,
-            seed=seed,
-        )
-        primary = task.primary_metric
-        higher = primary.build().higher_is_better
+        """One head seed: every head at every rate of `grid` (extended where the best is at an edge),
+        or with `rates` ({head: rate}) each head at its one rate, as an earlier seed chose it."""
+        higher = self.task.primary_metric.build().higher_is_better
 
-        def train_more(head: str, lr: float) -> list:
-            log(
-                f"[{task.name}] {head}: the best learning rate is at the edge of the grid; also trying {lr:g}"
-            )
-            specs = [h for h in head_specs if h.name == head]
+        def fit(lrs: list[float], specs: list, progress: bool) -> list:
             return train(
                 self,
                 feats,
-                [lr],
+                lrs,
                 steps=steps,
                 eval_every=every,
-                bf16=bf16,
-                progress=False,
+                bf16=self.settings.bf16,
+                progress=progress,
                 log=log,
                 heads=specs,
                 seed=seed,
             )
 
-        runs = extend_grid(runs, grid, higher, train_more)
-        chosen = select(runs, higher)
+        def train_more(head: str, lr: float) -> list:
+            log(
+                f"[{self.task.name}] {head}: the best learning rate is at the edge of the grid; also trying {lr:g}"
+            )
+            return fit([lr], [h for h in head_specs if h.name == head], False)
+
+        if rates is None:
+            runs = extend_grid(fit(grid, head_specs, self.settings.progress), grid, higher, train_more)
+        else:
+            runs = [run for h in head_specs for run in fit([rates[h.name]], [h], self.settings.progress)]
+        return self._test(feats, grid, runs, select(runs, higher), steps, seed)
+
+    def _test(
+        self, feats: dict, grid: list[float], runs: list, chosen: dict, steps: int, seed: int
+    ) -> SeedRun:
+        """Each head's chosen run: post-processing tuned on dev, then dev and test scored."""
+        task, bf16 = self.task, self.settings.bf16
+        primary = task.primary_metric
+        higher = primary.build().higher_is_better
         heads: dict[str, HeadResult] = {}
         scored: dict[str, list[Metric]] = {}
         samples: list[dict] = []
