@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -208,10 +209,21 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _interrupt_on_sigterm() -> None:
+    """SIGTERM (a job scheduler's stop, `kill`) ends a run as Ctrl-C does: what finished is kept and
+    recorded, and the same command resumes."""
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     # deferred: keeps `evalkit --help` fast
     from evalkit.pipeline.run import run_pipeline
 
+    _interrupt_on_sigterm()
     t0 = time.time()
     only = [n.strip() for n in args.only.split(",") if n.strip()] if args.only is not None else None
     board = run_pipeline(

@@ -87,11 +87,21 @@ def _invocation_row(invocation: dict) -> str:
     wall = invocation.get("wall_s")
     ran = invocation.get("stages")  # a list; older records written by hand may hold a phrase
     if isinstance(ran, list):
-        ran = ", ".join(ran)
+        ran = ", ".join(ran) or "none finished"
+    if invocation.get("interrupted"):
+        ran = f"{ran} ({invocation['interrupted']})"
     return (
         f"| {invocation.get('started', '?')} | {invocation.get('evalkit_commit') or 'not recorded'} | "
         f"{f'{wall:.0f}' if isinstance(wall, (int, float)) else '?'} | {ran or 'not recorded'} |"
     )
+
+
+def _invocations_total(made: list[dict]) -> list[str]:
+    """The table's last row: the wall time of every invocation together (none where one is unknown)."""
+    walls = [i.get("wall_s") for i in made]
+    if not all(isinstance(w, (int, float)) for w in walls):
+        return []
+    return [f"| all {len(walls)} invocations | | {sum(walls):.0f} ({sum(walls) / 3600:.2f} h) | |"]
 
 
 def published_readme(dest: Path, profile: str, run: dict, n_files: int) -> str:
@@ -137,6 +147,7 @@ def published_readme(dest: Path, profile: str, run: dict, n_files: int) -> str:
             "| started | evalkit commit | wall time (s) | stages run |",
             "|---|---|---:|---|",
             *(_invocation_row(i) for i in made),
+            *_invocations_total(made),
             "",
         ]
     lines += [

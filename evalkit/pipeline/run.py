@@ -83,16 +83,20 @@ def record_invocation(work: Path, profile: str) -> None:
     atomic_write_text(path, json.dumps(run, indent=1))
 
 
-def finish_invocation(work: Path, ran: list[str], took: float) -> None:
+def finish_invocation(work: Path, ran: list[str], took: float, interrupted: str | None = None) -> None:
     """Add to this invocation's record in WORKDIR/run.json the stages it ran and its wall time.
 
     A run finished over several invocations (a resume after a crash, or a later one that
     redoes the stages whose results were deleted) then says which invocation made what.
-    An invocation that found nothing to do made nothing: its record is dropped.
+    An invocation that found nothing to do made nothing: its record is dropped. One that was
+    interrupted (`interrupted`: why) keeps its record, with the stages it finished and the wall
+    time it spent, so that the invocations' wall times add up to what the run cost.
     """
     path = work / "run.json"
     run = json.loads(path.read_text())
-    if ran:
+    if interrupted is not None:
+        run["invocations"][-1].update(stages=ran, wall_s=round(took, 1), interrupted=interrupted)
+    elif ran:
         run["invocations"][-1].update(stages=ran, wall_s=round(took, 1))
     else:
         run["invocations"].pop()
@@ -119,7 +123,6 @@ def run_pipeline(
     p = _run_profile(profile)
     _check_settings(Path(workdir), jobs, workers)
     work = Path(workdir) / profile
-    suite, results = work / "suite", work / "results"
     selected = check_only(only, p.baselines)
     if from_published is not None:
         seed_from_published(Path(from_published), work, skip=selected or set(), log=log)
@@ -127,12 +130,38 @@ def run_pipeline(
     record_invocation(work, profile)
     t0 = time.time()
 
+    try:
+        board, plan = _run_stages(p, work, Path(workdir), jobs, workers, selected, stages, log)
+    except BaseException as e:  # a failed stage, Ctrl-C or SIGTERM: keep what this invocation spent
+        why = "interrupted" if isinstance(e, KeyboardInterrupt) else f"failed: {type(e).__name__}"
+        finish_invocation(work, stages.ran, time.time() - t0, interrupted=why)
+        raise
+    took = time.time() - t0
+    if plan:  # an invocation with nothing left to do keeps the total of the one that did the work
+        stages.times.pop("total (last invocation)", None)
+        stages.record("total (last invocation)", took, log)
+    finish_invocation(work, [job.name for job in plan], took)
+    return board
+
+
+def _run_stages(
+    p: RunProfile,
+    work: Path,
+    workdir: Path,
+    jobs: int | None,
+    workers: int | None,
+    selected: set[str] | None,
+    stages: Stages,
+    log,
+) -> tuple[Path, list[Job]]:
+    """Synthesis, the planned pre-training and evaluation jobs, the leaderboard: (its folder, the jobs)."""
+    suite, results = work / "suite", work / "results"
     # build_suite always runs (it checks the folder's profile and version, and finishes a partial suite)
     stages.run(
         "synth", lambda: build_suite(suite, p.suite, seed=0, jobs=jobs), log, did_work=not _suite_done(suite)
     )
 
-    opts = eval_options(p, work, Path(workdir))
+    opts = eval_options(p, work, workdir)
     twin_opts = twin_options(p, opts)
     twins = shared_twins(p.size)
     chosen = [n for n in PUBLISHED if selected is None or n in selected]
@@ -146,12 +175,7 @@ def run_pipeline(
 
     board = work / "leaderboard"
     stages.run("leaderboard", lambda: build_leaderboard(results, board), log)
-    took = time.time() - t0
-    if plan:  # an invocation with nothing left to do keeps the total of the one that did the work
-        stages.times.pop("total (last invocation)", None)
-        stages.record("total (last invocation)", took, log)
-    finish_invocation(work, [job.name for job in plan], took)
-    return board
+    return board, plan
 
 
 def eval_options(p: RunProfile, work: Path, workdir: Path) -> EvalOptions:

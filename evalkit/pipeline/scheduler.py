@@ -23,12 +23,15 @@ class Stages:
     def __init__(self, workdir: Path) -> None:
         self.path = workdir / "stages.json"
         self.times = json.loads(self.path.read_text()) if self.path.exists() else {}
+        self.ran: list[str] = []  # the stages this invocation did work in, in the order they ended
 
     def record(self, name: str, took: float, log, did_work: bool = True) -> None:
         if (
             did_work or name not in self.times
         ):  # a stage found already done keeps the time of the run that did it
             self.times[name] = round(took, 1)
+        if did_work:
+            self.ran.append(name)
         atomic_write_text(self.path, json.dumps(self.times, indent=1))
         log(f"== {name}: {took:.0f} s")
 
@@ -82,22 +85,44 @@ def run_jobs(jobs: list[Job], workers: int, stages: Stages, log=print) -> None:
 
 def _run_in_pool(jobs: list[Job], workers: int, stages: Stages, log) -> BaseException | None:
     """Run `jobs` in `workers` spawned processes; returns the first error (after the running jobs end)."""
-    pending, done, running, error = list(jobs), set(), {}, None
+    pending, done, running = list(jobs), set(), {}
     with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_worker_init) as pool:
-        while pending or running:
-            if error is None:
-                _submit_ready(pool, pending, done, running, workers)
-            if not running:
-                break
-            finished, _ = wait(running, return_when=FIRST_COMPLETED)
-            for fut in finished:
-                job = running.pop(fut)
-                if fut.exception() is not None:
-                    error = error or fut.exception()
-                    log(f"== {job.name}: failed: {fut.exception()}")
-                    continue
-                done.add(job.name)
-                stages.record(job.name, fut.result(), log)
+        try:
+            error = _schedule(pool, pending, done, running, workers, stages, log)
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: stop the running jobs now instead of waiting for them
+            # (no public way before Python 3.14's terminate_workers)
+            for process in list(pool._processes.values()):
+                process.terminate()
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+    return error
+
+
+def _schedule(
+    pool: ProcessPoolExecutor,
+    pending: list[Job],
+    done: set[str],
+    running: dict[Future, Job],
+    workers: int,
+    stages: Stages,
+    log,
+) -> BaseException | None:
+    """Submit jobs as their needs finish and record each finished one; returns the first error."""
+    error = None
+    while pending or running:
+        if error is None:
+            _submit_ready(pool, pending, done, running, workers)
+        if not running:
+            break
+        finished, _ = wait(running, return_when=FIRST_COMPLETED)
+        for fut in finished:
+            job = running.pop(fut)
+            if fut.exception() is not None:
+                error = error or fut.exception()
+                log(f"== {job.name}: failed: {fut.exception()}")
+                continue
+            done.add(job.name)
+            stages.record(job.name, fut.result(), log)
     return error
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import time
 from pathlib import Path
 
@@ -49,6 +50,59 @@ def test_a_failed_job_stops_its_dependants_and_keeps_finished_work(tmp_path):
     assert (tmp_path / "ok").read_text() == "x"
     assert not (tmp_path / "after").exists()
     assert "ok" in json.loads((tmp_path / "stages.json").read_text())
+
+
+def _interrupt_soon(seconds: float) -> None:
+    """A job that makes the scheduler's process see Ctrl-C while the other job still runs."""
+    time.sleep(seconds)
+    os.kill(os.getppid(), signal.SIGUSR1)
+
+
+def test_an_interrupted_pool_stops_its_running_jobs_at_once(tmp_path, monkeypatch):
+    """Ctrl-C or SIGTERM (both a KeyboardInterrupt in the scheduler) ends the running jobs instead of waiting
+    for them: a long evaluation must not keep a stopped run alive."""
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGUSR1, interrupt)
+    jobs = [Job("long", time.sleep, (60,)), Job("stop", _interrupt_soon, (2,))]
+    t0 = time.time()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_jobs(jobs, 2, Stages(tmp_path), log=lambda *_: None)
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    assert time.time() - t0 < 30  # not the 60 s of the running job
+    assert not (tmp_path / "stages.json").exists()  # neither job finished
+
+
+def test_an_interrupted_invocation_keeps_its_wall_time_and_stages(tmp_path, monkeypatch):
+    """The invocations' wall times add up to what a run cost, also when one of them was stopped."""
+
+    def stopped(p, work, workdir, jobs, workers, selected, stages, log):
+        stages.record("synth", 1.5, log)
+        time.sleep(0.2)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline_run, "_run_stages", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        pipeline_run.run_pipeline("smoke", tmp_path, log=lambda *_: None)
+    (record,) = json.loads((tmp_path / "smoke" / "run.json").read_text())["invocations"]
+    assert (
+        record["interrupted"] == "interrupted" and record["stages"] == ["synth"] and record["wall_s"] >= 0.2
+    )
+    readme_dir = tmp_path / "pub"
+    (readme_dir / "board").mkdir(parents=True)
+    (readme_dir / "board" / "leaderboard.md").write_text("| Upstream | Score |\n")
+    (readme_dir / "stages.json").write_text("{}")
+    again = {**record, "started": "T2", "stages": ["eval fbank"], "wall_s": 100.0}
+    del again["interrupted"]
+    run = {"invocations": [record, again]}
+    readme = pipeline_publish.published_readme(readme_dir, "smoke", run, 2)
+    assert f"{record['wall_s']:.0f} | synth (interrupted) |" in readme
+    total = record["wall_s"] + 100.0
+    assert f"| all 2 invocations | | {total:.0f} ({total / 3600:.2f} h) | |" in readme
 
 
 def test_unknown_dependency_is_named(tmp_path):
