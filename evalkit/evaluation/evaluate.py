@@ -20,7 +20,7 @@ from evalkit.core.errors import AudioError, ConfigError
 from evalkit.core.io import read_json_object
 from evalkit.core.manifest import audio_path
 from evalkit.core.results import Result, git_hash, package_versions, read_result, result_path, write_result
-from evalkit.evaluation.features import extract
+from evalkit.evaluation.features import cache_bytes, check_cache_fits, extract, is_cached
 from evalkit.evaluation.fingerprint import cached_fingerprint, store_fingerprint, upstream_fingerprint
 from evalkit.evaluation.kinds.base import RunSettings, TaskKind, head_seeds, training_plan
 from evalkit.evaluation.protocols import PROTOCOLS, SEED_RATES
@@ -165,6 +165,21 @@ def evaluate_task(upstream, spec: str, task: TaskConfig, opts: EvalOptions, log=
     )
     write_result(result_path(opts.output, spec, task.name, opts.name), result.to_dict(), samples)
     return result
+
+
+def cache_needs(upstream, tasks: list[TaskConfig], opts: EvalOptions) -> dict[str, int]:
+    """{"<task>/<split>": bytes} of the features the tasks' splits still have to cache (a manifest that
+    several tasks read counts once), estimated from the manifests' durations before any extraction."""
+    cache, needs, seen = opts.cache or (opts.output / ".cache"), {}, set()
+    for t in tasks:
+        kind = task_kind(upstream, t, opts)
+        for split in kind.splits:
+            manifest = Path(kind.manifest(split)).resolve()
+            if manifest in seen or is_cached(upstream, manifest, cache):
+                continue
+            seen.add(manifest)
+            needs[f"{t.name}/{split}"] = cache_bytes(upstream, manifest)
+    return needs
 
 
 def check_audio(manifest: Path, records: list[dict]) -> None:
@@ -344,6 +359,8 @@ def run_eval(spec: str, tasks: list[TaskConfig], opts: EvalOptions, log=print) -
     upstream = load_upstream(spec)
     fingerprint_of(spec, upstream)  # cached beside the checkpoint for the next resume
     warn_if_unfinished(spec, log)
+    if not opts.no_cache:
+        check_cache_fits(opts.cache or (opts.output / ".cache"), cache_needs(upstream, todo, opts))
     for t in todo:
         result = evaluate_task(upstream, spec, t, opts, log)
         pm = result.primary_metric

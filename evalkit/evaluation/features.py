@@ -36,6 +36,7 @@ import logging
 import math
 import os
 import re
+import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -92,6 +93,54 @@ def cache_dir(
     """The folder holding (or about to hold) this upstream's features of this manifest."""
     variant = dtype + ("-autocast" if autocast else "")
     return Path(cache_root) / upstream_fingerprint(upstream) / manifest_fingerprint(manifest_path) / variant
+
+
+def cache_bytes(upstream: nn.Module, manifest_path: str | os.PathLike, dtype: str = "bfloat16") -> int:
+    """The bytes that caching this manifest's features writes, from its declared durations alone (no audio
+    is read): frames (by the upstream's own arithmetic where it has `frames_for`) x layers x width x the
+    storage dtype's size. What `extract` writes is this plus the shards' small headers and index files."""
+    utts = utterances_of(manifest_path, read_manifest(manifest_path))
+    runner = UpstreamRunner(upstream, "cpu", False, STORAGE[dtype][0], 60.0)
+    itemsize = torch.finfo(STORAGE[dtype][0]).bits // 8
+    return sum(runner.estimate_frames(utts)) * runner.num_layers * runner.hidden_size * itemsize
+
+
+def is_cached(
+    upstream: nn.Module,
+    manifest_path: str | os.PathLike,
+    cache_root: str | os.PathLike,
+    dtype: str = "bfloat16",
+    autocast: bool = False,
+) -> bool:
+    """Whether this upstream's features of this manifest are cached complete (extract writes nothing)."""
+    return (cache_dir(cache_root, upstream, manifest_path, dtype, autocast) / INDEX_NAME).is_file()
+
+
+# Left free beside the cache: result files, logs and the index files the estimate does not count.
+DISK_RESERVE_BYTES = 256 * 2**20
+
+
+def check_cache_fits(cache_root: str | os.PathLike, needs: dict[str, int]) -> None:
+    """Stop, before any extraction, when the features still to cache (`needs`: {what: bytes}) would not fit
+    the free disk under `cache_root`; the message names the largest parts and the ways out."""
+    total = sum(needs.values())
+    where = next(q for q in (Path(cache_root).absolute(), *Path(cache_root).absolute().parents) if q.exists())
+    free = shutil.disk_usage(where).free
+    if total + DISK_RESERVE_BYTES <= free:
+        return
+    largest = sorted(needs.items(), key=lambda kv: -kv[1])[:3]
+    parts = ", ".join(f"{what} {_gib(n)}" for what, n in largest)
+    raise ConfigError(
+        f"feature cache {cache_root}: the features still to extract need {_gib(total)} ({parts}"
+        f"{', ...' if len(needs) > 3 else ''}), but {where} has {_gib(free)} free (and "
+        f"{_gib(DISK_RESERVE_BYTES)} is kept for the rest). Free some space, put the cache on a bigger disk "
+        "(`evalkit eval --cache DIR`; `evalkit run` keeps it in WORKDIR/<profile>/cache), or run without "
+        "one (`evalkit eval --no-cache`: the upstream runs at every training step, nothing is written)."
+    )
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
 
 
 def extract(
