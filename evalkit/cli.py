@@ -143,7 +143,7 @@ def _seeds(text: str) -> list[int]:
 def cmd_eval(args: argparse.Namespace) -> int:
     # deferred: keeps `evalkit --help` fast
     from evalkit.core.results import check_results_name
-    from evalkit.evaluation.evaluate import EvalOptions, resolve_tasks, run_eval
+    from evalkit.evaluation.evaluate import EvalOptions, plan_eval, resolve_tasks, run_eval
 
     tasks = resolve_tasks(args.tasks, args.include_path)
     grid = _learning_rates(args.lr_grid) if args.lr_grid is not None else None
@@ -162,6 +162,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         protocol=args.protocol,
         train_threads=args.train_threads or None,  # 0: torch's default
     )
+    if args.plan:
+        print(plan_eval(args.upstream, tasks, opts))
+        return 0
     t0 = time.time()
     paths = run_eval(args.upstream, tasks, opts)
     print(f"{len(paths)} result file(s) under {args.output} ({time.time() - t0:.0f} s)")
@@ -313,6 +316,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="sweep",
         choices=list(PROTOCOLS),
         help="; ".join(f"{name}: {what}" for name, what in PROTOCOLS.items()),
+    )
+    p.add_argument(
+        "--plan",
+        action="store_true",
+        help="print what the evaluation would cost (audio hours, cache size, head trainings, steps, wall time "
+        "estimated from a short calibration on this machine) and stop; nothing is written",
     )
     p.add_argument("--cache", default=None, help="feature cache folder (default: OUTPUT/.cache)")
     p.add_argument("--no-cache", action="store_true", help="recompute the upstream every step, as s3prl does")

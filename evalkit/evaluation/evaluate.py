@@ -20,6 +20,7 @@ from evalkit.core.errors import AudioError, ConfigError
 from evalkit.core.io import read_json_object
 from evalkit.core.manifest import audio_path
 from evalkit.core.results import Result, git_hash, package_versions, read_result, result_path, write_result
+from evalkit.evaluation.cost import format_plan, plan_costs
 from evalkit.evaluation.features import cache_bytes, check_cache_fits, extract, is_cached
 from evalkit.evaluation.fingerprint import cached_fingerprint, store_fingerprint, upstream_fingerprint
 from evalkit.evaluation.kinds.base import RunSettings, TaskKind, head_seeds, training_plan
@@ -343,6 +344,25 @@ def warn_if_unfinished(spec: str, log=print) -> None:
             f"warning: {spec} is an unfinished pre-training (step {pre.get('steps', '?')}, not its last): "
             "its results describe that step. Finish it with `evalkit pretrain ... --resume` for the final model."
         )
+
+
+def plan_eval(spec: str, tasks: list[TaskConfig], opts: EvalOptions, log=print) -> str:
+    """`evalkit eval --plan`: what evaluating `spec` on the tasks that have no result yet would cost (see
+    evalkit.evaluation.cost), as a table. Nothing is written, nothing trained beyond a short calibration."""
+    todo = [
+        t for t in tasks if opts.overwrite or not result_path(opts.output, spec, t.name, opts.name).exists()
+    ]
+    for t in tasks:
+        if t not in todo:
+            log(
+                f"[{t.name}] result exists: {result_path(opts.output, spec, t.name, opts.name)} (not planned)"
+            )
+    if not Path(opts.data).is_dir():
+        raise ConfigError(f"--data {opts.data}: no such folder. Make one with `evalkit synth --out DIR`.")
+    upstream = load_upstream(spec)
+    kinds = [task_kind(upstream, t, opts) for t in todo]
+    cache = None if opts.no_cache else (opts.cache or (opts.output / ".cache"))
+    return format_plan(plan_costs(upstream, kinds, cache, log), cache)
 
 
 def run_eval(spec: str, tasks: list[TaskConfig], opts: EvalOptions, log=print) -> list[Path]:

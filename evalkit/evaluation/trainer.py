@@ -156,17 +156,8 @@ def train(
             batches = make_batches(list(recs), durations, task.batch_seconds, rng)
         batch = batches.pop()
         hidden, lens = train_feats.batch(batch)
-        tgt = [targets[i] for i in batch]
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            losses = [kind.loss(r.forward(hidden, lens), tgt, lens, r.criterion) for r in runs]
-        loss = sum(losses)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        for r in runs:
-            torch.nn.utils.clip_grad_norm_(r.modules().parameters(), 5.0)
-        opt.step()
+        total = train_step(kind, runs, opt, hidden, lens, [targets[i] for i in batch], bf16)
         sched.step()
-        total = loss.item() / len(runs)
         bar.set_postfix(loss=f"{total:.3f}")
         if (step + 1) % eval_every == 0 or step + 1 == steps:
             for r in runs:
@@ -184,6 +175,21 @@ def train(
         if r.best_state is not None:
             r.modules().load_state_dict(r.best_state)
     return runs
+
+
+def train_step(
+    kind: TaskKind, runs: list[Run], opt: torch.optim.Optimizer, hidden, lens, targets: list, bf16: bool
+) -> float:
+    """One optimisation step of every run on one batch of features; returns the runs' mean loss."""
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        losses = [kind.loss(r.forward(hidden, lens), targets, lens, r.criterion) for r in runs]
+    loss = sum(losses)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    for r in runs:
+        torch.nn.utils.clip_grad_norm_(r.modules().parameters(), 5.0)
+    opt.step()
+    return loss.item() / len(runs)
 
 
 def select(runs: list[Run], higher_is_better: bool) -> dict[str, Run]:
