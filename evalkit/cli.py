@@ -161,6 +161,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         bf16=args.bf16,
         protocol=args.protocol,
         train_threads=args.train_threads or None,  # 0: torch's default
+        hf_padding=args.hf_padding,
     )
     if args.plan:
         print(plan_eval(args.upstream, tasks, opts))
@@ -316,6 +317,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="sweep",
         choices=list(PROTOCOLS),
         help="; ".join(f"{name}: {what}" for name, what in PROTOCOLS.items()),
+    )
+    p.add_argument(
+        "--hf-padding",
+        default="exact",
+        help="hf: models with a GroupNorm feature extractor (Base): exact (default) gives a padded utterance "
+        "what it gives alone (its own GroupNorm statistics, the attention mask); s3prl runs the padded batch as "
+        "s3prl's experts do (the mask, GroupNorm over the padding), for numbers comparable with published ones",
     )
     p.add_argument(
         "--plan",

@@ -20,10 +20,11 @@ from upstreams.registry import UPSTREAMS
 from upstreams.s3prl import load_s3prl_upstream
 
 
-def load_upstream(spec: str, device: str = "cpu") -> Upstream:
-    """Build the upstream a spec names, in eval mode with gradients off (it is frozen)."""
+def load_upstream(spec: str, device: str = "cpu", hf_padding: str = "exact") -> Upstream:
+    """Build the upstream a spec names, in eval mode with gradients off (it is frozen); `hf_padding`: how an
+    `hf:` GroupNorm model meets a padded batch (upstreams.hf.PADDING_MODES)."""
     if spec.startswith("hf:"):
-        model = load_hf_upstream(spec[3:])
+        model = load_hf_upstream(spec[3:], padding=hf_padding)
     elif spec.startswith("s3prl:"):
         model = load_s3prl_upstream(spec[6:])
     elif Path(spec).is_dir() or "/" in spec or spec.startswith("."):

@@ -28,6 +28,7 @@ from evalkit.evaluation.protocols import PROTOCOLS, SEED_RATES
 from evalkit.evaluation.runner import OnTheFlyFeatures
 from evalkit.evaluation.task import KINDS, TaskConfig, load_task, task_files
 from upstreams.checkpoint import read_config
+from upstreams.hf import PADDING_MODES, HFUpstream
 from upstreams.load import load_upstream
 
 
@@ -55,6 +56,8 @@ class EvalOptions:
     overwrite: bool = False
     name: str | None = None  # the upstream's results folder under `output` (default: from the spec)
     bf16: bool = False
+    # how an `hf:` GroupNorm model meets a padded batch (upstreams.hf.PADDING_MODES)
+    hf_padding: str = field(default="exact", metadata=rule(choices=tuple(PADDING_MODES)))
     progress: bool = True
     # what a result made differently (see check_existing) tells the user to do; None: eval's flags
     clash_advice: str | None = None
@@ -203,6 +206,7 @@ def upstream_info(upstream, spec: str) -> dict:
         "frame_rate": float(upstream.frame_rate),
         "parameters": sum(p.numel() for p in upstream.parameters()),
         "checkpoint": getattr(upstream, "checkpoint", None),
+        **({"padding": upstream.preprocessing.padding} if isinstance(upstream, HFUpstream) else {}),
         "pretraining": getattr(upstream, "pretraining", None),
     }
 
@@ -216,17 +220,20 @@ def spec_folder(spec: str) -> Path | None:
     return Path(spec)
 
 
-def fingerprint_of(spec: str, upstream=None) -> str | None:
+def fingerprint_of(spec: str, upstream=None, hf_padding: str = "exact") -> str | None:
     """The upstream's weight fingerprint, from the folder's cache where it is fresh; None when the
-    checkpoint folder is gone (results made elsewhere, e.g. seeded by `evalkit run --from-published`)."""
+    checkpoint folder is gone (results made elsewhere, e.g. seeded by `evalkit run --from-published`).
+    An `hf:` model's padding mode is part of what it computes, so each mode has its own fingerprint."""
     folder = spec_folder(spec)
     if folder is not None and not folder.is_dir():
         return None
-    if upstream is None and folder is not None and (cached := cached_fingerprint(folder)):
+    variant = f"padding={hf_padding}" if spec.startswith("hf:") and hf_padding != "exact" else ""
+    if upstream is None and folder is not None and (cached := cached_fingerprint(folder, variant)):
         return cached
-    fingerprint = upstream_fingerprint(upstream if upstream is not None else load_upstream(spec))
+    upstream = upstream if upstream is not None else load_upstream(spec, hf_padding=hf_padding)
+    fingerprint = upstream_fingerprint(upstream)
     if folder is not None:
-        store_fingerprint(folder, fingerprint)
+        store_fingerprint(folder, fingerprint, variant)
     return fingerprint
 
 
@@ -286,7 +293,7 @@ def check_existing(spec: str, tasks: list[TaskConfig], opts: EvalOptions, log=pr
             todo.append(t)
             continue
         if not checked:
-            fingerprint, checked = fingerprint_of(spec), True
+            fingerprint, checked = fingerprint_of(spec, hf_padding=opts.hf_padding), True
             if fingerprint is None:
                 log(
                     f"warning: {spec} is gone; its results under {path.parent} are kept as they are (their "
@@ -359,7 +366,7 @@ def plan_eval(spec: str, tasks: list[TaskConfig], opts: EvalOptions, log=print) 
             )
     if not Path(opts.data).is_dir():
         raise ConfigError(f"--data {opts.data}: no such folder. Make one with `evalkit synth --out DIR`.")
-    upstream = load_upstream(spec)
+    upstream = load_upstream(spec, hf_padding=opts.hf_padding)
     kinds = [task_kind(upstream, t, opts) for t in todo]
     cache = None if opts.no_cache else (opts.cache or (opts.output / ".cache"))
     return format_plan(plan_costs(upstream, kinds, cache, log), cache)
@@ -376,8 +383,8 @@ def run_eval(spec: str, tasks: list[TaskConfig], opts: EvalOptions, log=print) -
         return paths
     if not Path(opts.data).is_dir():
         raise ConfigError(f"--data {opts.data}: no such folder. Make one with `evalkit synth --out DIR`.")
-    upstream = load_upstream(spec)
-    fingerprint_of(spec, upstream)  # cached beside the checkpoint for the next resume
+    upstream = load_upstream(spec, hf_padding=opts.hf_padding)
+    fingerprint_of(spec, upstream, opts.hf_padding)  # cached beside the checkpoint for the next resume
     warn_if_unfinished(spec, log)
     if not opts.no_cache:
         check_cache_fits(opts.cache or (opts.output / ".cache"), cache_needs(upstream, todo, opts))

@@ -109,8 +109,9 @@ def _folder_stamp(folder: Path) -> dict[str, list[int]]:
     }
 
 
-def cached_fingerprint(folder: Path) -> str | None:
-    """The fingerprint cached in `folder` for its files as they are now, or None."""
+def cached_fingerprint(folder: Path, variant: str = "") -> str | None:
+    """The fingerprint cached in `folder` for its files as they are now (and loaded as `variant` says,
+    e.g. an `hf:` model's padding mode), or None."""
     try:
         cache = json.loads((folder / FINGERPRINT_CACHE).read_text(encoding="utf-8"))
         stamp = _folder_stamp(folder)
@@ -118,14 +119,17 @@ def cached_fingerprint(folder: Path) -> str | None:
         return None
     if not isinstance(cache, dict) or cache.get("format") != _CACHE_FORMAT or cache.get("files") != stamp:
         return None
+    if cache.get("variant", "") != variant:
+        return None
     return cache.get("fingerprint") if isinstance(cache.get("fingerprint"), str) else None
 
 
-def store_fingerprint(folder: Path, fingerprint: str) -> None:
+def store_fingerprint(folder: Path, fingerprint: str, variant: str = "") -> None:
     """Cache `fingerprint` beside the files it was computed from; a read-only folder is left alone."""
     try:
         stamp = _folder_stamp(folder)
-        text = json.dumps({"format": _CACHE_FORMAT, "fingerprint": fingerprint, "files": stamp})
+        record = {"format": _CACHE_FORMAT, "fingerprint": fingerprint, "files": stamp}
+        text = json.dumps(record | ({"variant": variant} if variant else {}))
         (folder / FINGERPRINT_CACHE).write_text(text, encoding="utf-8")
     except OSError:
         pass
