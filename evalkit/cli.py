@@ -162,6 +162,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         protocol=args.protocol,
         train_threads=args.train_threads or None,  # 0: torch's default
         hf_padding=args.hf_padding,
+        cache_layers=args.cache_layers,
     )
     if args.plan:
         print(plan_eval(args.upstream, tasks, opts))
@@ -332,6 +333,13 @@ def build_parser() -> argparse.ArgumentParser:
         "estimated from a short calibration on this machine) and stop; nothing is written",
     )
     p.add_argument("--cache", default=None, help="feature cache folder (default: OUTPUT/.cache)")
+    p.add_argument(
+        "--cache-layers",
+        default="all",
+        help="the hidden states the cache keeps and the weighted sum sees: all (default), indices (0,4,8,12) or "
+        "every:K (every K-th from 0, and the last); a subset is recorded in the results and kept apart from "
+        "all-layer results on the leaderboard",
+    )
     p.add_argument("--no-cache", action="store_true", help="recompute the upstream every step, as s3prl does")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast for the heads")
     p.add_argument(

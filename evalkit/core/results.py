@@ -100,6 +100,7 @@ class Result:
     versions: dict[str, str] | None = None
     git_hash: str | None = None
     cache: str | None = None  # "on" or "off" (--no-cache)
+    cache_layers: list[int] | None = None  # the hidden states a `--cache-layers` cache kept (None: all)
     wall_time_s: float | None = None
     feature_time_s: float | None = None
     samples: dict[str, int] | None = None  # records per split
@@ -108,7 +109,16 @@ class Result:
         data = {f.name: getattr(self, f.name) for f in fields(self)}
         data["heads"] = {name: h.to_dict() for name, h in self.heads.items()}
         return _without_unset(
-            data, ("metrics_sd", "layer", "dev_by_layer", "postprocess", "seeds", "seed_rates")
+            data,
+            (
+                "metrics_sd",
+                "layer",
+                "dev_by_layer",
+                "postprocess",
+                "seeds",
+                "seed_rates",
+                "cache_layers",
+            ),
         )
 
 
@@ -265,6 +275,7 @@ class ResultRecord(SerialisableConfig):
     upstream_info: _UpstreamRecord | None = None
     seeds: dict[str, _SeedRecord] | None = field(default=None, metadata=rule(nonempty=True))
     seed_rates: str | None = field(default=None, metadata=rule(choices=("grid", "chosen")))
+    cache_layers: list[int] | None = field(default=None, metadata=rule(min=0, nonempty=True))
     metrics_sd: _MetricsRecord | None = None
 
 

@@ -39,9 +39,9 @@ class SyntheticFeatures:
     """Random features of an upstream's shape for a manifest's records (the `Features` protocol): what
     a cache would hold, without running the upstream. Batches are views of one random buffer."""
 
-    def __init__(self, upstream, manifest: Path) -> None:
+    def __init__(self, upstream, manifest: Path, layers=None) -> None:
         utts = utterances_of(manifest, read_manifest(manifest))
-        runner = UpstreamRunner(upstream, "cpu", False, None, 60.0)
+        runner = UpstreamRunner(upstream, "cpu", False, None, 60.0, layers)
         self.ids = [u.id for u in utts]
         self.num_layers, self.hidden_size = runner.num_layers, runner.hidden_size
         self.frame_rate = runner.frame_rate
@@ -142,9 +142,12 @@ def task_cost(upstream, kind: TaskKind, cache: Path | None, speed: float | None,
         recs = kind.records(split)
         records[split] = len(recs)
         hours[split] = sum(r["duration"] for r in recs) / 3600
-        if manifest not in seen and not (cache is not None and is_cached(upstream, manifest, cache)):
+        layers = kind.settings.layers
+        if manifest not in seen and not (
+            cache is not None and is_cached(upstream, manifest, cache, layers=layers)
+        ):
             seen.add(manifest)
-            to_cache += cache_bytes(upstream, manifest)
+            to_cache += cache_bytes(upstream, manifest, layers=layers)
             to_extract += hours[split] * 3600
         feats[split] = manifest
     extract_s = None if speed is None else to_extract / speed
@@ -156,7 +159,7 @@ def task_cost(upstream, kind: TaskKind, cache: Path | None, speed: float | None,
     grid, head_specs, _, _ = training_plan(kind.task, kind.settings)
     with intra_op_threads(kind.settings.train_threads):  # heads train with the threads a run gives them
         step, forward = step_seconds(
-            kind, SyntheticFeatures(upstream, feats["train"]), head_specs[0], grid[0]
+            kind, SyntheticFeatures(upstream, feats["train"], kind.settings.layers), head_specs[0], grid[0]
         )
     dev_batches = max(1.0, hours.get("dev", 0.0) * 3600 / kind.task.batch_seconds)
     train_s = runs * steps * step + runs * evals * dev_batches * forward

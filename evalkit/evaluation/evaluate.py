@@ -21,7 +21,7 @@ from evalkit.core.io import read_json_object
 from evalkit.core.manifest import audio_path
 from evalkit.core.results import Result, git_hash, package_versions, read_result, result_path, write_result
 from evalkit.evaluation.cost import format_plan, plan_costs
-from evalkit.evaluation.features import cache_bytes, check_cache_fits, extract, is_cached
+from evalkit.evaluation.features import cache_bytes, cache_layers, check_cache_fits, extract, is_cached
 from evalkit.evaluation.fingerprint import cached_fingerprint, store_fingerprint, upstream_fingerprint
 from evalkit.evaluation.kinds.base import RunSettings, TaskKind, head_seeds, training_plan
 from evalkit.evaluation.protocols import PROTOCOLS, SEED_RATES
@@ -56,6 +56,8 @@ class EvalOptions:
     overwrite: bool = False
     name: str | None = None  # the upstream's results folder under `output` (default: from the spec)
     bf16: bool = False
+    # the hidden states the cache keeps: all, indices (0,4,8,12) or every:K (features.cache_layers)
+    cache_layers: str = "all"
     # how an `hf:` GroupNorm model meets a padded batch (upstreams.hf.PADDING_MODES)
     hf_padding: str = field(default="exact", metadata=rule(choices=tuple(PADDING_MODES)))
     progress: bool = True
@@ -68,6 +70,12 @@ class EvalOptions:
             twice = sorted({s for s in self.seeds if self.seeds.count(s) > 1})
             raise ConfigError(
                 f"--seeds {','.join(map(str, self.seeds))} names seed {twice[0]} twice: give each seed once."
+            )
+        cache_layers(self.cache_layers, None)  # the syntax; the range once the upstream is known
+        if self.cache_layers != "all" and self.no_cache:
+            raise ConfigError(
+                f"--cache-layers {self.cache_layers} says which layers the feature cache keeps, but --no-cache "
+                "keeps none: leave one of them out."
             )
         if self.seed_rates != "grid" and (self.seeds is None or len(self.seeds) < 2):
             raise ConfigError(
@@ -107,12 +115,15 @@ def features_for(upstream, kind: TaskKind, opts: EvalOptions) -> dict:
             out[split] = OnTheFlyFeatures(upstream, manifest)
         else:
             cache = opts.cache or (opts.output / ".cache")
-            out[split] = extract(upstream, manifest, cache, progress=opts.progress)
+            layers = kind.settings.layers
+            out[split] = extract(upstream, manifest, cache, progress=opts.progress, layers=layers)
     return out
 
 
-def run_settings(opts: EvalOptions) -> RunSettings:
-    """How this evaluation trains, as the task kinds take it."""
+def run_settings(opts: EvalOptions, upstream_layers: int | None = None) -> RunSettings:
+    """How this evaluation trains, as the task kinds take it (`upstream_layers`: the upstream's hidden
+    states, which `--cache-layers` picks from)."""
+    layers = cache_layers(opts.cache_layers, upstream_layers) if upstream_layers is not None else None
     return RunSettings(
         protocol=opts.protocol,
         lr_grid=opts.lr_grid,
@@ -124,6 +135,8 @@ def run_settings(opts: EvalOptions) -> RunSettings:
         progress=opts.progress,
         seeds=tuple(opts.seeds) if opts.seeds else None,
         seed_rates=opts.seed_rates,
+        layers=tuple(layers) if layers is not None else None,
+        upstream_layers=upstream_layers,
     )
 
 
@@ -135,7 +148,12 @@ def task_kind(upstream, task: TaskConfig, opts: EvalOptions) -> TaskKind:
             f"{task.source or task.name}: featurizer.layer {layer} is out of range: this upstream has {layers} "
             f"hidden states (0..{layers - 1}, or -1 for the last). Fix or remove the task's featurizer.layer."
         )
-    settings = run_settings(opts)
+    settings = run_settings(opts, layers)
+    if layer is not None and settings.layers is not None and layer % layers not in settings.layers:
+        raise ConfigError(
+            f"{task.source or task.name}: featurizer.layer {layer} is not among --cache-layers "
+            f"{opts.cache_layers} ({', '.join(map(str, settings.layers))}): add it to --cache-layers."
+        )
     return KINDS.get(task.kind)(task, opts.data, frame_rate=float(upstream.frame_rate), settings=settings)
 
 
@@ -158,6 +176,7 @@ def evaluate_task(upstream, spec: str, task: TaskConfig, opts: EvalOptions, log=
         # several head seeds: null, `seeds` has them; QbE trains nothing: the task's, as always
         seed=None if measured.seeds else head_seeds(task, kind.settings)[0] if kind.trains else task.seed,
         seed_rates=opts.seed_rates if measured.seeds else None,
+        cache_layers=list(kind.settings.layers) if kind.settings.layers is not None else None,
         suite=suite_info(opts.data),
         upstream_info=upstream_info(upstream, spec),
         versions=package_versions(),
@@ -177,12 +196,13 @@ def cache_needs(upstream, tasks: list[TaskConfig], opts: EvalOptions) -> dict[st
     cache, needs, seen = opts.cache or (opts.output / ".cache"), {}, set()
     for t in tasks:
         kind = task_kind(upstream, t, opts)
+        layers = kind.settings.layers
         for split in kind.splits:
             manifest = Path(kind.manifest(split)).resolve()
-            if manifest in seen or is_cached(upstream, manifest, cache):
+            if manifest in seen or is_cached(upstream, manifest, cache, layers=layers):
                 continue
             seen.add(manifest)
-            needs[f"{t.name}/{split}"] = cache_bytes(upstream, manifest)
+            needs[f"{t.name}/{split}"] = cache_bytes(upstream, manifest, layers=layers)
     return needs
 
 
@@ -251,6 +271,10 @@ def provenance_mismatch(
         "task version": task.version,
         "protocol": opts.protocol,
     }
+    upstream_layers = (result.get("upstream_info") or {}).get("num_layers")
+    if isinstance(upstream_layers, int) and not isinstance(upstream_layers, bool):
+        kept = cache_layers(opts.cache_layers, upstream_layers)
+        made["cached layers"], now["cached layers"] = result.get("cache_layers") or "all", kept or "all"
     if fingerprint is None:  # the checkpoint is gone: its weights cannot be compared
         del made["upstream weights (fingerprint)"], now["upstream weights (fingerprint)"]
     if KINDS.get(task.kind).trains and opts.protocol in PROTOCOLS:

@@ -89,18 +89,54 @@ def cache_dir(
     manifest_path: str | os.PathLike,
     dtype: str = "bfloat16",
     autocast: bool = False,
+    layers: Sequence[int] | None = None,
 ) -> Path:
-    """The folder holding (or about to hold) this upstream's features of this manifest."""
+    """The folder holding (or about to hold) this upstream's features of this manifest (of `layers` only,
+    where given)."""
     variant = dtype + ("-autocast" if autocast else "")
+    if layers is not None:
+        variant += "-layers" + "_".join(map(str, layers))
     return Path(cache_root) / upstream_fingerprint(upstream) / manifest_fingerprint(manifest_path) / variant
 
 
-def cache_bytes(upstream: nn.Module, manifest_path: str | os.PathLike, dtype: str = "bfloat16") -> int:
+LAYER_SPEC = re.compile(r"all|every:[1-9][0-9]*|[0-9]+(,[0-9]+)*")
+
+
+def cache_layers(spec: str, num_layers: int | None) -> list[int] | None:
+    """The hidden states `--cache-layers` keeps of an upstream with `num_layers`: None for `all` (or a
+    list of every layer), the listed indices (`0,4,8,12`), or every k-th from 0 with the last always kept
+    (`every:2`). `num_layers` None checks the spec alone (before the upstream is loaded)."""
+    if not LAYER_SPEC.fullmatch(spec):
+        raise ConfigError(
+            f"--cache-layers {spec!r}: give all, layer indices (e.g. 0,4,8,12) or every:K (e.g. every:2)."
+        )
+    listed = [int(x) for x in spec.split(",")] if spec[0].isdigit() else None
+    if listed is not None and (len(set(listed)) != len(listed) or listed != sorted(listed)):
+        raise ConfigError(f"--cache-layers {spec}: give each layer once, in increasing order.")
+    if spec == "all" or num_layers is None:
+        return None
+    if listed is None:  # every:K
+        layers = list(range(0, num_layers, int(spec[6:])))
+        return layers + ([num_layers - 1] if layers[-1] != num_layers - 1 else [])
+    if bad := [i for i in listed if i >= num_layers]:
+        raise ConfigError(
+            f"--cache-layers {spec}: layer {bad[0]} does not exist; this upstream has {num_layers} hidden "
+            f"states (0..{num_layers - 1})."
+        )
+    return None if listed == list(range(num_layers)) else listed
+
+
+def cache_bytes(
+    upstream: nn.Module,
+    manifest_path: str | os.PathLike,
+    dtype: str = "bfloat16",
+    layers: Sequence[int] | None = None,
+) -> int:
     """The bytes that caching this manifest's features writes, from its declared durations alone (no audio
     is read): frames (by the upstream's own arithmetic where it has `frames_for`) x layers x width x the
     storage dtype's size. What `extract` writes is this plus the shards' small headers and index files."""
     utts = utterances_of(manifest_path, read_manifest(manifest_path))
-    runner = UpstreamRunner(upstream, "cpu", False, STORAGE[dtype][0], 60.0)
+    runner = UpstreamRunner(upstream, "cpu", False, STORAGE[dtype][0], 60.0, layers)
     itemsize = torch.finfo(STORAGE[dtype][0]).bits // 8
     return sum(runner.estimate_frames(utts)) * runner.num_layers * runner.hidden_size * itemsize
 
@@ -111,9 +147,10 @@ def is_cached(
     cache_root: str | os.PathLike,
     dtype: str = "bfloat16",
     autocast: bool = False,
+    layers: Sequence[int] | None = None,
 ) -> bool:
     """Whether this upstream's features of this manifest are cached complete (extract writes nothing)."""
-    return (cache_dir(cache_root, upstream, manifest_path, dtype, autocast) / INDEX_NAME).is_file()
+    return (cache_dir(cache_root, upstream, manifest_path, dtype, autocast, layers) / INDEX_NAME).is_file()
 
 
 # Left free beside the cache: result files, logs and the index files the estimate does not count.
@@ -156,8 +193,9 @@ def extract(
     verify: bool = True,
     progress: bool = True,
     on_shard: Callable[[int, int], None] | None = None,
+    layers: Sequence[int] | None = None,
 ) -> CachedFeatures:
-    """Cache all hidden layers of every record of a manifest; return them, ready to read.
+    """Cache the hidden layers (all, or `layers`) of every record of a manifest; return them, ready to read.
 
     An existing complete cache is checked (sizes always, checksums if `verify`)
     and returned without running the upstream; damaged shards are rebuilt,
@@ -176,8 +214,8 @@ def extract(
     if not records:
         raise ConfigError(f"{manifest_path}: the manifest holds no records; there is nothing to extract.")
     utts = utterances_of(manifest_path, records)
-    runner = UpstreamRunner(upstream, device, autocast, STORAGE[dtype][0], batch_seconds)
-    folder = cache_dir(cache_root, upstream, manifest_path, dtype, autocast)
+    runner = UpstreamRunner(upstream, device, autocast, STORAGE[dtype][0], batch_seconds, layers)
+    folder = cache_dir(cache_root, upstream, manifest_path, dtype, autocast, layers)
     folder.mkdir(parents=True, exist_ok=True)
     with _locked(folder):
         index = _read_index(folder)
@@ -201,6 +239,8 @@ class CachedFeatures:
         self.folder = Path(folder)
         self.index = index
         self.num_layers: int = index["num_layers"]
+        # the upstream's hidden states these are, by index (a cache of every layer has no "layers")
+        self.layers: list[int] = index.get("layers") or list(range(self.num_layers))
         self.hidden_size: int = index["hidden_size"]
         self.frame_rate: float = index["frame_rate"]
         self.dtype: str = index["dtype"]
@@ -309,6 +349,7 @@ def _extract_all(
         },
         "manifest": {"path": str(Path(manifest_path).resolve()), "fingerprint": folder.parent.name},
         "num_layers": runner.num_layers,
+        **({"layers": runner.layers} if runner.layers is not None else {}),
         "hidden_size": runner.hidden_size,
         "frame_rate": runner.frame_rate,
         "dtype": "bfloat16" if runner.storage == torch.bfloat16 else "float16",

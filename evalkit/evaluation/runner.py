@@ -145,7 +145,9 @@ class UpstreamRunner:
         autocast: bool,
         storage: torch.dtype | None,
         batch_seconds: float,
+        layers: Sequence[int] | None = None,
     ) -> None:
+        """`layers`: the hidden states kept, by index (None: all of them)."""
         self.upstream, self.device, self.autocast = upstream, torch.device(device), autocast
         self.batch_seconds = batch_seconds
         self.storage = storage  # the dtype features are stored in (None: returned as computed)
@@ -156,7 +158,9 @@ class UpstreamRunner:
                 "(upstreams/base.py) requires them."
             )
         self.frame_rate = float(upstream.frame_rate)
-        self.num_layers, self.hidden_size = int(upstream.num_layers), int(upstream.hidden_size)
+        self.upstream_layers, self.hidden_size = int(upstream.num_layers), int(upstream.hidden_size)
+        self.layers = list(layers) if layers is not None else None
+        self.num_layers = len(self.layers) if self.layers is not None else self.upstream_layers  # kept
         # the manifest keys the upstream reads from each record; () for one that reads audio alone
         self.record_keys = tuple(getattr(upstream, "record_keys", ()) or ())
 
@@ -212,10 +216,10 @@ class UpstreamRunner:
             hidden, frames = self.upstream(wavs, lens, **extra)
         hidden = list(hidden)
         shapes = {tuple(h.shape[::2]) for h in hidden}
-        if len(hidden) != self.num_layers or shapes != {(len(utts), self.hidden_size)}:
+        if len(hidden) != self.upstream_layers or shapes != {(len(utts), self.hidden_size)}:
             raise EvalkitError(
                 f"upstream {type(self.upstream).__name__} returned {len(hidden)} hidden states of shapes "
-                f"{sorted(shapes)} ([B, D]) but declares num_layers={self.num_layers}, "
+                f"{sorted(shapes)} ([B, D]) but declares num_layers={self.upstream_layers}, "
                 f"hidden_size={self.hidden_size}. Fix its attributes or its forward."
             )
         frames = frames.to(torch.int64)
@@ -224,6 +228,8 @@ class UpstreamRunner:
                 f"upstream {type(self.upstream).__name__} returned frame counts {frames.tolist()} outside "
                 f"[0, {hidden[0].shape[1]}] (the hidden states' length)."
             )
+        if self.layers is not None:
+            hidden = [hidden[i] for i in self.layers]
         return hidden, frames
 
     def run(self, utts: list[Utterance], bar: tqdm) -> list[np.ndarray]:

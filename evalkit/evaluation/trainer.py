@@ -82,7 +82,7 @@ def build_runs(
             torch.manual_seed(seed)  # every LR starts from the same initial head
             feat = WeightedLayerSum(
                 num_layers,
-                layer=task.featurizer.get("layer"),
+                layer=None if (layer := task.featurizer.get("layer")) is None else kind.layer_position(layer),
                 layer_norm=bool(task.featurizer.get("layer_norm", False)),
             )
             head = HEADS.get(h.type)(hidden_size, **{**kind.head_args(), **h.args})

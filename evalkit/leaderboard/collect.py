@@ -157,6 +157,13 @@ def suite_of(data: dict) -> tuple[str, str, str, int | None]:
     # `--protocol quick` results (one head, one learning rate) are only comparable among themselves
     quick = data.get("protocol") == "quick"
     tag, note = ("-quick", ", quick protocol (reference head, one learning rate)") if quick else ("", "")
+    # a cache of some layers (`--cache-layers`) changes what the weighted sum sees: never beside all-layer
+    # results, and never scored against SUPERB's reference points
+    subset = ""
+    if isinstance(layers := data.get("cache_layers"), list) and layers:
+        subset = "-layers" + "_".join(map(str, layers))
+        note += f", cached layers {','.join(map(str, layers))} only"
+    tag += subset
     if profile:
         sid = f"synthetic-{profile}{version}" + (f"-seed{seed}" if seed is not None else "") + tag
         label = (
@@ -166,7 +173,7 @@ def suite_of(data: dict) -> tuple[str, str, str, int | None]:
         )
         return sid, label, f"synthetic-{profile}{version}{tag}", seed
     name = suite.get("name") or "unknown"
-    return f"corpus-{name}{tag}", f"corpora in {name!r}{note}", "superb", None
+    return f"corpus-{name}{tag}", f"corpora in {name!r}{note}", f"superb{subset}", None
 
 
 def result_files(results_dir: Path, exclude: Path | None = None) -> list[Path]:

@@ -47,6 +47,10 @@ class RunSettings:
     seeds: tuple[int, ...] | None = None  # head seeds (None: the task's `seed`)
     # which learning rates the head seeds after the first train (protocols.SEED_RATES)
     seed_rates: str = "grid"
+    # the upstream's hidden states the features hold, by index (None: all of them; `--cache-layers`),
+    # and how many it has
+    layers: tuple[int, ...] | None = None
+    upstream_layers: int | None = None
 
 
 def head_seeds(task: TaskConfig, s: RunSettings) -> list[int]:
@@ -170,6 +174,16 @@ class TaskKind:
 
     def metrics(self) -> list[Metric]:
         return [m.build() for m in self.task.metrics]
+
+    def layer_position(self, layer: int) -> int:
+        """Where the upstream's hidden state `layer` (negative: from the last) is in the features this run
+        reads: itself, or its place among the layers a `--cache-layers` cache keeps."""
+        layers = self.settings.layers
+        return layer if layers is None else layers.index(layer % (self.settings.upstream_layers or 1))
+
+    def upstream_layer(self, position: int) -> int:
+        """The upstream's hidden state at `position` of the features this run reads."""
+        return position if self.settings.layers is None else self.settings.layers[position]
 
     # --- the run -----------------------------------------------------------------------------
 

@@ -76,13 +76,16 @@ class QbE(TaskKind):
         """The best layer on dev (or the task's `featurizer.layer`), then test on that layer alone."""
         task = self.task
         num_layers = features["dev"].num_layers
-        candidates = [task.featurizer["layer"]] if "layer" in task.featurizer else list(range(num_layers))
+        fixed = task.featurizer.get("layer")
+        candidates = [self.layer_position(fixed)] if fixed is not None else list(range(num_layers))
         primary = task.primary_metric
         dev_by_layer = {}
         for layer in candidates:
             metrics, _ = self.score_pairs("dev", self.layer_scores("dev", features["dev"], layer))
             dev_by_layer[layer] = next(m for m in metrics if m.name == primary.name).compute()
-            log(f"[{task.name}] layer {layer}: dev {primary.name} {dev_by_layer[layer]:.4f}")
+            log(
+                f"[{task.name}] layer {self.upstream_layer(layer)}: dev {primary.name} {dev_by_layer[layer]:.4f}"
+            )
         higher = primary.build().higher_is_better
         best = (max if higher else min)(dev_by_layer, key=lambda k: dev_by_layer[k])
         dev_metrics, _ = self.score_pairs("dev", self.layer_scores("dev", features["dev"], best))
@@ -97,8 +100,8 @@ class QbE(TaskKind):
             primary_metric=primary.name,
             higher_is_better=higher,
             head="dtw",
-            layer=best,
-            dev_by_layer={str(k): v for k, v in dev_by_layer.items()},
+            layer=self.upstream_layer(best),  # the upstream's index, also from a cache of some layers
+            dev_by_layer={str(self.upstream_layer(k)): v for k, v in dev_by_layer.items()},
             lr=None,
             lr_grid=[],
             layer_weights=weights,
