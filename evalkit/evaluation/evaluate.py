@@ -411,7 +411,11 @@ def run_eval(spec: str, tasks: list[TaskConfig], opts: EvalOptions, log=print) -
     fingerprint_of(spec, upstream, opts.hf_padding)  # cached beside the checkpoint for the next resume
     warn_if_unfinished(spec, log)
     if not opts.no_cache:
-        check_cache_fits(opts.cache or (opts.output / ".cache"), cache_needs(upstream, todo, opts))
+        layers, total = cache_layers(opts.cache_layers, int(upstream.num_layers)), int(upstream.num_layers)
+        needs = cache_needs(upstream, todo, opts)
+        check_cache_fits(
+            opts.cache or (opts.output / ".cache"), needs, total, len(layers) if layers else total
+        )
     for t in todo:
         result = evaluate_task(upstream, spec, t, opts, log)
         pm = result.primary_metric

@@ -157,9 +157,15 @@ def is_cached(
 DISK_RESERVE_BYTES = 256 * 2**20
 
 
-def check_cache_fits(cache_root: str | os.PathLike, needs: dict[str, int]) -> None:
+def check_cache_fits(
+    cache_root: str | os.PathLike,
+    needs: dict[str, int],
+    upstream_layers: int | None = None,
+    kept: int | None = None,
+) -> None:
     """Stop, before any extraction, when the features still to cache (`needs`: {what: bytes}) would not fit
-    the free disk under `cache_root`; the message names the largest parts and the ways out."""
+    the free disk under `cache_root`; the message names the largest parts and the ways out, among them the
+    `--cache-layers every:K` that would fit (given the upstream's `upstream_layers` and the `kept` now)."""
     total = sum(needs.values())
     where = next(q for q in (Path(cache_root).absolute(), *Path(cache_root).absolute().parents) if q.exists())
     free = shutil.disk_usage(where).free
@@ -167,11 +173,19 @@ def check_cache_fits(cache_root: str | os.PathLike, needs: dict[str, int]) -> No
         return
     largest = sorted(needs.items(), key=lambda kv: -kv[1])[:3]
     parts = ", ".join(f"{what} {_gib(n)}" for what, n in largest)
+    fewer = ""
+    if upstream_layers and kept and total:
+        for k in range(2, upstream_layers):
+            layers = cache_layers(f"every:{k}", upstream_layers) or []
+            size = total * len(layers) // kept
+            if len(layers) < kept and size + DISK_RESERVE_BYTES <= free:
+                fewer = f", cache fewer layers (`--cache-layers every:{k}` keeps {len(layers)} of {upstream_layers}: {_gib(size)})"
+                break
     raise ConfigError(
         f"feature cache {cache_root}: the features still to extract need {_gib(total)} ({parts}"
         f"{', ...' if len(needs) > 3 else ''}), but {where} has {_gib(free)} free (and "
         f"{_gib(DISK_RESERVE_BYTES)} is kept for the rest). Free some space, put the cache on a bigger disk "
-        "(`evalkit eval --cache DIR`; `evalkit run` keeps it in WORKDIR/<profile>/cache), or run without "
+        f"(`evalkit eval --cache DIR`; `evalkit run` keeps it in WORKDIR/<profile>/cache){fewer}, or run without "
         "one (`evalkit eval --no-cache`: the upstream runs at every training step, nothing is written)."
     )
 

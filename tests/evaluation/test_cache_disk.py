@@ -9,9 +9,11 @@ from collections import namedtuple
 from pathlib import Path
 
 import numpy as np
+import pytest
 from torch import nn
 
 from evalkit.cli import main
+from evalkit.core.errors import ConfigError
 from evalkit.evaluation import features as features_module
 from evalkit.evaluation.features import cache_bytes, extract
 from upstreams.load import load_upstream
@@ -83,3 +85,14 @@ def test_an_evaluation_that_would_fill_the_disk_stops_before_any_work(
     assert main([*args, "--steps", "2", "--protocol", "quick"]) == 0
     monkeypatch.setattr(features_module.shutil, "disk_usage", small_disk)
     assert main([*args, "--steps", "2", "--protocol", "quick", "--overwrite"]) == 0
+
+
+def test_the_message_names_the_layer_subset_that_would_fit(tmp_path, monkeypatch):
+    """13 layers needing 13 GiB on a disk with 4 GiB free: every 4th layer (0, 4, 8, 12) fits."""
+    usage = namedtuple("usage", "total used free")
+    free = 4 * 2**30 + features_module.DISK_RESERVE_BYTES
+    monkeypatch.setattr(features_module.shutil, "disk_usage", lambda p: usage(2**40, 0, free))
+    with pytest.raises(ConfigError) as e:
+        features_module.check_cache_fits(tmp_path, {"asr/train": 13 * 2**30}, 13, 13)
+    assert "`--cache-layers every:4` keeps 4 of 13: 4.00 GiB" in str(e.value)
+    features_module.check_cache_fits(tmp_path, {"asr/train": 4 * 2**30}, 13, 13)  # fits: no error
