@@ -163,6 +163,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         train_threads=args.train_threads or None,  # 0: torch's default
         hf_padding=args.hf_padding,
         cache_layers=args.cache_layers,
+        device=args.device,
     )
     if args.plan:
         print(plan_eval(args.upstream, tasks, opts))
@@ -318,6 +319,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="sweep",
         choices=list(PROTOCOLS),
         help="; ".join(f"{name}: {what}" for name, what in PROTOCOLS.items()),
+    )
+    p.add_argument(
+        "--device",
+        default="auto",
+        help="where the upstream runs and the heads train: auto (default: CUDA where torch sees a GPU, else the "
+        "CPU), cpu, cuda or cuda:N; recorded in each result",
     )
     p.add_argument(
         "--hf-padding",

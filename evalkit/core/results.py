@@ -101,6 +101,8 @@ class Result:
     git_hash: str | None = None
     cache: str | None = None  # "on" or "off" (--no-cache)
     cache_layers: list[int] | None = None  # the hidden states a `--cache-layers` cache kept (None: all)
+    device: str | None = None  # where the upstream ran and the heads trained (`--device`)
+    bf16: bool | None = None  # whether the heads trained under bf16 autocast (`--bf16`)
     wall_time_s: float | None = None
     feature_time_s: float | None = None
     samples: dict[str, int] | None = None  # records per split

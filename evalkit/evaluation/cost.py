@@ -29,7 +29,7 @@ from evalkit.core.manifest import read_manifest
 from evalkit.evaluation.features import cache_bytes, is_cached
 from evalkit.evaluation.kinds.base import TaskKind, head_seeds, training_plan
 from evalkit.evaluation.runner import UpstreamRunner, utterances_of
-from evalkit.evaluation.trainer import build_runs, intra_op_threads, make_batches, train_step
+from evalkit.evaluation.trainer import build_runs, intra_op_threads, make_batches, to_device, train_step
 
 CALIBRATION_STEPS = 3  # timed training steps per task, after one warm-up step
 CALIBRATION_BATCHES = 2  # timed upstream batches, after one warm-up batch
@@ -56,6 +56,11 @@ class SyntheticFeatures:
                 dtype
             )
         return self._buffer[:, : b * t].view(self.num_layers, b, t, self.hidden_size), lens
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def _generator() -> torch.Generator:
@@ -89,13 +94,15 @@ def extraction_speed(upstream, seconds: float, batch_seconds: float = 60.0) -> f
     seconds = min(max(seconds, 1.0), batch_seconds)
     n = max(1, int(batch_seconds // seconds))
     samples = int(seconds * SAMPLE_RATE)
-    wavs = 0.1 * torch.randn(n, samples, generator=_generator())
-    lens = torch.full((n,), samples, dtype=torch.int64)
+    device = next((p.device for p in upstream.parameters()), torch.device("cpu"))
+    wavs = (0.1 * torch.randn(n, samples, generator=_generator())).to(device)
+    lens = torch.full((n,), samples, dtype=torch.int64, device=device)
     with torch.inference_mode():
         upstream(wavs, lens)  # warm-up
         t0 = time.perf_counter()
         for _ in range(CALIBRATION_BATCHES):
             upstream(wavs, lens)
+        _synchronize(device)
         took = time.perf_counter() - t0
     return CALIBRATION_BATCHES * n * seconds / took
 
@@ -108,18 +115,22 @@ def step_seconds(kind: TaskKind, feats: SyntheticFeatures, head, lr: float) -> t
     batches.sort(key=len)
     batch = batches[len(batches) // 2]
     (run,) = build_runs(kind, feats.num_layers, feats.hidden_size, [lr], heads=[head], seed=0)
+    device = torch.device(kind.settings.device)
+    run.modules().to(device)
     opt = torch.optim.AdamW(run.modules().parameters(), lr=lr)
-    hidden, lens = feats.batch(batch)
+    hidden, lens = to_device(feats.batch(batch), device)
     targets = [kind.target(recs[i]) for i in batch]
     bf16 = kind.settings.bf16
     train_step(kind, [run], opt, hidden, lens, targets, bf16)  # warm-up
     t0 = time.perf_counter()
     for _ in range(CALIBRATION_STEPS):
         train_step(kind, [run], opt, hidden, lens, targets, bf16)
+    _synchronize(device)
     step = (time.perf_counter() - t0) / CALIBRATION_STEPS
     t0 = time.perf_counter()
-    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+    with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
         kind.predict(run.forward(hidden, lens), lens)
+    _synchronize(device)
     return step, time.perf_counter() - t0
 
 

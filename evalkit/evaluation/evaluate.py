@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+
+import torch
 
 from evalkit.core.config import check_fields, rule
 from evalkit.core.errors import AudioError, ConfigError
@@ -56,6 +59,8 @@ class EvalOptions:
     overwrite: bool = False
     name: str | None = None  # the upstream's results folder under `output` (default: from the spec)
     bf16: bool = False
+    # where the upstream runs and the heads train: auto (CUDA where there is one), cpu, cuda or cuda:N
+    device: str = "auto"
     # the hidden states the cache keeps: all, indices (0,4,8,12) or every:K (features.cache_layers)
     cache_layers: str = "all"
     # how an `hf:` GroupNorm model meets a padded batch (upstreams.hf.PADDING_MODES)
@@ -71,6 +76,7 @@ class EvalOptions:
             raise ConfigError(
                 f"--seeds {','.join(map(str, self.seeds))} names seed {twice[0]} twice: give each seed once."
             )
+        resolve_device(self.device)  # a GPU asked for where there is none stops here, before any work
         cache_layers(self.cache_layers, None)  # the syntax; the range once the upstream is known
         if self.cache_layers != "all" and self.no_cache:
             raise ConfigError(
@@ -87,6 +93,30 @@ class EvalOptions:
                 f"--seed-rates {self.seed_rates} with --protocol quick changes nothing: quick trains one "
                 "learning rate for every seed already. Leave --seed-rates out, or use --protocol superb."
             )
+
+
+def resolve_device(spec: str) -> str:
+    """`--device` as a torch device name: `auto` is CUDA where torch sees a GPU, else the CPU; a GPU asked
+    for where there is none is an error that says what torch sees."""
+    if spec == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if spec == "cpu":
+        return spec
+    if not re.fullmatch(r"cuda(:[0-9]+)?", spec):
+        raise ConfigError(f"--device {spec!r}: choose auto, cpu, cuda or cuda:N (e.g. cuda:1).")
+    if not torch.cuda.is_available():
+        build = f"built with CUDA {torch.version.cuda}" if torch.version.cuda else "built without CUDA"
+        raise ConfigError(
+            f"--device {spec}: torch sees no CUDA device on this machine (torch {torch.__version__}, {build}). "
+            "Use --device cpu, or auto to take a GPU where there is one."
+        )
+    index = int(spec.partition(":")[2] or 0)
+    if index >= torch.cuda.device_count():
+        raise ConfigError(
+            f"--device {spec}: this machine has {torch.cuda.device_count()} CUDA device(s) (cuda:0.."
+            f"cuda:{torch.cuda.device_count() - 1})."
+        )
+    return spec
 
 
 def resolve_tasks(spec: str, include_paths: list[str] | None = None) -> list[TaskConfig]:
@@ -116,7 +146,10 @@ def features_for(upstream, kind: TaskKind, opts: EvalOptions) -> dict:
         else:
             cache = opts.cache or (opts.output / ".cache")
             layers = kind.settings.layers
-            out[split] = extract(upstream, manifest, cache, progress=opts.progress, layers=layers)
+            device = kind.settings.device
+            out[split] = extract(
+                upstream, manifest, cache, progress=opts.progress, layers=layers, device=device
+            )
     return out
 
 
@@ -135,6 +168,7 @@ def run_settings(opts: EvalOptions, upstream_layers: int | None = None) -> RunSe
         progress=opts.progress,
         seeds=tuple(opts.seeds) if opts.seeds else None,
         seed_rates=opts.seed_rates,
+        device=resolve_device(opts.device),
         layers=tuple(layers) if layers is not None else None,
         upstream_layers=upstream_layers,
     )
@@ -177,6 +211,8 @@ def evaluate_task(upstream, spec: str, task: TaskConfig, opts: EvalOptions, log=
         seed=None if measured.seeds else head_seeds(task, kind.settings)[0] if kind.trains else task.seed,
         seed_rates=opts.seed_rates if measured.seeds else None,
         cache_layers=list(kind.settings.layers) if kind.settings.layers is not None else None,
+        device=kind.settings.device,
+        bf16=opts.bf16,
         suite=suite_info(opts.data),
         upstream_info=upstream_info(upstream, spec),
         versions=package_versions(),
@@ -390,7 +426,7 @@ def plan_eval(spec: str, tasks: list[TaskConfig], opts: EvalOptions, log=print) 
             )
     if not Path(opts.data).is_dir():
         raise ConfigError(f"--data {opts.data}: no such folder. Make one with `evalkit synth --out DIR`.")
-    upstream = load_upstream(spec, hf_padding=opts.hf_padding)
+    upstream = load_upstream(spec, device=resolve_device(opts.device), hf_padding=opts.hf_padding)
     kinds = [task_kind(upstream, t, opts) for t in todo]
     cache = None if opts.no_cache else (opts.cache or (opts.output / ".cache"))
     return format_plan(plan_costs(upstream, kinds, cache, log), cache)
@@ -407,7 +443,7 @@ def run_eval(spec: str, tasks: list[TaskConfig], opts: EvalOptions, log=print) -
         return paths
     if not Path(opts.data).is_dir():
         raise ConfigError(f"--data {opts.data}: no such folder. Make one with `evalkit synth --out DIR`.")
-    upstream = load_upstream(spec, hf_padding=opts.hf_padding)
+    upstream = load_upstream(spec, device=resolve_device(opts.device), hf_padding=opts.hf_padding)
     fingerprint_of(spec, upstream, opts.hf_padding)  # cached beside the checkpoint for the next resume
     warn_if_unfinished(spec, log)
     if not opts.no_cache:

@@ -98,9 +98,10 @@ def predict_split(
     durations = {r["id"]: r["duration"] for r in recs}
     run.modules().eval()
     preds: dict[str, Any] = {}
+    device = torch.device(kind.settings.device)
     for batch in make_batches(list(durations), durations, batch_seconds, random.Random(0)):
-        hidden, lens = features.batch(batch)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        hidden, lens = to_device(features.batch(batch), device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             out = run.forward(hidden, lens)
         preds.update(zip(batch, kind.predict(out, lens)))
     run.modules().train()
@@ -135,6 +136,9 @@ def train(
     seed = task.seed if seed is None else seed
     train_feats = features["train"]
     runs = build_runs(kind, train_feats.num_layers, train_feats.hidden_size, lr_grid, heads, seed)
+    device = torch.device(kind.settings.device)
+    for r in runs:
+        r.modules().to(device)
     groups = [{"params": list(r.modules().parameters()), "lr": r.lr} for r in runs]
     wd = float(task.optimizer.get("weight_decay", 0.0))
     opt = torch.optim.AdamW(groups, weight_decay=wd)
@@ -155,7 +159,7 @@ def train(
         if not batches:
             batches = make_batches(list(recs), durations, task.batch_seconds, rng)
         batch = batches.pop()
-        hidden, lens = train_feats.batch(batch)
+        hidden, lens = to_device(train_feats.batch(batch), device)
         total = train_step(kind, runs, opt, hidden, lens, [targets[i] for i in batch], bf16)
         sched.step()
         bar.set_postfix(loss=f"{total:.3f}")
@@ -177,11 +181,21 @@ def train(
     return runs
 
 
+def to_device(
+    batch: tuple[torch.Tensor, torch.Tensor], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch of features and frame counts on the device the heads train on (copied while the GPU works)."""
+    hidden, lens = batch
+    if device.type == "cpu":
+        return hidden, lens
+    return hidden.pin_memory().to(device, non_blocking=True), lens.to(device, non_blocking=True)
+
+
 def train_step(
     kind: TaskKind, runs: list[Run], opt: torch.optim.Optimizer, hidden, lens, targets: list, bf16: bool
 ) -> float:
     """One optimisation step of every run on one batch of features; returns the runs' mean loss."""
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+    with torch.autocast(hidden.device.type, dtype=torch.bfloat16, enabled=bf16):
         losses = [kind.loss(r.forward(hidden, lens), targets, lens, r.criterion) for r in runs]
     loss = sum(losses)
     opt.zero_grad(set_to_none=True)

@@ -51,6 +51,7 @@ class RunSettings:
     # and how many it has
     layers: tuple[int, ...] | None = None
     upstream_layers: int | None = None
+    device: str = "cpu"  # where heads train and predict (a torch device)
 
 
 def head_seeds(task: TaskConfig, s: RunSettings) -> list[int]:

@@ -92,7 +92,7 @@ class Classification(TaskKind):
         return list(out) if isinstance(out, list | tuple) else [out]
 
     def loss(self, out, targets, lens, criterion=None) -> torch.Tensor:
-        t = torch.tensor(targets, dtype=torch.long)
+        t = torch.tensor(targets, dtype=torch.long, device=self._outputs(out)[0].device)
         return sum(
             F.cross_entropy(o.float(), t[:, j], ignore_index=-100) for j, o in enumerate(self._outputs(out))
         )

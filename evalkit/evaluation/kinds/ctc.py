@@ -164,7 +164,13 @@ class CTC(TaskKind):
         log_probs, lens = self._log_probs(out).float(), self._lens(out, lens)
         tgt, tgt_lens = pad_targets(targets)
         return F.ctc_loss(
-            log_probs.transpose(0, 1), tgt, lens, tgt_lens, blank=0, reduction="mean", zero_infinity=True
+            log_probs.transpose(0, 1),
+            tgt.to(log_probs.device),
+            lens,
+            tgt_lens,
+            blank=0,
+            reduction="mean",
+            zero_infinity=True,
         )
 
     def predict(self, out, lens) -> list:

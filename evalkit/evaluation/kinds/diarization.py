@@ -55,13 +55,13 @@ class Diarization(TaskKind):
         return act
 
     def loss(self, out, targets, lens, criterion=None) -> torch.Tensor:
-        labels = torch.stack([self.activity(t, out.shape[1]) for t in targets])
+        labels = torch.stack([self.activity(t, out.shape[1]) for t in targets]).to(out.device)
         res = pit_bce_loss(out.float(), labels, lens)
         return res[0] if isinstance(res, tuple) else res
 
     def predict(self, out, lens) -> list:
         """Per-frame speaker probabilities [frames, speakers] (float32 arrays); `score` makes segments."""
-        probs = torch.sigmoid(out.float()).numpy()
+        probs = torch.sigmoid(out.float()).cpu().numpy()
         return [p[:n] for p, n in zip(probs, lens.tolist())]
 
     def segments(self, probs: np.ndarray, threshold: float, median_s: float) -> list:

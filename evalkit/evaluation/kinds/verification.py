@@ -50,11 +50,11 @@ class Verification(TaskKind):
         return self.index.get(record["speaker"], -100)
 
     def loss(self, out, targets, lens, criterion=None) -> torch.Tensor:
-        res = criterion(out.float(), torch.tensor(targets, dtype=torch.long))
+        res = criterion(out.float(), torch.tensor(targets, dtype=torch.long, device=out.device))
         return res[0] if isinstance(res, tuple) else res
 
     def predict(self, out, lens) -> list:
-        return list(F.normalize(out.float(), dim=-1))
+        return list(F.normalize(out.float(), dim=-1).cpu())
 
     def score(self, split: str, preds: dict[str, Any], postprocess: dict | None = None):
         metrics = self.metrics()
