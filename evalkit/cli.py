@@ -239,6 +239,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         workers=args.workers,
         only=only,
         from_published=args.from_published,
+        device=args.device,
     )
     if args.publish:
         # deferred: keeps `evalkit --help` fast
@@ -398,6 +399,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="the whole pipeline: synth -> pretrain -> eval -> leaderboard (resumable)")
     p.add_argument("--profile", default="default", help="smoke | default | full")
     p.add_argument("--workdir", default="work", help="where everything goes (re-run to resume)")
+    p.add_argument(
+        "--device",
+        default="auto",
+        help="where pre-training and evaluation run: auto (default: CUDA where torch sees a GPU), cpu, cuda or cuda:N",
+    )
     p.add_argument("--jobs", type=int, default=None, help="synthesis worker processes")
     p.add_argument(
         "--workers",

@@ -27,7 +27,7 @@ from evalkit.core.errors import EvalkitError
 from evalkit.core.io import atomic_write_text
 from evalkit.core.registry import suggest
 from evalkit.core.results import git_hash
-from evalkit.evaluation.evaluate import EvalOptions, resolve_tasks, run_eval
+from evalkit.evaluation.evaluate import EvalOptions, resolve_device, resolve_tasks, run_eval
 from evalkit.leaderboard.build import build_leaderboard
 from evalkit.pipeline.plan import (
     PUBLISHED,
@@ -54,10 +54,9 @@ def _suite_done(suite: Path) -> bool:
     )
 
 
-def _pretrain_job(cfg: Path, data: Path, out: Path, max_steps: int | None) -> None:
-    pretrain(
-        cfg, data=data, out=out, max_steps=max_steps, resume=(out / "train_state").exists(), progress=False
-    )
+def _pretrain_job(cfg: Path, data: Path, out: Path, max_steps: int | None, device: str | None = None) -> None:
+    resume = (out / "train_state").exists()
+    pretrain(cfg, data=data, out=out, max_steps=max_steps, resume=resume, progress=False, device=device)
 
 
 def _eval_job(spec: str, opts: EvalOptions) -> None:
@@ -111,10 +110,12 @@ def run_pipeline(
     only: list[str] | None = None,
     from_published: str | Path | None = None,
     log=print,
+    device: str = "auto",
 ) -> Path:
     """Run (or resume) the whole pipeline; returns the leaderboard folder.
 
     `jobs`: synthesis processes; `workers`: pre-training/evaluation jobs run side by side.
+    `device`: where pre-training and evaluation run (auto, cpu, cuda, cuda:N; `evalkit eval --device`).
     `only`: run the stages of these upstreams (and baselines) alone, with the pre-trainings they
     need; the rest of the work folder is left as it is. `from_published`: start an empty work
     folder from a published leaderboard folder (`publish`), less the results of `only`, so
@@ -122,6 +123,7 @@ def run_pipeline(
     """
     p = _run_profile(profile)
     _check_settings(Path(workdir), jobs, workers)
+    resolve_device(device)  # a GPU asked for where there is none stops before any work
     work = Path(workdir) / profile
     selected = check_only(only, p.baselines)
     if from_published is not None:
@@ -131,7 +133,7 @@ def run_pipeline(
     t0 = time.time()
 
     try:
-        board, plan = _run_stages(p, work, Path(workdir), jobs, workers, selected, stages, log)
+        board, plan = _run_stages(p, work, Path(workdir), jobs, workers, selected, stages, log, device)
     except BaseException as e:  # a failed stage, Ctrl-C or SIGTERM: keep what this invocation spent
         why = "interrupted" if isinstance(e, KeyboardInterrupt) else f"failed: {type(e).__name__}"
         finish_invocation(work, stages.ran, time.time() - t0, interrupted=why)
@@ -153,6 +155,7 @@ def _run_stages(
     selected: set[str] | None,
     stages: Stages,
     log,
+    device: str = "auto",
 ) -> tuple[Path, list[Job]]:
     """Synthesis, the planned pre-training and evaluation jobs, the leaderboard: (its folder, the jobs)."""
     suite, results = work / "suite", work / "results"
@@ -161,7 +164,7 @@ def _run_stages(
         "synth", lambda: build_suite(suite, p.suite, seed=0, jobs=jobs), log, did_work=not _suite_done(suite)
     )
 
-    opts = eval_options(p, work, workdir)
+    opts = eval_options(p, work, workdir, device)
     twin_opts = twin_options(p, opts)
     twins = shared_twins(p.size)
     chosen = [n for n in PUBLISHED if selected is None or n in selected]
@@ -178,7 +181,7 @@ def _run_stages(
     return board, plan
 
 
-def eval_options(p: RunProfile, work: Path, workdir: Path) -> EvalOptions:
+def eval_options(p: RunProfile, work: Path, workdir: Path, device: str = "auto") -> EvalOptions:
     """How `evalkit run` evaluates: the profile's protocol, budget and head seeds, results and cache in `work`."""
     return EvalOptions(
         data=work / "suite",
@@ -188,6 +191,7 @@ def eval_options(p: RunProfile, work: Path, workdir: Path) -> EvalOptions:
         seeds=list(p.seeds) if p.seeds else None,
         seed_rates=p.seed_rates,
         protocol=p.protocol,
+        device=device,
         progress=False,
         clash_advice=(
             "Keep both by running into a new --workdir, or delete the result file (and its .samples.jsonl) "
@@ -254,7 +258,7 @@ def _pretrain_jobs(
             Job(
                 f"pretrain {name}",
                 _pretrain_job,
-                (cfg, work / "suite", out, p.max_steps),
+                (cfg, work / "suite", out, p.max_steps, resolve_device(opts.device)),
                 tuple(f"pretrain {d}" for d in deps),
             )
         )

@@ -25,11 +25,14 @@ class Processes:
 
 
 @contextlib.contextmanager
-def distributed() -> Iterator[Processes]:
-    """Joins torchrun's process group (from RANK / WORLD_SIZE) or runs as one process."""
+def distributed(device: str | None = None) -> Iterator[Processes]:
+    """Joins torchrun's process group (from RANK / WORLD_SIZE) or runs as one process; on CUDA where torch
+    sees a GPU, or as `device` says ("cpu", "cuda" or, for one process, "cuda:N")."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    cuda = torch.cuda.is_available()
+    cuda = torch.cuda.is_available() if device is None else device.startswith("cuda")
     local = int(os.environ.get("LOCAL_RANK", "0"))
+    if device is not None and ":" in device and world == 1:
+        local = int(device.partition(":")[2])
     device = torch.device("cuda", local) if cuda else torch.device("cpu")
     joined = world > 1 and not dist.is_initialized()
     if joined:

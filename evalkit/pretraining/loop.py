@@ -160,8 +160,10 @@ def pretrain(
     max_steps: int | None = None,
     resume: bool = False,
     progress: bool = True,
+    device: str | None = None,
 ) -> Path:
-    """Pre-trains the recipe's encoder into `out`; returns `out`.
+    """Pre-trains the recipe's encoder into `out`; returns `out`. `device`: cpu, cuda or cuda:N (None: CUDA
+    where torch sees a GPU).
 
     The default `out` is <work>/<recipe name>, <work> being $EVALKIT_WORK or `exp`: where
     recipes that build on another run (HuBERT iteration 2, DistilHuBERT) look for it as `${work}/NAME`.
@@ -175,7 +177,7 @@ def pretrain(
     blocker = next((p for p in (out, *out.parents) if p.exists() and not p.is_dir()), None)
     if blocker is not None:  # found now, not by mkdir once the data is read and the processes are up
         raise EvalkitError(f"--out {out}: {blocker} is a file, not a folder. Give --out a folder.")
-    with distributed() as procs:
+    with distributed(device) as procs:
         return _train(cfg, Path(data) if data is not None else None, out, resume, progress, procs)
 
 

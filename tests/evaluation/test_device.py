@@ -40,3 +40,20 @@ def test_cpu_gives_what_the_default_gives_and_is_recorded(smoke_suite, tmp_path)
         cpu = json.loads((tmp_path / "cpu" / "fbank" / f"{task}.json").read_text())
         assert cpu["metrics"] == auto["metrics"] and cpu["layer_weights"] == auto["layer_weights"]
         assert cpu["device"] == auto["device"] == "cpu" and cpu["bf16"] is False
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_run_with_a_gpu_where_there_is_none_stops_before_any_work(tmp_path, capsys):
+    assert main(["run", "--profile", "smoke", "--workdir", str(tmp_path / "work"), "--device", "cuda"]) == 2
+    assert "--device cuda: torch sees no CUDA device" in capsys.readouterr().err
+    assert not (tmp_path / "work").exists()
+
+
+def test_run_passes_the_device_to_its_evaluations_and_pre_trainings(tmp_path):
+    from evalkit.pipeline.profiles import RUN_PROFILES
+    from evalkit.pipeline.run import eval_options
+    from evalkit.pretraining.distributed import distributed
+
+    assert eval_options(RUN_PROFILES["smoke"], tmp_path, tmp_path, "cpu").device == "cpu"
+    with distributed("cpu") as procs:
+        assert procs.device == torch.device("cpu")

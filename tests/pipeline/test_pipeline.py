@@ -80,7 +80,7 @@ def test_an_interrupted_pool_stops_its_running_jobs_at_once(tmp_path, monkeypatc
 def test_an_interrupted_invocation_keeps_its_wall_time_and_stages(tmp_path, monkeypatch):
     """The invocations' wall times add up to what a run cost, also when one of them was stopped."""
 
-    def stopped(p, work, workdir, jobs, workers, selected, stages, log):
+    def stopped(p, work, workdir, jobs, workers, selected, stages, log, *rest):
         stages.record("synth", 1.5, log)
         time.sleep(0.2)
         raise KeyboardInterrupt
