@@ -320,9 +320,8 @@ def provenance_mismatch(
         made |= {"learning rates": result.get("lr_grid"), "steps": reference.get("steps")}
         now |= {"learning rates": grid, "steps": steps}
         made["head seeds"], now["head seeds"] = result_seeds(result), head_seeds(task, settings)
-        if (
-            len(now["head seeds"]) > 1
-        ):  # a result of several seeds made before --seed-rates searched every seed
+        # (a result of several seeds made before --seed-rates searched the grid with every seed)
+        if len(now["head seeds"]) > 1:
             made["seed rates"], now["seed rates"] = result.get("seed_rates") or "grid", opts.seed_rates
     return [f"{key} {made[key]!r} there, {now[key]!r} now" for key in made if made[key] != now[key]]
 
