@@ -38,8 +38,9 @@ def edit_distance(ref: Sequence, hyp: Sequence) -> int:
 
 
 def _chars(text: str) -> list[str]:
-    """Characters with whitespace runs collapsed to one space (spaces count, as in jiwer)."""
-    return list(" ".join(text.split()))
+    """Characters, spaces included, with the ends' whitespace stripped: jiwer's CER (s3prl's too, whose
+    transcripts have no such ends). Runs of whitespace inside are kept: "a  b" is four characters."""
+    return list(text.strip())
 
 
 def _phones(phones: Sequence[str] | str) -> list[str]:
@@ -106,11 +107,13 @@ def slot_value_cer_item(ref: Sequence[dict], hyp: Sequence[dict]) -> Stats:
 def parse_tagged_slots(text: str) -> list[dict]:
     """Slots of a SUPERB-style tagged transcript: "play B-artist the beatles E-artist now".
 
-    Tags nested inside a value (a malformed hypothesis) are dropped from the value.
+    Tags nested inside a value (a malformed hypothesis) are dropped from the value. As in s3prl
+    (downstream/ctc/metric.py, `parse`), a closing tag is matched by prefix: `E-playlist_owner` closes
+    `B-playlist`.
     """
     text = " ".join(text.split())
     slots = []
-    for slot_type, value in re.findall(r"B-(\S+) (.+?) E-\1(?=\s|$)", text):
+    for slot_type, value in re.findall(r"B-(\S+) (.+?) E-\1", text):
         value = " ".join(w for w in value.split() if not re.fullmatch(r"[BE]-\S+", w))
         slots.append({"type": slot_type, "value": value})
     return slots

@@ -321,6 +321,25 @@ def test_parse_tagged_slots():
     assert parse_tagged_slots("no slots here B-city paris") == []
 
 
+def test_a_closing_tag_is_matched_by_prefix_as_in_s3prl():
+    """s3prl's `B\\-(\\S+) (.+?) E\\-\\1` has no boundary after the type: `E-playlist_owner` closes
+    `B-playlist` (issue 22: evalkit required one and gave F1 0 where s3prl gives 1)."""
+    ref = parse_tagged_slots("add B-playlist road trip E-playlist")
+    hyp = parse_tagged_slots("add B-playlist road trip E-playlist_owner")
+    assert hyp == _s(("playlist", "road trip"))
+    assert slot_type_f1([ref], [hyp]) == 1.0
+
+
+@pytest.mark.parametrize(
+    "ref, hyp",
+    [("a  b", "a b"), ("a b", "a  b"), (" a b", "a b"), ("a b ", "a b"), ("a\tb", "a b"), ("ab", "a   b")],
+)
+def test_cer_keeps_inner_whitespace_as_jiwer_does(ref, hyp):
+    """jiwer.cer("a  b", "a b") is 0.25 (s3prl's editdistance on the raw strings too); evalkit collapsed
+    whitespace runs and gave 0."""
+    assert cer([ref], [hyp]) == pytest.approx(jiwer.cer(ref, hyp), abs=1e-12)
+
+
 # --- MTWV --------------------------------------------------------------------------------------
 
 # Five documents d1..d5. Term A occurs in d1, d2 (3 non-target documents); term B occurs in d3
