@@ -4,7 +4,7 @@ one static HTML page; `evalkit leaderboard references`: FBANK reference points o
 Which reference points a suite's score uses, in order: a stored file
 `<references>/<suite>.json` (synthetic suites: `synthetic-<profile>.json`),
 else the `fbank` upstream's results in the same folder (synthetic suites),
-else the official SUPERB points (real corpora only: they are meaningful
+else SUPERB's reference points (real corpora only: they are meaningful
 only on the standard SUPERB test sets).
 """
 
@@ -71,9 +71,12 @@ def choose_reference(
         )
     elif suite.reference_name == "superb":
         ref = superb_reference()
+        # The `*_superb` tasks read SUPERB's corpora but train on evalkit's budget, not s3prl's recipes
+        # (optimiser, steps, heads): the official score waits for a faithful protocol (issue 22).
         note = (
-            "Score: the official SUPERB score (superbbenchmark.org reference points); comparable with the "
-            "public leaderboard only on the standard SUPERB corpora."
+            "Score: SUPERB's formula and reference points (superbbenchmark.org) over SUPERB's corpora, trained "
+            "on evalkit's budget (SUPERB corpora, evalkit budget): not the official SUPERB score, whose tasks "
+            "follow s3prl's recipes, so not comparable with the public leaderboard."
         )
     else:
         return (

@@ -173,7 +173,7 @@ def suite_of(data: dict) -> tuple[str, str, str, int | None]:
         )
         return sid, label, f"synthetic-{profile}{version}{tag}", seed
     name = suite.get("name") or "unknown"
-    return f"corpus-{name}{tag}", f"corpora in {name!r}{note}", f"superb{subset}", None
+    return f"corpus-{name}{tag}", f"corpora in {name!r}, evalkit budget{note}", f"superb{subset}", None
 
 
 def result_files(results_dir: Path, exclude: Path | None = None) -> list[Path]:
