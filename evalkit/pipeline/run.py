@@ -276,11 +276,16 @@ def _eval_jobs(
     planned: set[str],
 ) -> list[Job]:
     """The evaluations still missing: baselines, the pre-trained upstreams (after their pre-training)
-    and their random-init twins (made from the trained checkpoint's config)."""
+    and their random-init twins (made from the trained checkpoint's config).
+
+    Longest first, so that two workers end together: the baselines (FBANK's 100 Hz frames cost twice
+    a tiny upstream's), the pre-trained upstreams, then the twins (one head seed where the profile
+    gives them fewer, as `full` does)."""
     plan: list[Job] = []
     for spec in baselines:
         if (selected is None or spec in selected) and not evaluated(spec, opts):
             plan.append(Job(f"eval {spec}", _eval_job, (spec, opts)))
+    twin_jobs: list[Job] = []
     for name in chosen:
         trained = upstream_dir / name
         needs = tuple(n for n in [f"pretrain {name}"] if n in planned)
@@ -289,6 +294,10 @@ def _eval_jobs(
         if name in twins:
             twin = upstream_dir / f"{name}-random"
             if not evaluated(str(twin), twin_opts):
-                plan.append(Job(f"twin {name}", make_random_twin, (trained, twin, 0, twins[name]), needs))
-                plan.append(Job(f"eval {name}-random", _eval_job, (str(twin), twin_opts), (f"twin {name}",)))
-    return plan
+                twin_jobs.append(
+                    Job(f"twin {name}", make_random_twin, (trained, twin, 0, twins[name]), needs)
+                )
+                twin_jobs.append(
+                    Job(f"eval {name}-random", _eval_job, (str(twin), twin_opts), (f"twin {name}",))
+                )
+    return plan + twin_jobs

@@ -334,3 +334,32 @@ def test_a_checkpoint_is_needed_only_while_an_evaluation_that_uses_it_is_missing
     assert not pipeline_plan.has_work("hubert", upstreams, twins, opts)  # the twin exists: evaluate it alone
     result_path(opts.output, str(upstreams / "bestrq"), "asr").unlink()
     assert pipeline_plan.has_work("bestrq", upstreams, twins, opts)
+
+
+def test_the_twins_are_evaluated_last_so_that_the_workers_end_together(tmp_path):
+    """Longest jobs first: the baselines, the pre-trained upstreams, then the twins (the shortest, one head
+    seed in `full`); a twin still waits for its own checkpoint's twin job."""
+    p = pipeline_profiles.RUN_PROFILES["full"]
+    opts = pipeline_run.eval_options(p, tmp_path, tmp_path, "cpu")
+    twins = pipeline_twins.shared_twins(p.size)
+    jobs = pipeline_run._eval_jobs(
+        p.baselines,
+        list(pipeline_plan.PUBLISHED),
+        None,
+        tmp_path / "upstreams",
+        twins,
+        opts,
+        pipeline_run.twin_options(p, opts),
+        set(),
+    )
+    names = [j.name for j in jobs]
+    first_twin = next(i for i, n in enumerate(names) if n.startswith("twin "))
+    assert names[:2] == ["eval oracle", "eval fbank"]
+    assert {n for n in names[2:first_twin]} == {f"eval {u}" for u in pipeline_plan.PUBLISHED}
+    assert all(
+        n.startswith(("twin ", "eval ")) and (n.startswith("twin ") or n.endswith("-random"))
+        for n in names[first_twin:]
+    )
+    for job in jobs[first_twin:]:
+        if job.name.endswith("-random"):
+            assert job.needs == (f"twin {job.name[5:-7]}",)
