@@ -26,7 +26,7 @@ import torch
 
 from evalkit.core.audio import SAMPLE_RATE
 from evalkit.core.manifest import read_manifest
-from evalkit.evaluation.features import cache_bytes, is_cached
+from evalkit.evaluation.cache_size import cache_bytes, is_cached
 from evalkit.evaluation.kinds.base import TaskKind, head_seeds, training_plan
 from evalkit.evaluation.runner import UpstreamRunner, utterances_of
 from evalkit.evaluation.trainer import build_runs, intra_op_threads, make_batches, to_device, train_step

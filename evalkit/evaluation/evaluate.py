@@ -23,8 +23,9 @@ from evalkit.core.errors import AudioError, ConfigError
 from evalkit.core.io import read_json_object
 from evalkit.core.manifest import audio_path
 from evalkit.core.results import Result, git_hash, package_versions, read_result, result_path, write_result
+from evalkit.evaluation.cache_size import cache_bytes, cache_layers, check_cache_fits, is_cached
 from evalkit.evaluation.cost import format_plan, plan_costs
-from evalkit.evaluation.features import cache_bytes, cache_layers, check_cache_fits, extract, is_cached
+from evalkit.evaluation.features import extract
 from evalkit.evaluation.fingerprint import cached_fingerprint, store_fingerprint, upstream_fingerprint
 from evalkit.evaluation.kinds.base import RunSettings, TaskKind, head_seeds, training_plan
 from evalkit.evaluation.protocols import PROTOCOLS, SEED_RATES

@@ -14,8 +14,9 @@ from torch import nn
 
 from evalkit.cli import main
 from evalkit.core.errors import ConfigError
-from evalkit.evaluation import features as features_module
-from evalkit.evaluation.features import cache_bytes, extract
+from evalkit.evaluation import cache_size
+from evalkit.evaluation.cache_size import cache_bytes
+from evalkit.evaluation.features import extract
 from upstreams.load import load_upstream
 
 
@@ -61,9 +62,9 @@ def test_an_evaluation_that_would_fill_the_disk_stops_before_any_work(
 
     def small_disk(path):
         # the reserve and 1 KiB: far less than the smoke suite's KS and ASV features
-        return usage(real(path).total, real(path).used, features_module.DISK_RESERVE_BYTES + 1024)
+        return usage(real(path).total, real(path).used, cache_size.DISK_RESERVE_BYTES + 1024)
 
-    monkeypatch.setattr(features_module.shutil, "disk_usage", small_disk)
+    monkeypatch.setattr(cache_size.shutil, "disk_usage", small_disk)
     args = [
         "eval",
         "--upstream",
@@ -81,18 +82,18 @@ def test_an_evaluation_that_would_fill_the_disk_stops_before_any_work(
     assert "ks/train" in err and "--no-cache" in err
     assert not list(out.rglob("*.npy")) and not list(out.rglob("*.json"))  # nothing extracted, no result
     # with the disk as it is, the same command runs; a second run needs no space (all cached)
-    monkeypatch.setattr(features_module.shutil, "disk_usage", real)
+    monkeypatch.setattr(cache_size.shutil, "disk_usage", real)
     assert main([*args, "--steps", "2", "--protocol", "quick"]) == 0
-    monkeypatch.setattr(features_module.shutil, "disk_usage", small_disk)
+    monkeypatch.setattr(cache_size.shutil, "disk_usage", small_disk)
     assert main([*args, "--steps", "2", "--protocol", "quick", "--overwrite"]) == 0
 
 
 def test_the_message_names_the_layer_subset_that_would_fit(tmp_path, monkeypatch):
     """13 layers needing 13 GiB on a disk with 4 GiB free: every 4th layer (0, 4, 8, 12) fits."""
     usage = namedtuple("usage", "total used free")
-    free = 4 * 2**30 + features_module.DISK_RESERVE_BYTES
-    monkeypatch.setattr(features_module.shutil, "disk_usage", lambda p: usage(2**40, 0, free))
+    free = 4 * 2**30 + cache_size.DISK_RESERVE_BYTES
+    monkeypatch.setattr(cache_size.shutil, "disk_usage", lambda p: usage(2**40, 0, free))
     with pytest.raises(ConfigError) as e:
-        features_module.check_cache_fits(tmp_path, {"asr/train": 13 * 2**30}, 13, 13)
+        cache_size.check_cache_fits(tmp_path, {"asr/train": 13 * 2**30}, 13, 13)
     assert "`--cache-layers every:4` keeps 4 of 13: 4.00 GiB" in str(e.value)
-    features_module.check_cache_fits(tmp_path, {"asr/train": 4 * 2**30}, 13, 13)  # fits: no error
+    cache_size.check_cache_fits(tmp_path, {"asr/train": 4 * 2**30}, 13, 13)  # fits: no error

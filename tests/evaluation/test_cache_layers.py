@@ -11,7 +11,8 @@ import pytest
 
 from evalkit.cli import main
 from evalkit.core.errors import ConfigError
-from evalkit.evaluation.features import cache_bytes, cache_layers, extract
+from evalkit.evaluation.cache_size import cache_bytes, cache_layers
+from evalkit.evaluation.features import extract
 from evalkit.leaderboard import collect
 from upstreams.checkpoint import write_checkpoint
 from upstreams.encoder import random_transformer
