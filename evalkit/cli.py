@@ -225,6 +225,17 @@ def _interrupt_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, interrupt)
 
 
+def _cluster_options(args: argparse.Namespace):
+    """`--slurm-*` as the scheduler's ClusterOptions; given without `--executor slurm` they would do nothing."""
+    from evalkit.pipeline.scheduler import ClusterOptions
+
+    given = {k: v for k, v in vars(args).items() if k.startswith("slurm_") and v is not None}
+    if given and args.executor != "slurm":
+        flags = ", ".join("--" + k.replace("_", "-") for k in given)
+        raise EvalkitError(f"{flags} only apply with --executor slurm (here --executor {args.executor}).")
+    return ClusterOptions(**{k.removeprefix("slurm_"): v for k, v in given.items()})
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     # deferred: keeps `evalkit --help` fast
     from evalkit.pipeline.run import run_pipeline
@@ -240,6 +251,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         only=only,
         from_published=args.from_published,
         device=args.device,
+        executor=args.executor,
+        cluster=_cluster_options(args),
     )
     if args.publish:
         # deferred: keeps `evalkit --help` fast
@@ -405,6 +418,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="where pre-training and evaluation run: auto (default: CUDA where torch sees a GPU), cpu, cuda or cuda:N",
     )
     p.add_argument("--jobs", type=int, default=None, help="synthesis worker processes")
+    p.add_argument(
+        "--executor",
+        default="local",
+        choices=["local", "submitit-local", "slurm"],
+        help="where pre-training and evaluation jobs run: local (default: a process pool here), submitit-local "
+        "(submitit subprocesses here) or slurm (a Slurm job each, through submitit; the work folder must be on "
+        "a filesystem the nodes share)",
+    )
+    p.add_argument("--slurm-partition", default=None, help="with --executor slurm: the partition")
+    p.add_argument(
+        "--slurm-time-min", type=int, default=None, help="with --executor slurm: a job's time limit (240)"
+    )
+    p.add_argument(
+        "--slurm-mem-gb", type=float, default=None, help="with --executor slurm: memory per job (32)"
+    )
+    p.add_argument("--slurm-gpus", type=int, default=None, help="with --executor slurm: GPUs per job (1)")
+    p.add_argument(
+        "--slurm-cpus", type=int, default=None, help="with --executor slurm: CPUs (and threads) per job (4)"
+    )
     p.add_argument(
         "--workers",
         type=int,

@@ -28,7 +28,6 @@ detected; delete the cache folder in that case.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import io
 import json
@@ -49,6 +48,7 @@ from tqdm import tqdm
 
 from evalkit.core.errors import ConfigError, EvalkitError
 from evalkit.core.io import atomic_open, atomic_write_text
+from evalkit.core.lockfile import exclusive
 from evalkit.core.manifest import read_manifest
 from evalkit.core.progress import progress_bar
 from evalkit.evaluation.fingerprint import file_digest, manifest_fingerprint, upstream_fingerprint
@@ -426,13 +426,10 @@ def _shard_name(k: int, ext: str) -> str:
 
 @contextmanager
 def _locked(folder: Path) -> Iterator[None]:
-    """Exclusive lock on a cache folder: parallel jobs wait for one writer, then read its cache."""
-    with open(folder / ".lock", "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    """Exclusive lock on a cache folder: parallel jobs wait for one writer, then read its cache. A lock file
+    (evalkit.core.lockfile), not fcntl, so that it also holds where a cluster's jobs share the cache over NFS."""
+    with exclusive(folder / ".lock"):
+        yield
 
 
 @contextmanager

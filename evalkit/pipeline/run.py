@@ -40,7 +40,14 @@ from evalkit.pipeline.plan import (
 )
 from evalkit.pipeline.profiles import RUN_PROFILES, RunProfile
 from evalkit.pipeline.publish import seed_from_published
-from evalkit.pipeline.scheduler import Job, Stages, default_workers, run_jobs
+from evalkit.pipeline.scheduler import (
+    ClusterOptions,
+    Job,
+    Stages,
+    cluster_executor,
+    default_workers,
+    run_jobs,
+)
 from evalkit.pipeline.twins import make_random_twin, shared_twins
 from evalkit.pretraining.loop import pretrain
 from evalkit.synth.suite import SUITE_CORPORA, build_suite
@@ -111,9 +118,14 @@ def run_pipeline(
     from_published: str | Path | None = None,
     log=print,
     device: str = "auto",
+    executor: str = "local",
+    cluster: ClusterOptions = ClusterOptions(),
 ) -> Path:
     """Run (or resume) the whole pipeline; returns the leaderboard folder.
 
+    `executor`: where the pre-training and evaluation jobs run: `local` (a process pool here), or through
+    submitit, `submitit-local` (subprocesses here) or `slurm` (a job each, asking for `cluster`'s resources;
+    the work folder must be on a filesystem the nodes share).
     `jobs`: synthesis processes; `workers`: pre-training/evaluation jobs run side by side.
     `device`: where pre-training and evaluation run (auto, cpu, cuda, cuda:N; `evalkit eval --device`).
     `only`: run the stages of these upstreams (and baselines) alone, with the pre-trainings they
@@ -124,6 +136,7 @@ def run_pipeline(
     p = _run_profile(profile)
     _check_settings(Path(workdir), jobs, workers)
     resolve_device(device)  # a GPU asked for where there is none stops before any work
+    pool = cluster_executor(executor, Path(workdir) / profile / "submitit", cluster)  # its errors too
     work = Path(workdir) / profile
     selected = check_only(only, p.baselines)
     if from_published is not None:
@@ -133,7 +146,9 @@ def run_pipeline(
     t0 = time.time()
 
     try:
-        board, plan = _run_stages(p, work, Path(workdir), jobs, workers, selected, stages, log, device)
+        board, plan = _run_stages(
+            p, work, Path(workdir), jobs, workers, selected, stages, log, device, (pool, executor, cluster)
+        )
     except BaseException as e:  # a failed stage, Ctrl-C or SIGTERM: keep what this invocation spent
         why = "interrupted" if isinstance(e, KeyboardInterrupt) else f"failed: {type(e).__name__}"
         finish_invocation(work, stages.ran, time.time() - t0, interrupted=why)
@@ -156,6 +171,7 @@ def _run_stages(
     stages: Stages,
     log,
     device: str = "auto",
+    runner: tuple = (None, "local", ClusterOptions()),
 ) -> tuple[Path, list[Job]]:
     """Synthesis, the planned pre-training and evaluation jobs, the leaderboard: (its folder, the jobs)."""
     suite, results = work / "suite", work / "results"
@@ -174,7 +190,10 @@ def _run_stages(
     )
     for job in plan:
         log(f"[plan] {job.name}")
-    run_jobs(plan, workers or default_workers(), stages, log)
+    pool, kind, cluster = runner
+    if workers is None:  # a cluster takes every job that is ready; here, one per core up to two
+        workers = max(1, len(plan)) if kind == "slurm" else default_workers()
+    run_jobs(plan, workers, stages, log, pool, threads=cluster.cpus if kind == "slurm" else 1)
 
     board = work / "leaderboard"
     stages.run("leaderboard", lambda: build_leaderboard(results, board), log)

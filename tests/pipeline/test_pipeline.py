@@ -11,10 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from evalkit.core.errors import EvalkitError
 from evalkit.pipeline import plan as pipeline_plan
 from evalkit.pipeline import profiles as pipeline_profiles
 from evalkit.pipeline import publish as pipeline_publish
 from evalkit.pipeline import run as pipeline_run
+from evalkit.pipeline import scheduler as pipeline_scheduler
 from evalkit.pipeline import twins as pipeline_twins
 from evalkit.pipeline.scheduler import Job, Stages, run_jobs
 
@@ -363,3 +365,63 @@ def test_the_twins_are_evaluated_last_so_that_the_workers_end_together(tmp_path)
     for job in jobs[first_twin:]:
         if job.name.endswith("-random"):
             assert job.needs == (f"twin {job.name[5:-7]}",)
+
+
+submitit = pytest.importorskip("submitit")
+
+
+def test_jobs_run_through_submitit_in_dependency_order(tmp_path):
+    """`evalkit run --executor submitit-local`: each job a submitit job (a subprocess here, a Slurm job on a
+    cluster), after what it needs; each stage's time recorded as with the local pool."""
+    executor = pipeline_scheduler.cluster_executor("submitit-local", tmp_path / "submitit")
+    run_jobs(_jobs(tmp_path), 2, Stages(tmp_path), log=lambda *_: None, executor=executor)
+    assert (tmp_path / "c").read_text() == "x"
+    assert set(json.loads((tmp_path / "stages.json").read_text())) == {"a", "b", "c"}
+    job_folders = [d for d in (tmp_path / "submitit").iterdir() if d.name.isdigit()]
+    assert len(job_folders) == 3  # one folder (logs, result) per job, named by its job id
+
+
+def test_a_failed_submitit_job_stops_its_dependants_and_keeps_finished_work(tmp_path):
+    executor = pipeline_scheduler.cluster_executor("submitit-local", tmp_path / "submitit")
+    jobs = [
+        Job("ok", Path.write_text, (tmp_path / "ok", "x")),
+        Job("bad", shutil.copyfile, (tmp_path / "missing", tmp_path / "bad")),
+        Job("after-bad", Path.write_text, (tmp_path / "after", "x"), ("bad",)),
+    ]
+    with pytest.raises(Exception, match="missing"):
+        run_jobs(jobs, 2, Stages(tmp_path), log=lambda *_: None, executor=executor)
+    assert (tmp_path / "ok").read_text() == "x" and not (tmp_path / "after").exists()
+
+
+def test_slurm_without_slurm_and_unknown_executors_are_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(pipeline_scheduler.shutil, "which", lambda name: None)
+    with pytest.raises(EvalkitError, match="no `sbatch` on this machine's PATH"):
+        pipeline_scheduler.cluster_executor("slurm", tmp_path)
+    with pytest.raises(EvalkitError, match="--executor 'ray': choose local, submitit-local, slurm"):
+        pipeline_scheduler.cluster_executor("ray", tmp_path)
+    assert pipeline_scheduler.cluster_executor("local", tmp_path) is None
+
+
+@pytest.mark.slow
+def test_the_pipeline_runs_through_submitits_local_executor(smoke_suite, tmp_path, monkeypatch):
+    """`evalkit run --executor submitit-local`, as on a cluster but with subprocesses: BEST-RQ's pre-training
+    and evaluation as two submitit jobs, the second after the first; a re-run resumes with nothing to do."""
+    monkeypatch.setitem(
+        pipeline_profiles.RUN_PROFILES,
+        "smoke",
+        pipeline_profiles.RunProfile("smoke", "tiny", max_steps=2, eval_steps=2, protocol="quick"),
+    )
+    shutil.copytree(smoke_suite, tmp_path / "smoke" / "suite")
+    lines: list[str] = []
+    run = dict(only=["bestrq"], executor="submitit-local", log=lines.append)
+    pipeline_run.run_pipeline("smoke", tmp_path, **run)
+    assert [line.split(":")[0] for line in lines if line.startswith("[submitted]")] == [
+        "[submitted] pretrain bestrq",
+        "[submitted] eval bestrq",
+    ]
+    assert len(list((tmp_path / "smoke" / "results" / "bestrq").glob("*.json"))) == 10
+    jobs = [d for d in (tmp_path / "smoke" / "submitit").iterdir() if d.name.isdigit()]
+    assert len(jobs) == 2
+    lines.clear()
+    pipeline_run.run_pipeline("smoke", tmp_path, **run)
+    assert not any(line.startswith(("[plan]", "[submitted]")) for line in lines)

@@ -7,6 +7,7 @@ import csv
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -404,3 +405,53 @@ def test_resume_before_the_first_checkpoint_says_so(tmp_path, capsys):
     assert main(["pretrain", "hubert-tiny", "--out", str(tmp_path / "run"), "--resume"]) == 2
     err = capsys.readouterr().err
     assert "no checkpoint yet" in err and "--data" in err
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_torchrun_across_two_nodes_equals_two_processes_on_one(corpus, tmp_path):
+    """Pre-training across nodes: two `torchrun --nnodes 2 --nproc-per-node 1` launches on localhost meeting
+    through a c10d rendezvous train the same weights as one `--standalone --nproc_per_node 2` launch (the
+    same per-rank seeds and data shards, the same global batch)."""
+    config = write_config(tmp_path / "tiny.yaml", tiny(optim={"max_steps": 3}))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+
+    def pretrain_command(*launcher: str, out: Path) -> list[str]:
+        run = ["-m", "evalkit", "pretrain", str(config), "--data", str(corpus), "--out", str(out)]
+        return [sys.executable, "-m", "torch.distributed.run", *launcher, *run, "--max-steps", "3"]
+
+    one = subprocess.run(
+        pretrain_command("--standalone", "--nproc_per_node", "2", out=tmp_path / "one"),
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert one.returncode == 0, one.stderr[-3000:]
+    rendezvous = ["--nnodes", "2", "--nproc_per_node", "1", "--rdzv_backend", "c10d"]
+    rendezvous += ["--rdzv_endpoint", f"127.0.0.1:{_free_port()}", "--rdzv_id", "evalkit-test"]
+    nodes = [
+        subprocess.Popen(
+            pretrain_command(*rendezvous, out=tmp_path / "two"),
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    for node in nodes:
+        _, err = node.communicate(timeout=300)
+        assert node.returncode == 0, err[-3000:]
+    a = load_file(tmp_path / "one" / "model.safetensors")
+    b = load_file(tmp_path / "two" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    summary = json.loads((tmp_path / "two" / "config.json").read_text())["pretraining"]
+    assert summary["processes"] == 2 and summary["steps"] == 3
