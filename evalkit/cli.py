@@ -3,6 +3,11 @@
 Exit codes: 0 success, 2 bad input or usage (a one-paragraph message, no
 traceback), 1 an internal error. Heavy modules are imported inside each
 command so that `evalkit --help` and `evalkit ls` stay fast.
+
+Why one module: every command's flags are declared in one parser tree, so that
+`evalkit --help` shows them all and a flag two commands share (`--device`,
+`--workdir`) reads the same in both; each command's work lives in the module it
+calls, and what stays here is parsing and the translation of flags into options.
 """
 
 from __future__ import annotations
