@@ -111,9 +111,15 @@ def step_seconds(kind: TaskKind, feats: SyntheticFeatures, head, lr: float) -> t
     """(one training step, one forward pass) of one run of `head` on a typical batch, in seconds."""
     recs = {r["id"]: r for r in kind.records("train")}
     durations = {i: r["duration"] for i, r in recs.items()}
-    batches = make_batches(list(recs), durations, kind.task.batch_seconds, random.Random(0))
-    batches.sort(key=len)
-    batch = batches[len(batches) // 2]
+    spec = kind.task.batch
+    if spec is None:  # batches of `batch_seconds`: the median batch
+        batches = make_batches(list(recs), durations, kind.task.batch_seconds, random.Random(0))
+        batches.sort(key=len)
+        batch, accumulate = batches[len(batches) // 2], 1
+    else:  # batches of utterances (s3prl's recipes): utterances of the median duration, accumulated
+        order = sorted(recs, key=durations.__getitem__)
+        start = max(0, len(order) // 2 - spec.utterances // 2)
+        batch, accumulate = order[start : start + spec.utterances], spec.accumulate
     (run,) = build_runs(kind, feats.num_layers, feats.hidden_size, [lr], heads=[head], seed=0)
     device = torch.device(kind.settings.device)
     run.modules().to(device)
@@ -121,10 +127,12 @@ def step_seconds(kind: TaskKind, feats: SyntheticFeatures, head, lr: float) -> t
     hidden, lens = to_device(feats.batch(batch), device)
     targets = [kind.target(recs[i]) for i in batch]
     bf16 = kind.settings.bf16
-    train_step(kind, [run], opt, hidden, lens, targets, bf16)  # warm-up
+    micro = [(hidden, lens, targets)] * accumulate
+    options = {"accumulate": accumulate, "specaug": kind.task.specaug}
+    train_step(kind, [run], opt, micro, bf16, **options)  # warm-up
     t0 = time.perf_counter()
     for _ in range(CALIBRATION_STEPS):
-        train_step(kind, [run], opt, hidden, lens, targets, bf16)
+        train_step(kind, [run], opt, micro, bf16, **options)
     _synchronize(device)
     step = (time.perf_counter() - t0) / CALIBRATION_STEPS
     t0 = time.perf_counter()

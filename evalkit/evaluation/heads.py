@@ -167,16 +167,21 @@ def repeat_frames(x: torch.Tensor, lens: torch.Tensor, k: int) -> tuple[torch.Te
 
 @HEADS.register("linear_ctc")
 class LinearCTC(nn.Module):
-    """SUPERB's PR head: a linear probe to the label set, trained with CTC."""
+    """SUPERB's PR head: a linear probe to the label set, trained with CTC.
 
-    def __init__(self, input_dim: int, vocab_size: int, upsample: int = 1) -> None:
+    `proj` puts a linear bottleneck of that width first, with no nonlinearity between (s3prl's PR:
+    Linear(D, 256) then Linear(256, vocab), downstream/ctc/expert.py:36-44); still a linear map.
+    """
+
+    def __init__(self, input_dim: int, vocab_size: int, upsample: int = 1, proj: int | None = None) -> None:
         super().__init__()
-        self.out = nn.Linear(input_dim, vocab_size)
+        self.proj = nn.Linear(input_dim, proj) if proj else nn.Identity()
+        self.out = nn.Linear(proj or input_dim, vocab_size)
         self.upsample = upsample
 
     def forward(self, x: torch.Tensor, lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x, lens = repeat_frames(x, lens, self.upsample)
-        return F.log_softmax(self.out(x), dim=-1), lens
+        return F.log_softmax(self.out(self.proj(x)), dim=-1), lens
 
 
 @HEADS.register("bilstm_ctc")
@@ -359,34 +364,69 @@ class _FrameBatchNorm(nn.Module):
 class XVector(nn.Module):
     """SUPERB's ASV head: 5 TDNN layers, stats pooling over valid frames, two Linear layers.
 
-    The TDNN convs use zero "same" padding on masked input (not Kaldi's valid
-    convolutions) so utterances shorter than the 15-frame context still work
-    and frame counts stay equal to `lens`.
+    By default the TDNN convs use zero "same" padding on masked input, with BatchNorm after each
+    ReLU, so utterances shorter than the 15-frame context still work and frame counts stay equal
+    to `lens`. s3prl's recipe (downstream/sv_voxceleb1/model.py) differs, and its arguments say
+    how: `connector` = Linear(D, connector) first (expert.py:85, 512), `batch_norm=False`,
+    `context="valid"` (F.unfold without padding: 14 frames fewer, at least one kept),
+    `out_relu=True` (a ReLU after the second Linear, `UtteranceExtractor.forward`) and
+    `test_embedding="first"` (scoring uses ReLU of the first Linear only, `.inference`).
     """
 
     kernels = (5, 3, 3, 1, 1)
     dilations = (1, 2, 3, 1, 1)
 
     def __init__(
-        self, input_dim: int, channels: int = 256, stats_channels: int = 768, embed_dim: int = 256
+        self,
+        input_dim: int,
+        channels: int = 256,
+        stats_channels: int = 768,
+        embed_dim: int = 256,
+        connector: int | None = None,
+        batch_norm: bool = True,
+        context: str = "same",
+        out_relu: bool = False,
+        test_embedding: str = "last",
     ) -> None:
         super().__init__()
-        sizes = [input_dim] + [channels] * 4 + [stats_channels]
+        if context not in ("same", "valid") or test_embedding not in ("last", "first"):
+            raise ConfigError(
+                f"xvector: context={context!r} must be 'same' or 'valid', test_embedding={test_embedding!r} "
+                "'last' or 'first'"
+            )
+        self.connector = nn.Linear(input_dim, connector) if connector else None
+        sizes = [connector or input_dim] + [channels] * 4 + [stats_channels]
+        self.valid_context = context == "valid"
         self.convs = nn.ModuleList(
-            nn.Conv1d(sizes[i], sizes[i + 1], k, dilation=d, padding=d * (k // 2))
+            nn.Conv1d(
+                sizes[i], sizes[i + 1], k, dilation=d, padding=0 if self.valid_context else d * (k // 2)
+            )
             for i, (k, d) in enumerate(zip(self.kernels, self.dilations))
         )
-        self.norms = nn.ModuleList(_FrameBatchNorm(n) for n in sizes[1:])
+        self.norms = nn.ModuleList(_FrameBatchNorm(n) for n in sizes[1:]) if batch_norm else None
         self.segment = nn.Linear(2 * stats_channels, embed_dim)
         self.embed = nn.Linear(embed_dim, embed_dim)
         self.embed_dim = embed_dim
+        self.out_relu, self.test_embedding = out_relu, test_embedding
 
     def forward(self, x: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
-        valid = _valid(x, lens)
-        h = x * valid
-        for conv, norm in zip(self.convs, self.norms):
-            h = norm(F.relu(conv(h.transpose(1, 2)).transpose(1, 2)), valid)
-        return self.embed(F.relu(self.segment(masked_stats(h, lens))))
+        if self.connector is not None:
+            x = self.connector(x)
+        h = x * _valid(x, lens)
+        for k, conv in enumerate(self.convs):
+            if self.valid_context:  # each layer's output is shorter by its receptive field less one
+                shrink = conv.dilation[0] * (conv.kernel_size[0] - 1)
+                if h.shape[1] <= shrink:  # too short: pad with zeros up to one output frame
+                    h = F.pad(h, (0, 0, 0, shrink + 1 - h.shape[1]))
+                lens = (lens - shrink).clamp(min=1)
+            h = F.relu(conv(h.transpose(1, 2)).transpose(1, 2))
+            valid = _valid(h, lens)
+            h = self.norms[k](h, valid) if self.norms is not None else h * valid
+        segment = F.relu(self.segment(masked_stats(h, lens)))
+        if self.test_embedding == "first" and not self.training:
+            return segment
+        out = self.embed(segment)
+        return F.relu(out) if self.out_relu else out
 
 
 class _EcapaEmbedder(nn.Module):

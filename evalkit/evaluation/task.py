@@ -39,7 +39,23 @@ KINDS.register("diarization", "evalkit.evaluation.kinds.diarization:Diarization"
 KINDS.register("qbe", "evalkit.evaluation.kinds.qbe:QbE")
 
 
-OPTIMIZERS = ("adamw",)  # what the trainer builds (evalkit/evaluation/trainer.py)
+OPTIMIZERS = ("adamw", "adam")  # what the trainer builds (evalkit/evaluation/trainer.py)
+# How the learning rate moves over the steps (evalkit/evaluation/trainer.py `make_optimizer`).
+SCHEDULES = {
+    "warmup_cosine": "linear warm-up over the first 5% of the steps, then cosine decay to 0 (evalkit's)",
+    "constant": "the learning rate of the grid at every step (s3prl's SUPERB recipes: no scheduler)",
+}
+# Whose recipe a task's training settings follow. The leaderboard prints the official SUPERB score only
+# for results of `s3prl` tasks on the real corpora (evalkit/leaderboard/build.py).
+RECIPES = {
+    "evalkit": "evalkit's own budget (steps, grid, heads sized for a CPU)",
+    "s3prl": "s3prl's SUPERB downstream recipe, each value from its config with the source in the task file",
+}
+SAMPLERS = {
+    "shuffled": "every training utterance once per epoch, in a random order",
+    "balanced": "utterances drawn with replacement, each class equally likely (s3prl's KS: "
+    "WeightedRandomSampler with weight 1 / class count)",
+}
 POSITIVE = rule(above=0)
 
 
@@ -81,6 +97,39 @@ class FeaturizerConfig(SerialisableConfig):
 
 
 @dataclass
+class BatchConfig(SerialisableConfig):
+    """The schema of a task's `batch:` mapping: training batches counted in utterances, as s3prl counts
+    them (without it, batches hold `batch_seconds` of padded audio)."""
+
+    utterances: int = field(metadata=rule(above=0))  # per forward pass
+    accumulate: int = field(default=1, metadata=rule(above=0))  # forward passes per optimiser step
+    # batches of neighbours in duration order, the batches shuffled (s3prl's PR, ASR, SF buckets);
+    # otherwise utterances in a random order
+    bucketing: bool = False
+
+
+@dataclass
+class SpecAugConfig(SerialisableConfig):
+    """The schema of a task's `specaug:` mapping: SpecAugment on the weighted sum of the upstream's layers,
+    in training only (s3prl's `specaug:` block, applied after the featurizer, masks set to zero).
+
+    Widths are drawn from [low, high) frames (time) or feature dimensions (freq), per utterance;
+    `time_warp` is the warp window in frames (0: none)."""
+
+    time_warp: int = field(default=5, metadata=rule(min=0))
+    freq_mask_width: list[int] = field(default_factory=lambda: [0, 50], metadata=rule(min=0))
+    freq_masks: int = field(default=4, metadata=rule(min=0))
+    time_mask_width: list[int] = field(default_factory=lambda: [0, 40], metadata=rule(min=0))
+    time_masks: int = field(default=2, metadata=rule(min=0))
+
+    def __post_init__(self) -> None:
+        for key in ("freq_mask_width", "time_mask_width"):
+            width = getattr(self, key)
+            if len(width) != 2 or not width[0] < width[1]:
+                raise ConfigError(f"specaug.{key} = {width!r}: give [low, high] with low < high.")
+
+
+@dataclass
 class TaskConfig(SerialisableConfig):
     """A task file's schema: types and bounds of every key (settings that would train nothing are
     errors, not silent no-ops); `load_task_file` adds the checks against registries (kind, heads,
@@ -105,7 +154,16 @@ class TaskConfig(SerialisableConfig):
     # or per suite profile: {smoke: 40, default: 1500}
     steps: int | dict[str, int] = field(default=1000, metadata=rule(above=0, nonempty=True))
     eval_every: int | None = field(default=None, metadata=POSITIVE)  # default: steps // 5
-    batch_seconds: float = field(default=60.0, metadata=POSITIVE)
+    batch_seconds: float = field(default=60.0, metadata=POSITIVE)  # training (without `batch:`) and scoring
+    recipe: str = field(default="evalkit", metadata=rule(choices=tuple(RECIPES)))
+    # recipe s3prl: where the task still differs from s3prl's recipe, one sentence each (the leaderboard
+    # prints them under the table, and the official SUPERB score waits until no task has any)
+    deviations: list[str] = field(default_factory=list)
+    schedule: str = field(default="warmup_cosine", metadata=rule(choices=tuple(SCHEDULES)))
+    gradient_clipping: float = field(default=5.0, metadata=POSITIVE)  # max global norm, per run
+    batch: BatchConfig | None = None  # training batches in utterances (None: `batch_seconds` of audio)
+    sampler: str = field(default="shuffled", metadata=rule(choices=tuple(SAMPLERS)))
+    specaug: SpecAugConfig | None = None  # None: no SpecAugment
     seed: int = 0
     source: str = ""  # the YAML file it came from
 
@@ -182,6 +240,16 @@ def _check_values(cfg: TaskConfig, path: Path) -> None:
         raise ConfigError(f"{path}: exactly one metric must have `primary: true`.")
     if not cfg.heads and KINDS.get(cfg.kind).trains:
         raise ConfigError(f"{path}: key 'heads' is empty; a trained task needs at least one head.")
+    if cfg.deviations and cfg.recipe != "s3prl":
+        raise ConfigError(
+            f"{path}: key 'deviations' lists how a task differs from s3prl's recipe, so it needs "
+            f"`recipe: s3prl` (this task's recipe is {cfg.recipe!r}); remove one of them."
+        )
+    if cfg.sampler == "balanced" and cfg.kind != "classification":
+        raise ConfigError(
+            f"{path}: sampler 'balanced' weights utterances by their class, which only a classification "
+            f"task has (this one is {cfg.kind!r}); remove `sampler:` or use 'shuffled'."
+        )
 
 
 def _check_registered(cfg: TaskConfig, path: Path) -> None:

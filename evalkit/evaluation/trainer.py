@@ -6,6 +6,11 @@ features feeds every run, so an LR sweep costs little more than one run: the
 expensive part, reading or computing upstream features, happens once per
 batch. Dev is scored every `eval_every` steps; each run keeps its best state,
 each head picks its best learning rate on dev, and only that state sees test.
+
+What a step is comes from the task: batches of `batch_seconds` of padded audio,
+or of `batch.utterances` utterances with `batch.accumulate` of them per
+optimiser step (s3prl's recipes); AdamW or Adam; a warm-up + cosine schedule or
+a constant rate; the gradient-norm clip; SpecAugment on the featurizer's output.
 """
 
 from __future__ import annotations
@@ -15,7 +20,8 @@ import copy
 import math
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -26,10 +32,12 @@ from evalkit.core.batching import pack_by_padded_length
 from evalkit.core.progress import progress_bar
 from evalkit.evaluation.featurizer import WeightedLayerSum
 from evalkit.evaluation.heads import HEADS
+from evalkit.evaluation.specaug import Augmentation, draw
 from evalkit.metrics import Metric
 
 if TYPE_CHECKING:
     from evalkit.evaluation.kinds.base import TaskKind
+    from evalkit.evaluation.task import BatchConfig, TaskConfig
 
 
 @dataclass
@@ -47,8 +55,9 @@ class Run:
     def modules(self) -> nn.ModuleList:
         return nn.ModuleList([m for m in (self.featurizer, self.head, self.criterion) if m is not None])
 
-    def forward(self, hidden: torch.Tensor, lens: torch.Tensor) -> Any:
-        return self.head(self.featurizer(hidden), lens)
+    def forward(self, hidden: torch.Tensor, lens: torch.Tensor, augment: Augmentation | None = None) -> Any:
+        x = self.featurizer(hidden)
+        return self.head(x if augment is None else augment(x), lens)
 
 
 def make_batches(
@@ -63,6 +72,66 @@ def make_batches(
         batches[-1] += last
     rng.shuffle(batches)
     return batches
+
+
+def utterance_batches(
+    ids: list[str],
+    durations: dict[str, float],
+    spec: BatchConfig,
+    rng: random.Random,
+    classes: dict[str, Any] | None = None,
+) -> list[list[str]]:
+    """One epoch of batches of `spec.utterances` utterances, as s3prl's recipes batch.
+
+    With `classes` ({id: class}), `len(ids)` draws with replacement, each utterance weighted by
+    1 / its class's count (s3prl's KS: a WeightedRandomSampler); with `spec.bucketing`, neighbours
+    in duration order, the batches shuffled (s3prl's length buckets); else a random order.
+    """
+    if classes is not None:
+        counts = Counter(classes[i] for i in ids)
+        order = rng.choices(ids, weights=[1 / counts[classes[i]] for i in ids], k=len(ids))
+    elif spec.bucketing:
+        order = sorted(ids, key=lambda i: durations[i])
+    else:
+        order = rng.sample(ids, len(ids))
+    n = spec.utterances
+    batches = [order[k : k + n] for k in range(0, len(order), n)]
+    if len(batches) > 1 and len(batches[-1]) == 1:  # BatchNorm in training needs two utterances
+        batches[-2] += batches.pop()
+    if spec.bucketing:
+        rng.shuffle(batches)
+    return batches
+
+
+def training_batches(
+    task: TaskConfig, ids: list[str], durations: dict[str, float], targets: dict[str, Any], rng: random.Random
+) -> Iterator[list[str]]:
+    """Training batches without end, epoch after epoch, as the task's `batch` and `sampler` say."""
+    while True:
+        if task.batch is None:
+            epoch = make_batches(ids, durations, task.batch_seconds, rng)
+        else:
+            classes = {i: repr(targets[i]) for i in ids} if task.sampler == "balanced" else None
+            epoch = utterance_batches(ids, durations, task.batch, rng, classes)
+        while epoch:
+            yield epoch.pop()
+
+
+def make_optimizer(
+    task: TaskConfig, params: list[dict], steps: int
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler | None]:
+    """The task's optimiser over parameter groups (each with its `lr`) and its schedule over `steps`
+    steps (None: the rate stays constant, as in s3prl's SUPERB recipes)."""
+    spec = task.optimizer
+    kind = torch.optim.Adam if spec.get("name", "adamw") == "adam" else torch.optim.AdamW
+    opt = kind(params, weight_decay=float(spec.get("weight_decay", 0.0)))
+    if task.schedule == "constant":
+        return opt, None
+    warmup = max(1, steps // 20)
+    return opt, torch.optim.lr_scheduler.LambdaLR(
+        opt,
+        lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / max(steps, 1))),
+    )
 
 
 def build_runs(
@@ -140,37 +209,39 @@ def train(
     for r in runs:
         r.modules().to(device)
     groups = [{"params": list(r.modules().parameters()), "lr": r.lr} for r in runs]
-    wd = float(task.optimizer.get("weight_decay", 0.0))
-    opt = torch.optim.AdamW(groups, weight_decay=wd)
-    warmup = max(1, steps // 20)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt,
-        lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / max(steps, 1))),
-    )
+    opt, sched = make_optimizer(task, groups, steps)
     recs = {r["id"]: r for r in kind.records("train")}
     targets = {i: kind.target(r) for i, r in recs.items()}
     durations = {i: r["duration"] for i, r in recs.items()}
     rng = random.Random(seed)
     torch.manual_seed(seed)
-    batches: list[list[str]] = []
+    batches = training_batches(task, list(recs), durations, targets, rng)
+    accumulate = task.batch.accumulate if task.batch is not None else 1
+
+    def micro_batches() -> Iterator[tuple[torch.Tensor, torch.Tensor, list]]:
+        for _ in range(accumulate):  # loaded one at a time: an accumulated step holds one in memory
+            batch = next(batches)
+            hidden, lens = to_device(train_feats.batch(batch), device)
+            yield hidden, lens, [targets[i] for i in batch]
+
     bar = progress_bar(range(steps), desc=f"{task.name} train", disable=not progress, leave=False)
     t0 = time.time()
     for step in bar:
-        if not batches:
-            batches = make_batches(list(recs), durations, task.batch_seconds, rng)
-        batch = batches.pop()
-        hidden, lens = to_device(train_feats.batch(batch), device)
-        total = train_step(kind, runs, opt, hidden, lens, [targets[i] for i in batch], bf16)
-        sched.step()
+        total = train_step(
+            kind,
+            runs,
+            opt,
+            micro_batches(),
+            bf16,
+            accumulate=accumulate,
+            clip=task.gradient_clipping,
+            specaug=task.specaug,
+        )
+        if sched is not None:
+            sched.step()
         bar.set_postfix(loss=f"{total:.3f}")
         if (step + 1) % eval_every == 0 or step + 1 == steps:
-            for r in runs:
-                dev_preds = predict_split(kind, features["dev"], "dev", r, task.batch_seconds, bf16)
-                value, higher = primary_value(kind.score("dev", dev_preds)[0])
-                r.dev_curve.append((step + 1, value))
-                if r.best_dev is None or (value > r.best_dev if higher else value < r.best_dev):
-                    r.best_dev, r.best_step = value, step + 1
-                    r.best_state = copy.deepcopy(r.modules().state_dict())
+            score_dev(kind, features["dev"], runs, step + 1, bf16)
             best = ", ".join(f"{r.head_name}@{r.lr:g}={r.dev_curve[-1][1]:.4f}" for r in runs)
             log(
                 f"[{task.name}] step {step + 1}/{steps} loss {total:.3f} dev {best} ({time.time() - t0:.0f} s)"
@@ -179,6 +250,17 @@ def train(
         if r.best_state is not None:
             r.modules().load_state_dict(r.best_state)
     return runs
+
+
+def score_dev(kind: TaskKind, features, runs: list[Run], step: int, bf16: bool) -> None:
+    """Every run's dev value after `step` steps, added to its curve; a new best keeps the run's state."""
+    for r in runs:
+        dev_preds = predict_split(kind, features, "dev", r, kind.task.batch_seconds, bf16)
+        value, higher = primary_value(kind.score("dev", dev_preds)[0])
+        r.dev_curve.append((step, value))
+        if r.best_dev is None or (value > r.best_dev if higher else value < r.best_dev):
+            r.best_dev, r.best_step = value, step
+            r.best_state = copy.deepcopy(r.modules().state_dict())
 
 
 def to_device(
@@ -192,18 +274,33 @@ def to_device(
 
 
 def train_step(
-    kind: TaskKind, runs: list[Run], opt: torch.optim.Optimizer, hidden, lens, targets: list, bf16: bool
+    kind: TaskKind,
+    runs: list[Run],
+    opt: torch.optim.Optimizer,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor, list]],
+    bf16: bool,
+    *,
+    accumulate: int = 1,
+    clip: float = 5.0,
+    specaug=None,
 ) -> float:
-    """One optimisation step of every run on one batch of features; returns the runs' mean loss."""
-    with torch.autocast(hidden.device.type, dtype=torch.bfloat16, enabled=bf16):
-        losses = [kind.loss(r.forward(hidden, lens), targets, lens, r.criterion) for r in runs]
-    loss = sum(losses)
+    """One optimisation step of every run on `accumulate` batches of (features, frame counts, targets),
+    each batch's loss divided by `accumulate` (as s3prl's gradient accumulation); each run's gradient
+    norm clipped to `clip`; with `specaug` (a SpecAugConfig), every run's featurizer output augmented
+    with the same random choices. Returns the runs' mean loss."""
     opt.zero_grad(set_to_none=True)
-    loss.backward()
+    total = 0.0
+    for hidden, lens, targets in batches:
+        augment = None if specaug is None else draw(specaug, lens, hidden.shape[2], hidden.shape[3])
+        with torch.autocast(hidden.device.type, dtype=torch.bfloat16, enabled=bf16):
+            losses = [kind.loss(r.forward(hidden, lens, augment), targets, lens, r.criterion) for r in runs]
+        loss = sum(losses) / accumulate if accumulate > 1 else sum(losses)
+        loss.backward()
+        total += loss.item()
     for r in runs:
-        torch.nn.utils.clip_grad_norm_(r.modules().parameters(), 5.0)
+        torch.nn.utils.clip_grad_norm_(r.modules().parameters(), clip)
     opt.step()
-    return loss.item() / len(runs)
+    return total / len(runs)
 
 
 def select(runs: list[Run], higher_is_better: bool) -> dict[str, Run]:

@@ -20,7 +20,7 @@ from pathlib import Path
 from evalkit.core.errors import EvalkitError
 from evalkit.core.io import atomic_write_text
 from evalkit.core.results import upstream_tag
-from evalkit.leaderboard.collect import Entry, Suite, budget_gap, collect
+from evalkit.leaderboard.collect import Entry, Suite, budget_gap, collect, deviations, faithful
 from evalkit.leaderboard.page import render_page
 from evalkit.leaderboard.plots import layer_weights_heatmap, score_bars
 from evalkit.leaderboard.score import (
@@ -71,13 +71,7 @@ def choose_reference(
         )
     elif suite.reference_name == "superb":
         ref = superb_reference()
-        # The `*_superb` tasks read SUPERB's corpora but train on evalkit's budget, not s3prl's recipes
-        # (optimiser, steps, heads): the official score waits for a faithful protocol (issue 22).
-        note = (
-            "Score: SUPERB's formula and reference points (superbbenchmark.org) over SUPERB's corpora, trained "
-            "on evalkit's budget (SUPERB corpora, evalkit budget): not the official SUPERB score, whose tasks "
-            "follow s3prl's recipes, so not comparable with the public leaderboard."
-        )
+        note = _superb_note(suite)
     else:
         return (
             None,
@@ -95,6 +89,40 @@ def choose_reference(
                 "Regenerate it with `evalkit leaderboard references`."
             )
     return ref, note, stale
+
+
+def _superb_note(suite: Suite) -> str:
+    """What a score over SUPERB's corpora is: the official SUPERB score only for tasks on s3prl's recipes
+    with no known deviation from them (the faithful `*_superb` tasks, once they are all faithful)."""
+    entries = list(suite.entries.values())
+    if not all(faithful(e.data) for e in entries):
+        return (
+            "Score: SUPERB's formula and reference points (superbbenchmark.org) over SUPERB's corpora, trained "
+            "on evalkit's budget (SUPERB corpora, evalkit budget): not the official SUPERB score, whose tasks "
+            "follow s3prl's recipes, so not comparable with the public leaderboard."
+        )
+    if any(deviations(e.data) for e in entries):
+        return (
+            "Score: SUPERB's formula and reference points (superbbenchmark.org) over SUPERB's corpora, on s3prl's "
+            "recipes where evalkit follows them; the notes below say where these tasks do not yet: not yet the "
+            "official SUPERB score."
+        )
+    return (
+        "Score: the official SUPERB score (superbbenchmark.org's formula and reference points, s3prl's recipes, "
+        "SUPERB's corpora) for a row with all ten tasks and all five ER folds; a bracketed score covers only "
+        "the tasks it has. ASV's checkpoint and SD's threshold and median filter are chosen on dev, where "
+        "SUPERB chose them on test."
+    )
+
+
+def _deviation_notes(suite: Suite) -> list[str]:
+    """One note per faithful task and way in which it still differs from s3prl's recipe."""
+    found: dict[str, list[str]] = {}
+    for (_, task), e in suite.entries.items():
+        for d in deviations(e.data):
+            if d not in found.setdefault(task, []):
+                found[task].append(d)
+    return [f"{task} differs from s3prl's recipe: {d}" for task in suite.tasks for d in found.get(task, [])]
 
 
 def models(column: dict[str, Entry]) -> dict[str, Entry]:
@@ -152,7 +180,11 @@ def _write_board(
         marks = {task: mark_column(models(suite.column(task)), n=n_boot, seed=seed) for task in suite.tasks}
         warnings += _missing_samples(suite, marks)
         table = build_table(suite, marks, ref, note, excluded=stale)
-        table.notes = _budget_notes(suite) + [n for task in suite.tasks for n in marks[task].notes]
+        table.notes = (
+            _budget_notes(suite)
+            + _deviation_notes(suite)
+            + [n for task in suite.tasks for n in marks[task].notes]
+        )
         folder = out / sid
         twins = twin_table(suite, n_boot=n_boot, seed=seed)
         _write_tables(folder, {"leaderboard": table, "twins": twins}, report)

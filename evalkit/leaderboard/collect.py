@@ -173,7 +173,27 @@ def suite_of(data: dict) -> tuple[str, str, str, int | None]:
         )
         return sid, label, f"synthetic-{profile}{version}{tag}", seed
     name = suite.get("name") or "unknown"
-    return f"corpus-{name}{tag}", f"corpora in {name!r}, evalkit budget{note}", f"superb{subset}", None
+    # Real corpora: tasks on s3prl's recipes (the faithful `*_superb` tasks) and tasks on evalkit's budget
+    # (`*_superb_budget`) are scored apart; only the first may ever show the official SUPERB score
+    if faithful(data):
+        return f"corpus-{name}{tag}", f"corpora in {name!r}, s3prl's recipes{note}", f"superb{subset}", None
+    return (
+        f"corpus-{name}-budget{tag}",
+        f"corpora in {name!r}, evalkit budget{note}",
+        f"superb{subset}",
+        None,
+    )
+
+
+def faithful(data: dict) -> bool:
+    """Whether a result was trained on s3prl's recipe (its task's `recipe: s3prl`)."""
+    return (data.get("task_config") or {}).get("recipe") == "s3prl"
+
+
+def deviations(data: dict) -> list[str]:
+    """How a faithful result's task still differs from s3prl's recipe (its task's `deviations`)."""
+    found = (data.get("task_config") or {}).get("deviations") or []
+    return [str(d) for d in found] if isinstance(found, list) else [str(found)]
 
 
 def result_files(results_dir: Path, exclude: Path | None = None) -> list[Path]:

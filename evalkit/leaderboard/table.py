@@ -258,6 +258,20 @@ def entry_values(suite: Suite, upstream: str, reference: Reference, excluded: se
     return {k: sum(v) / len(v) for k, v in found.items()}
 
 
+ER_FOLDS = 5  # IEMOCAP's sessions: SUPERB's ER averages the five leave-one-session-out folds
+
+
+def _er_folds(suite: Suite, upstream: str, excluded: set[str]) -> int:
+    """How many of the ER folds (`er_superb_fold<k>`, `er_superb_budget_fold<k>`) an upstream has results for."""
+    return len(
+        {
+            task.rsplit("fold", 1)[1]
+            for (u, task) in suite.entries
+            if u == upstream and task not in excluded and task.startswith("er_superb") and "fold" in task
+        }
+    )
+
+
 def _score_cell(suite: Suite, upstream: str, reference: Reference, excluded: set[str]) -> Cell:
     values = entry_values(suite, upstream, reference, excluded)
     if not values:
@@ -266,8 +280,12 @@ def _score_cell(suite: Suite, upstream: str, reference: Reference, excluded: set
     n_tasks = len({n.partition("/")[0] for n in reference.fbank})
     score = sum(points.values()) / len(points)
     missing = sorted(set(reference.fbank) - set(values))  # a whole task, or one of SF's two entries
-    complete = not missing
     detail = {"points": {t: round(p, 1) for t, p in points.items()}, "tasks": f"{len(points)}/{n_tasks}"}
+    if reference.suite == "superb" and 0 < (folds := _er_folds(suite, upstream, excluded)) < ER_FOLDS:
+        # SUPERB's ER is the mean over IEMOCAP's five folds: fewer is not SUPERB's ER
+        detail["er_folds"] = f"{folds}/{ER_FOLDS}"
+        missing.append("er (folds)")
+    complete = not missing
     if missing and len(points) == n_tasks:
         detail["missing"] = missing
     return Cell(score, f"{score:.1f}" if complete else f"({score:.1f})", detail=detail)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from pathlib import Path
 
 import pytest
 from leaderboard_data import asv_samples, ks_samples, make_results, write_task
@@ -289,7 +290,7 @@ def test_real_corpus_suites_get_superbs_formula_but_not_the_official_name(tmp_pa
     write_task(tmp_path, "m", "ks", ks_samples(30, n=100), name="er_superb_fold2", suite=corpora)
     out = tmp_path / "board"
     build_leaderboard(tmp_path, out, n_boot=20, plots=False)
-    table = json.loads((out / "corpus-superb-data" / "leaderboard.json").read_text())
+    table = json.loads((out / "corpus-superb-data-budget" / "leaderboard.json").read_text())
     cell = table["rows"][0]["cells"]["score"]
     ks_points = 1000 * (96.66 - 41.38) / (96.66 - 41.38)
     er_points = 1000 * (65.0 - 48.24) / (67.62 - 48.24)
@@ -298,8 +299,45 @@ def test_real_corpus_suites_get_superbs_formula_but_not_the_official_name(tmp_pa
         "er": pytest.approx(er_points, abs=0.05),
     }
     assert cell["detail"]["tasks"] == "2/10" and cell["display"].startswith("(")
+    assert cell["detail"]["er_folds"] == "2/5"  # SUPERB's ER is the mean of five folds
     assert "SUPERB corpora, evalkit budget" in table["score_note"]
     assert "not the official SUPERB score" in table["score_note"]
+
+
+def _as_faithful(path: Path, deviations: list[str] | None = None) -> None:
+    data = json.loads(path.read_text())
+    data["task_config"]["recipe"] = "s3prl"
+    data["task_config"]["deviations"] = deviations or []
+    path.write_text(json.dumps(data))
+
+
+def test_only_faithful_tasks_without_deviations_get_the_official_score(tmp_path):
+    """Results of s3prl-recipe tasks are a suite of their own; its score is called official only when no
+    task declares a deviation from s3prl, and a row is complete only with all five ER folds."""
+    corpora = {"profile": None, "name": "superb-data"}
+    ks = write_task(tmp_path, "m", "ks", ks_samples(n_wrong=167, n=5000), name="ks_superb", suite=corpora)
+    folds = [
+        write_task(tmp_path, "m", "ks", ks_samples(40, n=100), name=f"er_superb_fold{k}", suite=corpora)
+        for k in range(1, 6)
+    ]
+    for path in [ks, *folds]:
+        _as_faithful(path)
+    # a budgeted result of the same corpora: another suite, never beside the faithful ones
+    write_task(tmp_path, "m", "ks", ks_samples(n_wrong=100, n=5000), name="ks_superb_budget", suite=corpora)
+    build_leaderboard(tmp_path, tmp_path / "board", n_boot=20, plots=False)
+    faithful = json.loads((tmp_path / "board" / "corpus-superb-data" / "leaderboard.json").read_text())
+    budget = json.loads((tmp_path / "board" / "corpus-superb-data-budget" / "leaderboard.json").read_text())
+    assert "the official SUPERB score" in faithful["score_note"] and "not" not in faithful["score_note"]
+    cell = faithful["rows"][0]["cells"]["score"]
+    assert "er_folds" not in cell["detail"] and cell["detail"]["tasks"] == "2/10"
+    assert cell["display"].startswith("(")  # eight tasks missing: bracketed
+    assert "not the official SUPERB score" in budget["score_note"]
+
+    _as_faithful(ks, ["silence: fixed 1 s segments, not random crops of the noise files"])
+    build_leaderboard(tmp_path, tmp_path / "board", n_boot=20, plots=False)
+    faithful = json.loads((tmp_path / "board" / "corpus-superb-data" / "leaderboard.json").read_text())
+    assert "not yet the official SUPERB score" in faithful["score_note"]
+    assert "ks_superb differs from s3prl's recipe: silence: fixed 1 s segments" in " ".join(faithful["notes"])
 
 
 def test_results_off_the_profile_budget_are_flagged_and_refused_as_references(results, tmp_path):

@@ -2,9 +2,12 @@
 
 Frame probabilities become segments as in SUPERB's scoring (s3prl's
 downstream/diarization, from EEND): threshold, then a median filter over
-frames. s3prl sweeps thresholds 0.3-0.7 and filters of 1 and 11 frames
-(10 ms frames: 0.11 s) and reads the best DER off the test set; here the same
-grid is searched on dev (`tune`) and only the chosen setting sees test.
+frames. s3prl sweeps thresholds 0.3-0.7 and filters of 1 and 11 frames at the
+upstream's frame rate (score.sh:46-47; 0.22 s at 20 ms) and reads the best DER
+off the test set; here the grid is searched on dev (`tune`) and only the
+chosen setting sees test. evalkit's own tasks give the filter in seconds
+(`MEDIAN_SECONDS`, the same window at any frame rate); `labels.median_frames`
+gives it in frames, as s3prl does.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import numpy as np
 import torch
 from scipy.signal import medfilt
 
+from evalkit.core.errors import ConfigError
 from evalkit.evaluation.kinds.base import RunSettings, TaskKind
 from evalkit.evaluation.losses import pit_bce_loss
 from evalkit.metrics.diarization import segments_from_activity
@@ -39,6 +43,22 @@ class Diarization(TaskKind):
     def __init__(self, task, data, *, frame_rate: float, settings: RunSettings | None = None) -> None:
         super().__init__(task, data, frame_rate=frame_rate, settings=settings)
         self.num_speakers = int(task.labels.get("speakers", 2))
+        windows = task.labels.get("median_frames")
+        if windows is not None and not (
+            isinstance(windows, list)
+            and windows
+            and all(isinstance(k, int) and not isinstance(k, bool) and k >= 1 and k % 2 for k in windows)
+        ):
+            raise ConfigError(
+                f"{task.source or task.name}: labels.median_frames = {windows!r}: give a list of odd window "
+                "lengths in frames (1: no filter), e.g. [1, 11]."
+            )
+        # the median filters `tune` tries: (seconds as the task gives them or None, frames)
+        self.windows = (
+            [(None, k) for k in windows]
+            if windows
+            else [(m, median_frames(m, self.frame_rate)) for m in MEDIAN_SECONDS]
+        )
 
     def head_args(self) -> dict[str, Any]:
         """The speakers to output, and the frame rate of the features (a head's `rate` pools them)."""
@@ -64,12 +84,12 @@ class Diarization(TaskKind):
         probs = torch.sigmoid(out.float()).cpu().numpy()
         return [p[:n] for p, n in zip(probs, lens.tolist())]
 
-    def segments(self, probs: np.ndarray, threshold: float, median_s: float) -> list:
-        """[[start, end, speaker index], ...] from frame probabilities: threshold, then median filter."""
-        k = median_frames(median_s, self.frame_rate)
+    def segments(self, probs: np.ndarray, threshold: float, frames: int) -> list:
+        """[[start, end, speaker index], ...] from frame probabilities: threshold, then a median filter
+        of `frames` frames (1: none)."""
         active = (probs > threshold).astype(np.float32)
-        if k > 1 and len(active):
-            active = medfilt(active, (k, 1))
+        if frames > 1 and len(active):
+            active = medfilt(active, (frames, 1))
         return [
             [round(s, 3), round(e, 3), int(spk)]
             for s, e, spk in segments_from_activity(active > 0.5, self.frame_rate)
@@ -78,20 +98,23 @@ class Diarization(TaskKind):
     def tune(self, preds: dict[str, Any]) -> dict:
         """Pick threshold and median filter on dev predictions (lowest DER; ties: the earlier setting).
 
-        Returns the choice (`threshold`, `median_s`, what `score` takes), with the window in
-        frames and every setting's dev DER for the result file.
+        Returns the choice (`threshold`, `median_frames`, what `score` takes; `median_s`, the window
+        in seconds) and every setting's dev DER for the result file.
         """
         by_setting = {}
-        for median_s in MEDIAN_SECONDS:
+        for seconds, frames in self.windows:
             for threshold in THRESHOLDS:
-                metrics, _ = self.score("dev", preds, {"threshold": threshold, "median_s": median_s})
-                by_setting[(threshold, median_s)] = next(m for m in metrics if m.primary).compute()
-        threshold, median_s = min(by_setting, key=by_setting.get)
+                metrics, _ = self.score("dev", preds, {"threshold": threshold, "median_frames": frames})
+                by_setting[(threshold, seconds, frames)] = next(m for m in metrics if m.primary).compute()
+        threshold, seconds, frames = min(by_setting, key=by_setting.get)
         return {
             "threshold": threshold,
-            "median_s": median_s,
-            "median_frames": median_frames(median_s, self.frame_rate),
-            "dev_by_setting": {f"threshold {t:g}, median {m:g} s": v for (t, m), v in by_setting.items()},
+            "median_s": seconds if seconds is not None else round((frames > 1) * frames / self.frame_rate, 4),
+            "median_frames": frames,
+            "dev_by_setting": {
+                f"threshold {t:g}, median {f'{m:g} s' if m is not None else f'{k} frames'}": v
+                for (t, m, k), v in by_setting.items()
+            },
         }
 
     def score(self, split: str, preds: dict[str, Any], postprocess: dict | None = None):
@@ -101,7 +124,8 @@ class Diarization(TaskKind):
         rows = []
         for r in self.records(split):
             ref = [(s, e, spk) for s, e, spk in r["segments"]]
-            pred = self.segments(preds[r["id"]], post["threshold"], post["median_s"])
+            frames = post.get("median_frames") or median_frames(post["median_s"], self.frame_rate)
+            pred = self.segments(preds[r["id"]], post["threshold"], frames)
             hyp = [(s, e, f"h{k}") for s, e, k in pred]
             row = {"id": r["id"], "ref": r["segments"], "pred": pred}
             for m in metrics:

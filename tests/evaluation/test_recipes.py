@@ -1,0 +1,147 @@
+"""The training settings s3prl's recipes need: Adam at a constant rate, clipping, batches of
+utterances with gradient accumulation, class-balanced sampling, SpecAugment."""
+
+from __future__ import annotations
+
+import copy
+import random
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import torch
+
+from evalkit.core.errors import ConfigError
+from evalkit.core.manifest import write_manifest
+from evalkit.evaluation.specaug import draw
+from evalkit.evaluation.task import KINDS, BatchConfig, SpecAugConfig, load_task_file
+from evalkit.evaluation.trainer import build_runs, make_optimizer, train_step, utterance_batches
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _task(tmp_path, **changes):
+    base = (ROOT / "tasks" / "ks" / "task.yaml").read_text()
+    extra = "".join(f"{k}: {v}\n" for k, v in changes.items())
+    path = tmp_path / "ks_recipe.yaml"
+    path.write_text(base + extra)
+    return load_task_file(path)
+
+
+def test_adam_at_a_constant_rate(tmp_path):
+    task = _task(tmp_path, optimizer="{name: adam}", schedule="constant")
+    params = [torch.nn.Parameter(torch.ones(3))]
+    opt, sched = make_optimizer(task, [{"params": params, "lr": 1e-2}], steps=100)
+    assert type(opt) is torch.optim.Adam and opt.param_groups[0]["weight_decay"] == 0.0
+    assert sched is None
+    default, sched = make_optimizer(_task(tmp_path), [{"params": params, "lr": 1e-2}], steps=100)
+    assert type(default) is torch.optim.AdamW and sched is not None
+    assert default.param_groups[0]["lr"] == pytest.approx(1e-2 / 5)  # warm-up: 5 steps of 100
+
+
+def test_bad_recipe_keys_name_the_key(tmp_path):
+    with pytest.raises(ConfigError, match="schedule"):
+        _task(tmp_path, schedule="cosine")
+    with pytest.raises(ConfigError, match="batch.accumulate"):
+        _task(tmp_path, batch="{utterances: 8, accumulate: 0}")
+    with pytest.raises(ConfigError, match="time_mask_width"):
+        _task(tmp_path, specaug="{time_mask_width: [40, 0]}")
+    asr = (ROOT / "tasks" / "asr" / "task.yaml").read_text()
+    (tmp_path / "asr.yaml").write_text(asr + "sampler: balanced\n")
+    with pytest.raises(ConfigError, match="classification"):
+        load_task_file(tmp_path / "asr.yaml")
+
+
+def test_utterance_batches():
+    ids = [f"u{i}" for i in range(100)]
+    durations = {u: float(i % 17) for i, u in enumerate(ids)}
+    rng = random.Random(0)
+    plain = utterance_batches(ids, durations, BatchConfig(utterances=8), rng)
+    assert sorted(u for b in plain for u in b) == sorted(ids) and [len(b) for b in plain] == [8] * 12 + [4]
+    buckets = utterance_batches(ids, durations, BatchConfig(utterances=8, bucketing=True), rng)
+    ordered = sorted(ids, key=durations.__getitem__)
+    for b in buckets:  # each bucket is a run of neighbours in duration order
+        at = ordered.index(b[0])
+        assert b == ordered[at : at + len(b)]
+    # 90 of class a, 10 of class b: drawn with replacement, each class about half of the draws
+    classes = {u: "a" if i < 90 else "b" for i, u in enumerate(ids)}
+    drawn = Counter(
+        classes[u]
+        for _ in range(40)
+        for b in utterance_batches(ids, durations, BatchConfig(utterances=10), rng, classes)
+        for u in b
+    )
+    assert sum(drawn.values()) == 4000 and 0.45 < drawn["b"] / 4000 < 0.55
+
+
+def test_gradient_accumulation_equals_one_batch_of_all(tmp_path):
+    """Two accumulated batches of 4 take the step that one batch of 8 takes (the loss is a mean)."""
+    task = _task(tmp_path)
+    for split in ("train", "dev", "test"):
+        write_manifest(
+            tmp_path / "ks" / f"{split}.jsonl",
+            [
+                {
+                    "id": f"{split}{i}",
+                    "path": "x.wav",
+                    "duration": 1.0,
+                    "speaker": "s",
+                    "label": "yes" if i else "no",
+                }
+                for i in range(2)
+            ],
+        )
+    kind = KINDS.get("classification")(task, tmp_path)
+    (run,) = build_runs(kind, 3, 16, [1e-2], heads=task.heads[:1], seed=0)
+    twin = copy.deepcopy(run)
+    hidden, lens = torch.randn(3, 8, 5, 16), torch.tensor([5, 4, 3, 5, 2, 5, 5, 1])
+    targets = [kind.target(kind.records("train")[i % 2]) for i in range(8)]
+    sgd = torch.optim.SGD(run.modules().parameters(), lr=0.1)
+    train_step(kind, [run], sgd, [(hidden, lens, targets)], False)
+    sgd = torch.optim.SGD(twin.modules().parameters(), lr=0.1)
+    halves = [(hidden[:, :4], lens[:4], targets[:4]), (hidden[:, 4:], lens[4:], targets[4:])]
+    train_step(kind, [twin], sgd, halves, False, accumulate=2)
+    for a, b in zip(run.modules().parameters(), twin.modules().parameters()):
+        torch.testing.assert_close(a, b)
+
+
+def test_specaug_masks_and_warp():
+    cfg = SpecAugConfig(
+        time_warp=5, freq_mask_width=[0, 50], freq_masks=4, time_mask_width=[0, 40], time_masks=2
+    )
+    torch.manual_seed(0)
+    lens = torch.tensor([300, 120, 8])
+    x = torch.randn(3, 300, 64)
+    x[1, 120:] = 0
+    x[2, 8:] = 0
+    aug = draw(cfg, lens, 300, 64)
+    assert aug.warps[2] is None  # 8 frames: too short for a window of 5 on each side
+    for n, (valid, centre, warped) in zip((300, 120), aug.warps[:2]):
+        assert valid == n and 5 <= centre < n - 5 and centre - 5 < warped <= centre + 5
+    for mask, count, high in ((aug.freq_mask, 4, 50), (aug.time_mask, 2, 40)):
+        assert mask.shape[0] == 3 and (mask.sum(1) <= count * (high - 1)).all()
+    y = aug(x)
+    assert y.shape == x.shape
+    masked = aug.time_mask[:, :, None] | aug.freq_mask[:, None, :]
+    assert (y[masked] == 0).all()
+    assert (y[1, 120:] == 0).all()  # padding stays zero
+    keep = ~masked[2]  # not warped: the unmasked values are the input's
+    torch.testing.assert_close(y[2][keep], x[2][keep])
+    # the warp maps the first `centre` frames onto `warped` frames: the ends stay where they were
+    valid, centre, warped = aug.warps[0]
+    plain = draw(SpecAugConfig(time_warp=5, freq_masks=0, time_masks=0), lens[:1], 300, 64)
+    plain.warps = [aug.warps[0]]
+    z = plain(x[:1])
+    torch.testing.assert_close(z[0, 0], x[0, 0], atol=0.05, rtol=0)
+    torch.testing.assert_close(z[0, 299], x[0, 299], atol=0.05, rtol=0)
+
+
+def test_specaug_gives_every_run_the_same_choices():
+    torch.manual_seed(1)
+    cfg = SpecAugConfig()
+    aug = draw(cfg, torch.tensor([100, 100]), 100, 80)
+    x = torch.randn(2, 100, 80, requires_grad=True)
+    a, b = aug(x), aug(x)
+    torch.testing.assert_close(a, b)
+    a.sum().backward()  # gradients flow through the warp
+    assert x.grad is not None and x.grad.abs().sum() > 0
