@@ -16,10 +16,19 @@ SUPERB keeps only the queries and documents whose language key is
 queries) holds its queries (`role: query`, `term`: the query id) and all
 English documents (`role: document`, `text`: "" as QUESST ships no document
 transcripts, `occurrences`: where that split's queries occur).
+
+`<split>_scope.json` keeps what SUPERB's scoring sees beyond that subset: QUESST's
+scorer (`score-TWV-Cnxe.sh`, run by s3prl on the English subset's detections)
+counts a trial for every query of the split and every document, in every
+language, from the all-language ground truth, and gives the trials the system
+did not score a default score (s3prl passes -10). The file lists those query
+and document ids and where each query occurs (ids only: no audio is needed);
+the QbE kind's `labels.scope: quesst` scores that way.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -44,7 +53,8 @@ def prepare_quesst14(
 ) -> dict[str, Path]:
     """Write `<out>/{dev,test}.jsonl` (queries + documents) for one language (default English)."""
     src, out = Path(src).resolve(), Path(out)
-    options = {"src": str(src), "language": language}
+    # format 2: the scope files (QUESST's all-language trials) came in
+    options = {"src": str(src), "language": language, "format": 2}
     if is_prepared(out, CORPUS, options):
         return manifest_paths(out)
     scoring = first_existing(
@@ -52,7 +62,8 @@ def prepare_quesst14(
     )
     root = scoring.parent
     documents = _read_list(root, scoring / "language_key_utterances.lst", language)
-    manifests = {}
+    all_documents = _all_ids(scoring / "language_key_utterances.lst")
+    manifests, scopes = {}, {}
     for split, name in SPLITS.items():
         queries = _read_list(root, scoring / f"language_key_{name}.lst", language)
         rttm = require_file(
@@ -66,7 +77,21 @@ def prepare_quesst14(
             occ = [o for o in occurrences.get(doc["id"], []) if o["term"] in query_ids]
             records.append({**doc, "role": "document", "text": "", "occurrences": occ})
         manifests[split] = records
-    return write_prepared(out, CORPUS, options, manifests)
+        all_queries = _all_ids(scoring / f"language_key_{name}.lst")
+        where: dict[str, list[str]] = {}
+        for doc, found in sorted(occurrences.items()):
+            for term in sorted({o["term"] for o in found}):
+                where.setdefault(term, []).append(doc)
+        scope = {"queries": all_queries, "documents": all_documents, "occurrences": where}
+        scopes[f"{split}_scope.json"] = json.dumps(scope, indent=0) + "\n"
+    return write_prepared(out, CORPUS, options, manifests, texts=scopes)
+
+
+def _all_ids(lst: Path) -> list[str]:
+    """Every audio id a language key list names, whatever its language (no audio is read)."""
+    return [
+        Path(line.split()[0]).stem for line in lst.read_text(encoding="utf-8").splitlines() if line.strip()
+    ]
 
 
 def _read_list(root: Path, lst: Path, language: str) -> list[dict]:

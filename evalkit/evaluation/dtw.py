@@ -1,5 +1,8 @@
 """Subsequence DTW for query-by-example (SUPERB QbE): no training, just alignment costs.
 
+Two alignments: evalkit's (below) and s3prl's (`s3prl_costs`, what SUPERB's
+QbE numbers come from).
+
 A spoken query is searched for inside each document: the alignment may start
 and end anywhere in the document, takes steps (1,0), (0,1) and (1,1) (query
 frame, document frame), and frame distance is cosine distance (1 - cos).
@@ -80,9 +83,18 @@ def _costs(queries: Sequence[np.ndarray], docs: Sequence[np.ndarray]) -> np.ndar
     dim = _unit_frames(queries[0], "query 0").shape[1]
     qs = [_unit_frames(q, f"query {i}", dim) for i, q in enumerate(queries)]
     ds = [_unit_frames(d, f"document {j}", dim) for j, d in enumerate(docs)]
-    # Pad documents once into blocks of similar length, sized for the longest query.
+    blocks = _blocks(ds, max(len(q) for q in qs), dim)
+    out = np.empty((len(qs), len(ds)))
+    for qi, q in enumerate(qs):
+        for idx, block, lens in blocks:
+            out[qi, idx] = _align(q, block, lens)
+    return out
+
+
+def _blocks(ds: list[np.ndarray], longest_query: int, dim: int) -> list[tuple]:
+    """Documents padded once into blocks of similar length, (indices, [N, T, D] block, lengths), each
+    block's distance matrices for the longest query within `_CHUNK_ELEMENTS`."""
     order = np.argsort([len(d) for d in ds], kind="stable")
-    longest_query = max(len(q) for q in qs)
     blocks = []
     lo = 0
     while lo < len(order):
@@ -96,11 +108,7 @@ def _costs(queries: Sequence[np.ndarray], docs: Sequence[np.ndarray]) -> np.ndar
             block[b, : lens[b]] = ds[j]
         blocks.append((idx, block, lens))
         lo = hi
-    out = np.empty((len(qs), len(ds)))
-    for qi, q in enumerate(qs):
-        for idx, block, lens in blocks:
-            out[qi, idx] = _align(q, block, lens)
-    return out
+    return blocks
 
 
 def subsequence_dtw_cost(query: np.ndarray, doc: np.ndarray) -> float:
@@ -111,3 +119,68 @@ def subsequence_dtw_cost(query: np.ndarray, doc: np.ndarray) -> float:
 def dtw_scores(queries: Sequence[np.ndarray], docs: Sequence[np.ndarray]) -> np.ndarray:
     """Detection scores [Q, N] = -normalised cost: higher means the query more likely occurs there."""
     return -_costs(queries, docs)
+
+
+# --- s3prl's alignment (downstream/quesst14_dtw/expert.py:98-122, :189-206) ----------------------
+
+S3PRL_DISTANCES = ("cosine_exp", "cosine")
+
+
+def asymmetric_subsequence_cost(dist: np.ndarray) -> float:
+    """dtw-python's `dtw(dist, step_pattern="asymmetric", open_begin=True, open_end=True)
+    .normalizedDistance` on one [Tq, Td] local-cost matrix (the reference `s3prl_costs` is tested
+    against): every query frame is matched to one document frame, each next one 0, 1 or 2 document
+    frames further, starting and ending anywhere in the document; the least total cost divided by
+    the query's frames."""
+    dist = np.asarray(dist, dtype=np.float64)
+    return float(_asymmetric(dist[None], np.array([dist.shape[1]]))[0])
+
+
+def _asymmetric(dist: np.ndarray, doc_lens: np.ndarray) -> np.ndarray:
+    """`asymmetric_subsequence_cost` of each padded [N, Tq, T] matrix; padding (right of each document's
+    frames) is never a predecessor of a valid frame, and only excluded from the end frames."""
+    n, tq, t = dist.shape
+    cost = dist[:, 0].copy()
+    inf = np.full((n, 2), np.inf)
+    for i in range(1, tq):
+        shifted = np.concatenate([inf, cost], axis=1)  # [N, T + 2]: column j + 2 is cost[j]
+        cost = dist[:, i] + np.minimum(cost, np.minimum(shifted[:, 1:-1], shifted[:, :-2]))
+    cost = np.where(np.arange(t)[None, :] < doc_lens[:, None], cost, np.inf)
+    return cost.min(axis=1) / tq
+
+
+def s3prl_costs(
+    queries: Sequence[np.ndarray],
+    docs: Sequence[np.ndarray],
+    distance: str = "cosine_exp",
+    minmax_rows: bool = True,
+    min_query_frames: int = 5,
+) -> np.ndarray:
+    """Scores [Q, N] as s3prl's quesst14_dtw makes them before its per-query z-norm: the negative
+    `asymmetric_subsequence_cost` on the cosine distance (`cosine`) or exp(cosine distance) - 1
+    (`cosine_exp`), each query frame's row min-max scaled over the document's frames
+    (`minmax_rows`); a query shorter than `min_query_frames` scores 0 on every document (s3prl: "Do
+    not consider too short queries"). Vectorised over blocks of documents."""
+    if distance not in S3PRL_DISTANCES:
+        raise EvalkitError(f"QbE distance {distance!r}: choose from {', '.join(S3PRL_DISTANCES)}.")
+    if not queries or not docs:
+        raise EvalkitError("QbE: need at least one query and one document")
+    dim = _unit_frames(queries[0], "query 0").shape[1]
+    qs = [_unit_frames(q, f"query {i}", dim) for i, q in enumerate(queries)]
+    ds = [_unit_frames(d, f"document {j}", dim) for j, d in enumerate(docs)]
+    out = np.zeros((len(qs), len(ds)))
+    blocks = _blocks(ds, max(len(q) for q in qs), dim)
+    for qi, q in enumerate(qs):
+        if len(q) < min_query_frames:
+            continue
+        for idx, block, lens in blocks:
+            dist = np.clip(1.0 - np.einsum("qd,ntd->nqt", q, block), 0.0, 2.0)
+            if distance == "cosine_exp":
+                dist = np.exp(dist) - 1.0
+            if minmax_rows:
+                valid = (np.arange(block.shape[1])[None, :] < lens[:, None])[:, None, :]
+                low = np.where(valid, dist, np.inf).min(axis=2, keepdims=True)
+                high = np.where(valid, dist, -np.inf).max(axis=2, keepdims=True)
+                dist = (dist - low) / np.clip(high - low, 1e-9, np.inf)
+            out[qi, idx] = -_asymmetric(dist, lens)
+    return out

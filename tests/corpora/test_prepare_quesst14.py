@@ -99,3 +99,21 @@ def test_list_pointing_at_missing_audio_is_named(tmp_path, audio, text):
     (src / "Audio" / "quesst14_00002.wav").unlink()
     with pytest.raises(EvalkitError, match=re.escape(str(src / "Audio" / "quesst14_00002.wav"))):
         prepare_quesst14(src, tmp_path / "out")
+
+
+def test_scope_files_hold_every_language(tmp_path, audio, text):
+    """What QUESST's scorer counts: every query and document of the split, in every language, and where
+    each query occurs (the Basque query's Basque document too)."""
+    import json
+
+    src = build(tmp_path / "quesst14Database", audio, text)
+    prepare_quesst14(src, tmp_path / "out")
+    dev = json.loads((tmp_path / "out" / "dev_scope.json").read_text())
+    assert dev["queries"] == ["quesst14_dev_0001", "quesst14_dev_0002"]
+    assert dev["documents"] == sorted(DOCS)
+    assert dev["occurrences"] == {
+        "quesst14_dev_0001": ["quesst14_00001"],
+        "quesst14_dev_0002": ["quesst14_00004"],
+    }
+    test = json.loads((tmp_path / "out" / "test_scope.json").read_text())
+    assert test["occurrences"] == {"quesst14_eval_0001": ["quesst14_00002", "quesst14_00003"]}

@@ -86,3 +86,74 @@ def test_qbe_finds_every_term_with_perfect_phone_features(tmp_path):
     assert result.metrics["test"]["mtwv"] == pytest.approx(1.0)
     assert result.dev_by_layer["1"] < 0.5
     assert sum(r["label"] for r in rows) == 8 and len(rows) == 4 * 12
+
+
+def _qbe_corpus(tmp_path, scope: str) -> QbE:
+    """Two English queries that each occur once in the 4 English documents; QUESST's scope adds a Basque
+    query that occurs in one of 4 Basque documents (ids only: nothing outside English is searched)."""
+    records = [
+        {"id": f"q{i}", "path": "x.wav", "duration": 1.0, "speaker": "", "role": "query", "term": f"q{i}"}
+        for i in (1, 2)
+    ] + [
+        {
+            "id": f"d{j}",
+            "path": "x.wav",
+            "duration": 1.0,
+            "speaker": "",
+            "role": "document",
+            "occurrences": [{"term": f"q{j}", "start": 0.1, "end": 0.4}] if j in (1, 2) else [],
+        }
+        for j in (1, 2, 3, 4)
+    ]
+    scope_file = {
+        "queries": ["q1", "q2", "q3"],
+        "documents": [f"d{j}" for j in (1, 2, 3, 4)] + [f"b{j}" for j in (1, 2, 3, 4)],
+        "occurrences": {"q1": ["d1"], "q2": ["d2"], "q3": ["b1"]},
+    }
+    for split in ("dev", "test"):
+        write_manifest(tmp_path / "quesst14" / f"{split}.jsonl", records)
+        (tmp_path / "quesst14" / f"{split}_scope.json").write_text(__import__("json").dumps(scope_file))
+    task = load_task("qbe_superb")
+    task.labels = {**task.labels, "scope": scope}
+    return QbE(task, tmp_path)
+
+
+@pytest.mark.parametrize(("scope", "expected"), [("language", 1.0), ("quesst", 2 / 3)])
+def test_quesst_scope_counts_the_queries_never_searched(tmp_path, scope, expected):
+    """The issue's case: perfect English detections give MTWV 1.0 over the English subset; QUESST's scorer
+    over all queries, the Basque query's trials at the default score -10, gives 0.667 (its one
+    occurrence is missed at every threshold above -10)."""
+    kind = _qbe_corpus(tmp_path, scope)
+    scores = {
+        (q, d): (3.0 if q[1:] == d[1:] else -0.5) for q in ("q1", "q2") for d in ("d1", "d2", "d3", "d4")
+    }
+    metrics, rows = kind.score_pairs("test", scores)
+    assert next(m for m in metrics if m.primary).compute() == pytest.approx(expected)
+    assert len(rows) == 8  # sample rows: the searched pairs only
+    if scope == "quesst":
+        assert len(next(m for m in metrics if m.primary).stats) == 3 * 8
+
+
+def test_s3prl_alignment_is_dtw_pythons_asymmetric_subsequence():
+    """s3prl's scores (before its per-query z-norm) against dtw-python, the package s3prl calls."""
+    dtw = pytest.importorskip("dtw")
+    from scipy.spatial.distance import cdist
+
+    from evalkit.evaluation.dtw import s3prl_costs
+
+    rng = np.random.default_rng(0)
+    queries = [rng.normal(size=(n, 8)) for n in (3, 7, 12)]
+    docs = [rng.normal(size=(n, 8)) for n in (20, 9, 40, 13, 5)]
+    ours = s3prl_costs(queries, docs)
+    for i, q in enumerate(queries):
+        for j, d in enumerate(docs):
+            if len(q) < 5:  # too short: s3prl scores 0
+                assert ours[i, j] == 0
+                continue
+            dist = np.exp(cdist(q, d, "cosine")) - 1
+            low, high = dist.min(1)[:, None], dist.max(1)[:, None]
+            dist = (dist - low) / np.clip(high - low, 1e-9, np.inf)
+            ref = dtw.dtw(
+                x=dist, step_pattern="asymmetric", open_begin=True, open_end=True, distance_only=False
+            )
+            assert ours[i, j] == pytest.approx(-ref.normalizedDistance, abs=1e-12)

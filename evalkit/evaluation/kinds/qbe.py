@@ -2,23 +2,39 @@
 
 Scoring follows s3prl's quesst14_dtw (SUPERB): features standardised per
 dimension over the split, and each query's scores z-normalised over the
-documents before MTWV applies one threshold to all of them. The alignment
-itself is evalkit's (evalkit/evaluation/dtw.py: cosine distance, steps (1,0), (0,1),
-(1,1), cost per path cell), not s3prl's asymmetric steps on min-max scaled
-exp-cosine distances. MTWV counts a trial per query-document pair and weighs a
-false alarm with QUESST's beta, 12.49 (tasks/qbe/task.yaml; evalkit/metrics/detection.py
-says why not NIST STD's 999.9).
+documents before MTWV applies one threshold to all of them. MTWV counts a trial
+per query-document pair and weighs a false alarm with QUESST's beta, 12.49
+(tasks/qbe/task.yaml; evalkit/metrics/detection.py says why not NIST STD's 999.9).
+
+`labels` choose the alignment and what is scored:
+- `alignment: evalkit` (default): evalkit's (evalkit/evaluation/dtw.py: cosine
+  distance, steps (1,0), (0,1), (1,1), cost per path cell);
+- `alignment: s3prl`: s3prl's, `distance` (cosine_exp: exp(cosine distance) - 1)
+  with each query frame's row min-max scaled (`minmax_rows`), dtw-python's
+  asymmetric subsequence steps normalised by the query's frames, queries under
+  `min_query_frames` frames scoring 0, features standardised with the unbiased
+  standard deviation (torch's, as s3prl);
+- `scope: language` (default): the prepared queries x documents (one language);
+- `scope: quesst`: QUESST's scorer as SUPERB ran it on the English subset's
+  detections: every query x every document of the split in every language
+  (`<split>_scope.json`, written by the quesst14 preparer), the trials not
+  scored at `default_score` (s3prl passes -10 to score-TWV-Cnxe.sh).
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
 
+from evalkit.core.errors import ConfigError
 from evalkit.core.results import Result
-from evalkit.evaluation.dtw import dtw_scores
+from evalkit.evaluation.dtw import S3PRL_DISTANCES, dtw_scores, s3prl_costs
 from evalkit.evaluation.kinds.base import TaskKind, metric_block
+
+ALIGNMENTS = ("evalkit", "s3prl")
+SCOPES = ("language", "quesst")
 
 
 class QbE(TaskKind):
@@ -29,6 +45,32 @@ class QbE(TaskKind):
 
     splits = ("dev", "test")
     trains = False
+
+    def __init__(self, task, data, **kwargs) -> None:
+        super().__init__(task, data, **kwargs)
+        labels, where = task.labels, f"{task.source or task.name}: labels"
+        self.alignment = labels.get("alignment", "evalkit")
+        self.distance = labels.get("distance", "cosine_exp")
+        self.minmax_rows = labels.get("minmax_rows", True)
+        self.min_query_frames = labels.get("min_query_frames", 5)
+        self.scope = labels.get("scope", "language")
+        self.default_score = labels.get("default_score", -10.0)
+        checks = [
+            ("alignment", self.alignment in ALIGNMENTS, f"one of {', '.join(ALIGNMENTS)}"),
+            ("distance", self.distance in S3PRL_DISTANCES, f"one of {', '.join(S3PRL_DISTANCES)}"),
+            ("minmax_rows", isinstance(self.minmax_rows, bool), "true or false"),
+            ("min_query_frames", _whole(self.min_query_frames), "a whole number of frames >= 0"),
+            ("scope", self.scope in SCOPES, f"one of {', '.join(SCOPES)}"),
+            ("default_score", _number(self.default_score), "a number"),
+        ]
+        for key, ok, expected in checks:
+            if not ok:
+                raise ConfigError(f"{where}.{key} = {labels.get(key)!r}: give {expected}.")
+        s3prl_only = [k for k in ("distance", "minmax_rows", "min_query_frames") if k in labels]
+        if s3prl_only and self.alignment != "s3prl":
+            raise ConfigError(
+                f"{where}.{s3prl_only[0]} applies to `alignment: s3prl` only; remove it or set that."
+            )
 
     def split_roles(self, split: str) -> tuple[list[dict], list[dict]]:
         recs = self.records(split)
@@ -51,8 +93,13 @@ class QbE(TaskKind):
         # and documents, and each query's scores z-normalised over the documents, so that
         # MTWV's one threshold means the same for every query
         frames = np.concatenate(q_feats + d_feats)
-        mean, std = frames.mean(0), np.maximum(frames.std(0), 1e-9)
-        scores = dtw_scores([(q - mean) / std for q in q_feats], [(d - mean) / std for d in d_feats])
+        s3prl = self.alignment == "s3prl"
+        mean, std = frames.mean(0), np.maximum(frames.std(0, ddof=1 if s3prl else 0), 1e-9)
+        qs, ds = [(q - mean) / std for q in q_feats], [(d - mean) / std for d in d_feats]
+        if s3prl:
+            scores = s3prl_costs(qs, ds, self.distance, self.minmax_rows, self.min_query_frames)
+        else:
+            scores = dtw_scores(qs, ds)
         scores = (scores - scores.mean(1, keepdims=True)) / np.maximum(scores.std(1, keepdims=True), 1e-9)
         return {
             (q["id"], d["id"]): float(scores[i, j]) for i, q in enumerate(queries) for j, d in enumerate(docs)
@@ -67,7 +114,35 @@ class QbE(TaskKind):
             for m in metrics:
                 m.update([(term[q], label)], [s])
             rows.append({"query": q, "document": d, "term": term[q], "label": label, "score": s})
+        if self.scope == "quesst":
+            refs = [(q, label) for q, d, label in self.unscored_trials(split, scores)]
+            for m in metrics:
+                m.update(refs, [self.default_score] * len(refs))
         return metrics, rows
+
+    def unscored_trials(self, split: str, scores: dict) -> list[tuple[str, str, int]]:
+        """(query, document, occurs) of the trials of QUESST's scope that the prepared subset does not
+        score (other languages' queries and documents), from `<split>_scope.json`."""
+        path = self.folder / f"{self.task.splits[split]}_scope.json"
+        try:
+            scope = json.loads(path.read_text(encoding="utf-8"))
+            queries, docs, where = scope["queries"], scope["documents"], scope["occurrences"]
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise ConfigError(
+                f"{path}: `labels.scope: quesst` needs the scope file that `evalkit prepare quesst14` writes "
+                f"({type(e).__name__}: {e}). Prepare the corpus again with this evalkit."
+            ) from None
+        scored = {q for q, _ in scores}
+        trials = []
+        for q in queries:
+            hits = set(where.get(q, ()))
+            trials += [(q, d, int(d in hits)) for d in docs if (q, d) not in scores]
+        missing = scored - set(queries)
+        if missing:
+            raise ConfigError(
+                f"{path}: scored queries {sorted(missing)[:3]} are not in the scope; prepare again."
+            )
+        return trials
 
     def score(self, split: str, preds: dict[str, Any], postprocess: dict | None = None):
         return self.score_pairs(split, preds)
@@ -111,3 +186,11 @@ class QbE(TaskKind):
 
 def _layer(features, utt_id: str, layer: int) -> np.ndarray:
     return features.get(utt_id)[layer].float().numpy()
+
+
+def _whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
