@@ -11,13 +11,19 @@ Session k and trains on the other four. Its dev split is a random 10% of
 those training utterances (seeded by the fold, so it is reproducible), as in
 s3prl, which also draws dev at random from the training sessions; a
 speaker-disjoint dev would take a whole speaker (1/8 of the data) out of
-training. Speaker ids are session + the gender of the speaking turn
+training. With `s3prl_meta` (s3prl's downstream/emotion/meta_data folder, from
+the s3prl repository: the corpus does not have it), each fold also gets
+`train_s3prl` and `dev_s3prl`: s3prl's own split, its meta file's utterances in
+its order, `torch.manual_seed(0)` and `random_split` into 80% / 20%
+(s3prl/downstream/emotion/expert.py:47-52), which the faithful `er_superb_fold<k>`
+tasks read. Speaker ids are session + the gender of the speaking turn
 (`Ses01F_impro01_M003` is "Ses01_M"): the letter after "Ses01" names who
 wore the motion capture, not who speaks.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import re
@@ -40,14 +46,25 @@ CORPUS = "iemocap"
 _LINE = re.compile(r"^\[\s*[\d.]+\s*-\s*[\d.]+\s*\]\t(\S+)\t(\S+)\t")
 
 
+S3PRL_VALID_RATIO = 0.2  # s3prl/downstream/emotion/config.yaml:34
+
+
 def prepare_iemocap(
-    src: str | os.PathLike, out: str | os.PathLike, dev_ratio: float = 0.1, seed: int = 0
+    src: str | os.PathLike,
+    out: str | os.PathLike,
+    dev_ratio: float = 0.1,
+    seed: int = 0,
+    s3prl_meta: str | os.PathLike | None = None,
 ) -> dict[str, Path]:
-    """Write `<out>/fold{k}/{train,dev,test}.jsonl` (k = 1..5) with `emotion`, `fold`, `gender`."""
+    """Write `<out>/fold{k}/{train,dev,test}.jsonl` (k = 1..5) with `emotion`, `fold`, `gender`, and with
+    `s3prl_meta` also `fold{k}/{train_s3prl,dev_s3prl}.jsonl`, s3prl's own split."""
     if not 0 < dev_ratio < 1:
         raise EvalkitError(f"dev_ratio must be between 0 and 1 (exclusive), got {dev_ratio}.")
     src, out = Path(src).resolve(), Path(out)
-    options = {"src": str(src), "dev_ratio": dev_ratio, "seed": seed}
+    meta = Path(s3prl_meta).resolve() if s3prl_meta is not None else None
+    options = {"src": str(src), "dev_ratio": dev_ratio, "seed": seed} | (
+        {"s3prl_meta": str(meta)} if meta is not None else {}
+    )
     if is_prepared(out, CORPUS, options):
         return manifest_paths(out)
     root = first_existing(
@@ -62,7 +79,38 @@ def prepare_iemocap(
         manifests[f"fold{k}/train"] = [r for r in train if r["id"] not in dev_ids]
         manifests[f"fold{k}/dev"] = [r for r in train if r["id"] in dev_ids]
         manifests[f"fold{k}/test"] = by_session[k]
+        if meta is not None:
+            train, dev = _s3prl_split(meta, k, {r["id"]: r for r in train})
+            manifests[f"fold{k}/train_s3prl"], manifests[f"fold{k}/dev_s3prl"] = train, dev
     return write_prepared(out, CORPUS, options, manifests)
+
+
+def _s3prl_split(meta: Path, fold: int, records: dict[str, dict]) -> tuple[list[dict], list[dict]]:
+    """s3prl's train and dev utterances of a fold: its meta file's list, in its order, split by
+    `torch.manual_seed(0); random_split(dataset, [int(0.8 * n), rest])` (torch's randperm)."""
+    path = meta / f"Session{fold}" / "train_meta_data.json"
+    try:
+        listed = [
+            Path(item["path"]).stem for item in json.loads(path.read_text(encoding="utf-8"))["meta_data"]
+        ]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise EvalkitError(
+            f"{path}: s3prl's IEMOCAP meta file could not be read ({type(e).__name__}: {e}). Pass s3prl_meta= "
+            "the folder s3prl/downstream/emotion/meta_data of the s3prl repository (it holds Session1..5)."
+        ) from None
+    unknown = [u for u in listed if u not in records]
+    if unknown:
+        raise EvalkitError(
+            f"{path}: {len(unknown)} utterance(s) s3prl trains on are not among this corpus's labelled "
+            f"utterances of the other sessions, e.g. {unknown[:3]}. Is src the same IEMOCAP release?"
+        )
+    import torch  # deferred: `evalkit prepare` reads no tensor otherwise (torch takes seconds to import)
+
+    n = len(listed)
+    generator = torch.Generator().manual_seed(0)  # what torch.manual_seed(0) does to random_split's draw
+    order = torch.randperm(n, generator=generator).tolist()
+    cut = int((1 - S3PRL_VALID_RATIO) * n)
+    return [records[listed[i]] for i in order[:cut]], [records[listed[i]] for i in order[cut:]]
 
 
 def _read_session(session: Path, number: int) -> list[dict]:

@@ -81,3 +81,53 @@ def test_label_pointing_at_missing_audio_is_named(tmp_path, audio, text):
     wav.unlink()
     with pytest.raises(EvalkitError, match=re.escape(str(wav)) + ".*Ses04F_impro01.txt"):
         prepare_iemocap(src, tmp_path / "out")
+
+
+def write_s3prl_meta(src: Path, folder: Path) -> Path:
+    """s3prl's meta_data folder for the miniature corpus: per fold, the other sessions' kept utterances in
+    s3prl's JSON layout, listed in an order of their own (reversed), as s3prl's files list them."""
+    import json
+
+    for k in range(1, 6):
+        items = [
+            {"path": f"Session{s}/sentences/wav/Ses0{s}F_impro01/Ses0{s}F_impro01_{turn}.wav", "label": emo}
+            for s in range(1, 6)
+            if s != k
+            for turn, emo in TURNS
+            if emo in ("neu", "hap", "exc", "ang", "sad")
+        ][::-1]
+        data = {"labels": {"neu": 0, "hap": 1, "ang": 2, "sad": 3}, "meta_data": items}
+        (folder / f"Session{k}").mkdir(parents=True, exist_ok=True)
+        (folder / f"Session{k}" / "train_meta_data.json").write_text(json.dumps(data))
+    return folder
+
+
+def test_s3prl_split_is_torchs_random_split_of_s3prls_list(tmp_path, audio, text):
+    """train_s3prl / dev_s3prl are what s3prl's `torch.manual_seed(0); random_split(dataset, [int(0.8 n),
+    rest])` draws from its meta file's list (torch's own random_split is the reference)."""
+    import json
+
+    import torch
+    from torch.utils.data import random_split
+
+    src = build(tmp_path / "IEMOCAP_full_release", audio, text)
+    meta = write_s3prl_meta(src, tmp_path / "meta_data")
+    paths = prepare_iemocap(src, tmp_path / "out", s3prl_meta=meta)
+    for k in range(1, 6):
+        listed = [
+            Path(item["path"]).stem
+            for item in json.loads((meta / f"Session{k}" / "train_meta_data.json").read_text())["meta_data"]
+        ]
+        torch.manual_seed(0)
+        train, dev = random_split(listed, [int(0.8 * len(listed)), len(listed) - int(0.8 * len(listed))])
+        assert [r["id"] for r in read_manifest(paths[f"fold{k}/train_s3prl"])] == [
+            listed[i] for i in train.indices
+        ]
+        assert [r["id"] for r in read_manifest(paths[f"fold{k}/dev_s3prl"])] == [
+            listed[i] for i in dev.indices
+        ]
+    (meta / "Session3" / "train_meta_data.json").write_text(
+        '{"meta_data": [{"path": "Session1/x/nope.wav"}]}'
+    )
+    with pytest.raises(EvalkitError, match="not among this corpus's labelled"):
+        prepare_iemocap(src, tmp_path / "out2", s3prl_meta=meta)

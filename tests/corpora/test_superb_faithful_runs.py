@@ -29,19 +29,22 @@ CORPORA = {
 }
 
 
-def _builder(module: str):
+def _module(module: str):
     spec = importlib.util.spec_from_file_location(f"_faithful_{module}", HERE / f"{module}.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    return mod.build
+    return mod
 
 
 @pytest.mark.parametrize("corpus", sorted(CORPORA))
 def test_faithful_tasks_run_on_miniature_corpora(corpus, tmp_path, audio, text):
     module, kwargs, tasks = CORPORA[corpus]
-    src = _builder(module)(tmp_path / "src", audio, text, **kwargs)
+    mod = _module(module)
+    src = mod.build(tmp_path / "src", audio, text, **kwargs)
     data = tmp_path / "data"
-    prepare(corpus, src, data / corpus)
+    # IEMOCAP is prepared with s3prl's meta files (their test module makes them), for s3prl's dev split
+    options = {"s3prl_meta": mod.write_s3prl_meta(src, tmp_path / "meta")} if corpus == "iemocap" else {}
+    prepare(corpus, src, data / corpus, **options)
     out = tmp_path / "results"
     argv = [
         "eval",

@@ -29,7 +29,8 @@ def iemocap_data(tmp_path_factory) -> Path:
         tmp_path_factory.mktemp("iemocap_src"), helpers.write_audio, helpers.write_text
     )
     data = tmp_path_factory.mktemp("data")
-    prepare("iemocap", src, data / "iemocap")
+    meta = _sibling("test_prepare_iemocap").write_s3prl_meta(src, tmp_path_factory.mktemp("meta"))
+    prepare("iemocap", src, data / "iemocap", s3prl_meta=meta)
     return data
 
 
@@ -51,15 +52,18 @@ def test_asv_superb_reads_train_dev_test_and_both_trial_lists(tmp_path, audio, t
 
 
 @pytest.mark.parametrize("fold", [1, 2, 3, 4, 5])
-def test_er_superb_folds_read_nested_corpus_folders(iemocap_data, fold):
+@pytest.mark.parametrize("variant", ["superb", "superb_budget"])
+def test_er_superb_folds_read_nested_corpus_folders(iemocap_data, fold, variant):
     data = iemocap_data
-    task = load_task(f"er_superb_fold{fold}")
+    task = load_task(f"er_{variant}_fold{fold}")
     assert (task.name, task.corpus, task.kind) == (
-        f"er_superb_fold{fold}",
+        f"er_{variant}_fold{fold}",
         f"iemocap/fold{fold}",
         "classification",
     )
-    assert task.labels == load_task("er").labels and task.heads == load_task("er").heads[:1]  # s3prl's head
+    heads = load_task("er").heads
+    assert task.labels == load_task("er").labels
+    assert task.heads == (heads[:1] if variant == "superb" else heads)  # s3prl trains one head
     recipe = KINDS.get(task.kind)(task, data)
     assert recipe.folder == data / "iemocap" / f"fold{fold}"
     assert {r["fold"] for r in recipe.records("test")} == {fold}

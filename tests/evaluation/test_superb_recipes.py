@@ -121,6 +121,9 @@ FACTS: dict[str, list[tuple[str, object, str]]] = {
                 f"iemocap/fold{k}",
                 "downstream/emotion/config.yaml:29 (test_fold), docs/superb.md:624-633",
             ),
+            # s3prl's own 80/20 split of the training sessions (valid_ratio 0.2, torch.manual_seed(0))
+            ("splits.train", "train_s3prl", "downstream/emotion/config.yaml:34, expert.py:47-52"),
+            ("splits.dev", "dev_s3prl", "downstream/emotion/config.yaml:34, expert.py:47-52"),
         ]
         for k in range(1, 6)
     },

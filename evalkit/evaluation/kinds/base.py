@@ -123,8 +123,9 @@ class TaskKind:
             if not manifest.is_file() and self.task.splits[split] != split:
                 raise ConfigError(
                     f"{self.task.source or self.task.name}: splits.{split} = {self.task.splits[split]!r}, but "
-                    f"{self.folder} has no {manifest.name}. Fix the task's `splits:` (the corpus has "
-                    f"{', '.join(sorted(p.stem for p in self.folder.glob('*.jsonl'))) or 'no manifests'})."
+                    f"{self.folder} has no {manifest.name} (it has "
+                    f"{', '.join(sorted(p.stem for p in self.folder.glob('*.jsonl'))) or 'no manifests'}). "
+                    "Prepare the corpus as the task file's comments say, or fix the task's `splits:`."
                 )
             self._records[split] = read_manifest(manifest)
         return self._records[split]
