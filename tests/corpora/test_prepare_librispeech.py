@@ -83,3 +83,34 @@ def test_missing_subset_is_named(tmp_path, audio, text):
         p.unlink() if p.is_file() else p.rmdir()
     with pytest.raises(EvalkitError, match="test-clean"):
         prepare_librispeech(src, tmp_path / "out", phones=False)
+
+
+G2P = {  # s3prl's lexicon format: WORD, then stressed ARPAbet; a second file and a second pronunciation
+    "lexicon-200k-g2p.txt": "YES Y EH1 S\nNO N OW1\nSTOP S T AA1 P\nRIGHT R AY1 T\nTHERE DH EH1 R\nGO G OW1\n"
+    "LEFT L EH1 F T\nTURN T ER1 N\nOFF AO1 F\nTHE DH AH0\nLIGHT L AY1 T\nUP AH1 P\nAND AH0 N D\nDOWN D AW1 N\n",
+    "lexicon-allothers-g2p.txt": "ON AA1 N\nTHE DH IY0\n",
+}
+
+
+def write_g2p_lexicons(folder: Path) -> str:
+    """Miniature s3prl g2p lexicons; returns the `g2p_lexicon` option (paths joined by commas)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, body in G2P.items():
+        (folder / name).write_text(body)
+    return ",".join(str(folder / name) for name in G2P)
+
+
+def test_g2p_lexicons_give_s3prls_phones(tmp_path, audio, text):
+    src = build(tmp_path / "src", audio, text)
+    paths = prepare_librispeech(
+        src, tmp_path / "out", phones=False, g2p_lexicon=write_g2p_lexicons(tmp_path / "lex")
+    )
+    train = {r["id"]: r for r in read_manifest(paths["train"])}
+    assert train["19-198-0000"]["arpabet"] == ["Y", "EH1", "S", "N", "OW1"]
+    dev = read_manifest(paths["dev"])
+    # THE has two pronunciations (one per file): the first one read is taken, as s3prl does
+    assert dev[0]["arpabet"] == ["T", "ER1", "N", "AO1", "F", "DH", "AH0", "L", "AY1", "T"]
+    (tmp_path / "lex" / "lexicon-allothers-g2p.txt").write_text("THE DH IY0\n")  # ON is gone
+    lexicons = [tmp_path / "lex" / name for name in G2P]
+    with pytest.raises(EvalkitError, match=r"word\(s\) \['ON'\] that no g2p lexicon lists"):
+        prepare_librispeech(src, tmp_path / "out2", phones=False, g2p_lexicon=lexicons)

@@ -42,8 +42,12 @@ def test_faithful_tasks_run_on_miniature_corpora(corpus, tmp_path, audio, text):
     mod = _module(module)
     src = mod.build(tmp_path / "src", audio, text, **kwargs)
     data = tmp_path / "data"
-    # IEMOCAP is prepared with s3prl's meta files (their test module makes them), for s3prl's dev split
-    options = {"s3prl_meta": mod.write_s3prl_meta(src, tmp_path / "meta")} if corpus == "iemocap" else {}
+    # IEMOCAP is prepared with s3prl's meta files, LibriSpeech with its g2p lexicons (their test modules make
+    # miniature ones), as the faithful tasks' files say
+    options = {
+        "iemocap": lambda: {"s3prl_meta": mod.write_s3prl_meta(src, tmp_path / "meta")},
+        "librispeech": lambda: {"g2p_lexicon": mod.write_g2p_lexicons(tmp_path / "lexicons")},
+    }.get(corpus, dict)()
     prepare(corpus, src, data / corpus, **options)
     out = tmp_path / "results"
     argv = [

@@ -145,3 +145,28 @@ def test_specaug_gives_every_run_the_same_choices():
     torch.testing.assert_close(a, b)
     a.sum().backward()  # gradients flow through the warp
     assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+def test_s3prl_target_layouts():
+    """s3prl's CTC targets (downstream/ctc/text.py, asr/dataset.py): an end token after every target, a
+    word separator after ASR's last word, SF's tags right against the slot's characters."""
+    from evalkit.evaluation.kinds.ctc import EOS, SPACE, s3prl_slot_tokens, slot_tagged_tokens
+
+    text, slots = "play music by adele", [{"start": 14, "end": 19, "type": "artist"}]
+    # CharacterTextSlotEncoder.encode on "BOS play music by adele EOS / O O O O B-artist O":
+    # play | music | by | B-artist a d e l e E-artist, then <eos>
+    assert s3prl_slot_tokens(text, slots) == [
+        *"play",
+        SPACE,
+        *"music",
+        SPACE,
+        *"by",
+        SPACE,
+        "B-artist",
+        *"adele",
+        "E-artist",
+    ]
+    assert slot_tagged_tokens(text, slots)[-10:] == [SPACE, "B-artist", SPACE, *"adele", SPACE, "E-artist"]
+    two = [{"start": 0, "end": 4, "type": "a"}, {"start": 5, "end": 10, "type": "b"}]
+    assert s3prl_slot_tokens("play music", two) == ["B-a", *"play", "E-a", SPACE, "B-b", *"music", "E-b"]
+    assert EOS == "<eos>"

@@ -45,6 +45,8 @@ FACTS: dict[str, list[tuple[str, object, str]]] = {
         ("heads[0].type", "linear_ctc", "downstream/ctc/expert.py:36-44 (FrameLevel, hiddens None)"),
         ("heads[0].args.proj", 256, "downstream/ctc/libriphone.yaml:58 (project_dim)"),
         ("specaug", None, "downstream/ctc/libriphone.yaml:24-34 (commented out)"),
+        ("labels.phones_key", "arpabet", "downstream/ctc/libriphone.yaml:40-43 (g2p lexicons)"),
+        ("labels.layout", "s3prl", "downstream/ctc/text.py:289-296 (<eos> appended)"),
     ],
     "asr_superb": [
         *_adam("downstream/asr/config.yaml", "12-15"),
@@ -64,6 +66,7 @@ FACTS: dict[str, list[tuple[str, object, str]]] = {
         ("heads[0].args.dropout", 0.2, "downstream/asr/config.yaml:74-88 (dropout [0.2, 0.2])"),
         ("labels.unit", "chars", "downstream/asr/char.dict"),
         ("labels.lexicon", None, "downstream/asr/config.yaml:56-72 (greedy: decoder_type 'None')"),
+        ("labels.layout", "s3prl", "downstream/asr/dataset.py:116-121 (trailing |, then </s>)"),
         *[(k, v, f"downstream/asr/config.yaml:25-37 ({name})") for k, v, name in SPECAUG],
     ],
     "ks_superb": [
@@ -188,6 +191,7 @@ FACTS: dict[str, list[tuple[str, object, str]]] = {
         ("heads[0].args.num_layers", 2, "downstream/ctc/snips.yaml:107-123"),
         ("heads[0].args.dropout", 0.2, "downstream/ctc/snips.yaml:107-123"),
         ("labels.unit", "slot_chars", "downstream/ctc/snips.yaml:102-105 (character-slot)"),
+        ("labels.layout", "s3prl", "downstream/ctc/text.py:95-127 (CharacterTextSlotEncoder)"),
         *[(k, v, f"downstream/ctc/snips.yaml:24-36 ({name})") for k, v, name in SPECAUG],
     ],
 }

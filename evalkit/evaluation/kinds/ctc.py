@@ -11,6 +11,17 @@ may contain, one per line; predictions are then decoded by a beam search (width
 greedily. The synthetic suite writes `asr/lexicon.txt`, every word its grammar
 can say.
 
+`phones_key` (unit phones): the record key holding the phones (default `phones`;
+the faithful PR reads `arpabet`, s3prl's g2p phones, which the librispeech
+preparer writes when given s3prl's lexicons).
+
+`layout: s3prl` spells targets as s3prl's encoders do (s3prl/downstream/ctc/
+text.py, asr/dataset.py:116-121): an end-of-sentence token after every target
+(PR, ASR, SF), ASR's characters with a word separator after the last word too,
+and SF's slot tags right against the slot's first and last characters
+(`B-x c h a r s E-x |`, not evalkit's `| B-x | c h a r s | E-x |`). The token
+is dropped from predictions before scoring.
+
 `min_frame_rate`: CTC needs at least one frame per label (two between repeated
 labels). At 40 ms (Fast-HuBERT, the CPU recipes) half of the synthetic SF
 utterances and a tenth of the ASR ones have more labels than frames, and CTC
@@ -34,7 +45,32 @@ from evalkit.metrics.text import parse_tagged_slots, untag
 
 BLANK = "<blank>"
 SPACE = "|"
+EOS = "<eos>"
 UNITS = ("phones", "chars", "slot_chars")
+LAYOUTS = ("evalkit", "s3prl")
+
+
+def s3prl_slot_tokens(text: str, slots: list[dict]) -> list[str]:
+    """s3prl's SF target (CharacterTextSlotEncoder.encode): characters with `B-type` right before a slot's
+    first character and `E-type` right after its last, words separated by `|`; no EOS (added apart)."""
+    starts: dict[int, list[str]] = {}
+    ends: dict[int, list[str]] = {}
+    for s in sorted(slots, key=lambda s: s["start"]):
+        starts.setdefault(s["start"], []).append(f"B-{s['type']}")
+        ends.setdefault(s["end"], []).append(f"E-{s['type']}")
+    tokens: list[str] = []
+    for i, c in enumerate(text):
+        tokens += ends.get(i, []) + starts.get(i, [])
+        tokens.append(SPACE if c == " " else c)
+    tokens += ends.get(len(text), [])
+    out: list[str] = []  # one separator between words
+    for t in tokens:
+        if t == SPACE and (not out or out[-1] == SPACE):
+            continue
+        out.append(t)
+    while out and out[-1] == SPACE:
+        out.pop()
+    return out
 
 
 def slot_tagged_tokens(text: str, slots: list[dict]) -> list[str]:
@@ -71,13 +107,24 @@ class CTC(TaskKind):
         super().__init__(task, data, frame_rate=frame_rate, settings=settings)
         self.unit = task.labels.get("unit", "chars")
         self.min_frame_rate = float(task.labels.get("min_frame_rate", 0))
+        self.layout = task.labels.get("layout", "evalkit")
+        self.phones_key = task.labels.get("phones_key", "phones")
         if self.unit not in UNITS:
             raise ConfigError(f"{task.source}: labels.unit {self.unit!r} is not one of {', '.join(UNITS)}.")
-        need = {"phones": "phones", "chars": "text", "slot_chars": "slots"}[self.unit]
+        if self.layout not in LAYOUTS:
+            raise ConfigError(
+                f"{task.source}: labels.layout {self.layout!r} is not one of {', '.join(LAYOUTS)}."
+            )
+        need = {"phones": self.phones_key, "chars": "text", "slot_chars": "slots"}[self.unit]
         train = self.records("train")
         if not all(need in r for r in train):
+            how = (
+                " `evalkit prepare librispeech` writes it when given s3prl's lexicons (--opt g2p_lexicon=...)."
+                if need == "arpabet"
+                else ""
+            )
             raise ConfigError(
-                f"{self.manifest('train')}: records lack key {need!r} needed by task {task.name!r}."
+                f"{self.manifest('train')}: records lack key {need!r} needed by task {task.name!r}.{how}"
             )
         symbols = sorted({t for r in train for t in self.tokens(r)})
         self.vocab = [BLANK, *symbols]
@@ -136,10 +183,16 @@ class CTC(TaskKind):
 
     def tokens(self, record: dict) -> list[str]:
         if self.unit == "phones":
-            return list(record["phones"])
-        if self.unit == "chars":
-            return _chars(" ".join(record["text"].lower().split()))
-        return slot_tagged_tokens(record["text"].lower(), record["slots"])
+            tokens = list(record[self.phones_key])
+        elif self.unit == "chars":
+            tokens = _chars(" ".join(record["text"].lower().split()))
+            if self.layout == "s3prl":  # s3prl's ASR: "C H A R |" after every word, the last too
+                tokens.append(SPACE)
+        elif self.layout == "s3prl":
+            tokens = s3prl_slot_tokens(record["text"].lower(), record["slots"])
+        else:
+            tokens = slot_tagged_tokens(record["text"].lower(), record["slots"])
+        return tokens + [EOS] if self.layout == "s3prl" else tokens
 
     def upsample(self) -> int:
         """How many times the head repeats each frame to reach `min_frame_rate`."""
@@ -177,7 +230,7 @@ class CTC(TaskKind):
         if self.lexicon is not None:
             return [" ".join(words) for words in self.lexicon(self._log_probs(out), self._lens(out, lens))]
         paths = greedy_decode(self._log_probs(out), self._lens(out, lens), blank=0)
-        return [self.detokenize([self.vocab[t] for t in path]) for path in paths]
+        return [self.detokenize([self.vocab[t] for t in path if self.vocab[t] != EOS]) for path in paths]
 
     def detokenize(self, toks: list[str]):
         if self.unit == "phones":
@@ -187,7 +240,7 @@ class CTC(TaskKind):
 
     def reference(self, record: dict):
         if self.unit == "phones":
-            return list(record["phones"])
+            return list(record[self.phones_key])
         if self.unit == "chars":
             return " ".join(record["text"].lower().split())
         return self.detokenize(slot_tagged_tokens(record["text"].lower(), record["slots"]))
