@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import random
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -116,15 +117,52 @@ def load_audio(
     return np.ascontiguousarray(mono, dtype=np.float32)
 
 
+SILENCE_LEVEL = 0.001  # 0.1% of full scale: s3prl's ASV trims with sox `silence 1 0.1 0.1% -1 0.1 0.1%`
+
+
+def trim_silence(samples: np.ndarray, level: float = SILENCE_LEVEL) -> np.ndarray:
+    """`samples` without the leading and trailing samples quieter than `level` (all of it if it is all
+    quieter: a file of silence stays as it is). An approximation of sox's `silence` effect, which
+    also waits for 0.1 s above the level before it keeps the audio."""
+    loud = np.flatnonzero(np.abs(samples) >= level)
+    return samples if len(loud) == 0 else samples[loud[0] : loud[-1] + 1]
+
+
+@dataclass(frozen=True)
+class Crop:
+    """How training reads an utterance as s3prl's recipes do: silence trimmed (`trim`), then a random
+    window of `seconds` (start drawn by `rng` over the trimmed samples) when it is longer."""
+
+    seconds: float
+    rng: random.Random
+    trim: bool = False
+
+    def __call__(self, samples: np.ndarray) -> np.ndarray:
+        if self.trim:
+            samples = trim_silence(samples)
+        n = int(round(self.seconds * SAMPLE_RATE))
+        if len(samples) <= n:
+            return samples
+        start = self.rng.randint(0, len(samples) - n)  # as s3prl: random.randint(0, length - max_timestep)
+        return samples[start : start + n]
+
+
 def load_batch(
-    paths: Sequence[str | os.PathLike], *, max_seconds: float = MAX_SECONDS, min_samples: int = 1
+    paths: Sequence[str | os.PathLike],
+    *,
+    max_seconds: float = MAX_SECONDS,
+    min_samples: int = 1,
+    crop: Crop | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Load files into the upstream input: zero-padded [B, S] float32 and lengths [B] int64."""
+    """Load files into the upstream input: zero-padded [B, S] float32 and lengths [B] int64; with `crop`,
+    each file as that crop reads it."""
     import torch  # deferred: corpus preparers read audio without torch (module docstring)
 
     if len(paths) == 0:
         raise ValueError("load_batch needs at least one path")
     wavs = [load_audio(p, max_seconds=max_seconds, min_samples=min_samples) for p in paths]
+    if crop is not None:
+        wavs = [crop(w) for w in wavs]
     lens = torch.tensor([w.shape[0] for w in wavs], dtype=torch.int64)
     batch = torch.zeros(len(wavs), int(lens.max()), dtype=torch.float32)
     for i, w in enumerate(wavs):

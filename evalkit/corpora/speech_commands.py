@@ -15,7 +15,10 @@ is split into consecutive 1-second segments written as WAVs under
 `<out>/_silence_/`; segment i of a file goes to dev when i % 10 == 0, to test
 when i % 10 == 1 and no test archive is given, and to train otherwise. s3prl
 instead crops a random second at load time; fixed files make every record
-reproducible and cacheable.
+reproducible and cacheable. `train_s3prl` and `dev_s3prl` are s3prl's: the same
+word files, and every noise file whole as a `_silence_` record in both
+(s3prl/downstream/speech_commands/dataset.py:60-65), for a task that crops a
+random second at each draw (the faithful `ks_superb`: `crop: {seconds: 1.0}`).
 """
 
 from __future__ import annotations
@@ -48,7 +51,8 @@ def prepare_speech_commands(
     """Write `<out>/{train,dev,test}.jsonl` with `label` (keyword, _unknown_ or _silence_)."""
     src, out = Path(src).resolve(), Path(out)
     test_root = Path(src_test).resolve() if src_test is not None else None
-    options = {"src": str(src), "src_test": str(test_root) if test_root else None}
+    # format 2: train_s3prl and dev_s3prl came in
+    options = {"src": str(src), "src_test": str(test_root) if test_root else None, "format": 2}
     if is_prepared(out, CORPUS, options):
         return manifest_paths(out)
     dev_list = require_file(src / "validation_list.txt", "Speech Commands validation list")
@@ -70,9 +74,23 @@ def prepare_speech_commands(
             else _read_test_archive(test_root)
         ),
     }
+    noise = [_noise_record(f) for f in sorted(noise_dir.glob("*.wav"))]
+    manifests["train_s3prl"] = manifests["train"] + noise
+    manifests["dev_s3prl"] = manifests["dev"] + noise
     for split, recs in _silence_records(noise_dir, out, with_test=test_root is None).items():
         manifests[split].extend(recs)
     return write_prepared(out, CORPUS, options, manifests)
+
+
+def _noise_record(noise: Path) -> dict:
+    """A background-noise file, whole, as a `_silence_` record (s3prl reads a random second of it)."""
+    return {
+        "id": f"noise_{noise.stem}",
+        "path": str(noise),
+        "duration": duration(noise),
+        "speaker": "",
+        "label": SILENCE,
+    }
 
 
 def _read_list(path: Path) -> list[str]:

@@ -162,13 +162,15 @@ def task_cost(upstream, kind: TaskKind, cache: Path | None, speed: float | None,
         records[split] = len(recs)
         hours[split] = sum(r["duration"] for r in recs) / 3600
         layers = kind.settings.layers
+        feats[split] = manifest
+        if split == "train" and kind.task.crop is not None:
+            continue  # random crops: the upstream runs inside every step (counted with the training)
         if manifest not in seen and not (
             cache is not None and is_cached(upstream, manifest, cache, layers=layers)
         ):
             seen.add(manifest)
             to_cache += cache_bytes(upstream, manifest, layers=layers)
             to_extract += hours[split] * 3600
-        feats[split] = manifest
     extract_s = None if speed is None else to_extract / speed
     if cache is None:  # --no-cache runs the upstream at every step instead: not estimated apart
         to_cache = 0
@@ -182,7 +184,22 @@ def task_cost(upstream, kind: TaskKind, cache: Path | None, speed: float | None,
         )
     dev_batches = max(1.0, hours.get("dev", 0.0) * 3600 / kind.task.batch_seconds)
     train_s = runs * steps * step + runs * evals * dev_batches * forward
+    if kind.task.crop is not None and speed is not None:  # the upstream on every step's crops
+        train_s += runs * steps * crop_audio_seconds(kind) / speed
     return TaskCost(kind.task.name, hours, records, to_cache, runs, steps, extract_s, train_s, step)
+
+
+def crop_audio_seconds(kind: TaskKind) -> float:
+    """Seconds of audio one training step sends through the upstream under the task's random crops:
+    the step's utterances, each at most `crop.seconds` long (means over the train split)."""
+    task = kind.task
+    full = [r["duration"] for r in kind.records("train")] or [1.0]
+    cropped = sum(min(d, task.crop.seconds) for d in full) / len(full)
+    if task.batch is not None:
+        utterances = task.batch.utterances * task.batch.accumulate
+    else:  # batches of `batch_seconds` of whole utterances
+        utterances = task.batch_seconds / max(1e-9, sum(full) / len(full))
+    return utterances * cropped
 
 
 def plan_costs(upstream, kinds: list[TaskKind], cache: Path | None, log=print) -> list[TaskCost]:

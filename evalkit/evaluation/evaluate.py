@@ -142,8 +142,9 @@ def features_for(upstream, kind: TaskKind, opts: EvalOptions) -> dict:
     out = {}
     for split in kind.splits:
         manifest = kind.manifest(split)
-        if opts.no_cache:
-            out[split] = OnTheFlyFeatures(upstream, manifest)
+        # random training crops (s3prl's SID, ASV, KS) run the upstream on each crop: on the fly
+        if opts.no_cache or (split == "train" and kind.task.crop is not None):
+            out[split] = OnTheFlyFeatures(upstream, manifest, device=kind.settings.device)
         else:
             cache = opts.cache or (opts.output / ".cache")
             layers = kind.settings.layers
@@ -235,6 +236,8 @@ def cache_needs(upstream, tasks: list[TaskConfig], opts: EvalOptions) -> dict[st
         kind = task_kind(upstream, t, opts)
         layers = kind.settings.layers
         for split in kind.splits:
+            if split == "train" and t.crop is not None:  # computed on the fly (`features_for`)
+                continue
             manifest = Path(kind.manifest(split)).resolve()
             if manifest in seen or is_cached(upstream, manifest, cache, layers=layers):
                 continue

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from evalkit.core.audio import MAX_SECONDS, SAMPLE_RATE, audio_info, load_batch
+from evalkit.core.audio import MAX_SECONDS, SAMPLE_RATE, Crop, audio_info, load_batch
 from evalkit.core.batching import pack_by_padded_length
 from evalkit.core.errors import AudioError, ConfigError, EvalkitError
 from evalkit.core.manifest import audio_path, read_manifest
@@ -52,15 +52,17 @@ class OnTheFlyFeatures:
         return hidden[:, 0, : int(lens[0])].contiguous()
 
     def batch(
-        self, ids: Sequence[str], dtype: torch.dtype = torch.float32
+        self, ids: Sequence[str], dtype: torch.dtype = torch.float32, crop: Crop | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """[L, B, T, D] zero beyond each length, and frame counts [B] (int64), freshly computed."""
+        """[L, B, T, D] zero beyond each length, and frame counts [B] (int64), freshly computed; with
+        `crop`, of each utterance's audio as the crop reads it (s3prl's random training crops: the
+        upstream runs on the crop, which a cache of whole utterances cannot give a Transformer)."""
         missing = [u for u in ids if u not in self._utts]
         if missing:
             raise EvalkitError(f"{self.manifest_path}: utterance(s) {missing[:5]} are not in this manifest.")
         # no_grad, not inference_mode: the featurizer's weights need autograd through these tensors.
         with torch.no_grad():
-            hidden, lens = self._runner.forward([self._utts[u] for u in ids])
+            hidden, lens = self._runner.forward([self._utts[u] for u in ids], crop)
         t = int(lens.max()) if len(lens) else 0
         stacked = torch.stack([h[:, :t] for h in hidden]).to(dtype)
         valid = torch.arange(t, device=lens.device)[None, :] < lens[:, None]
@@ -207,9 +209,12 @@ class UpstreamRunner:
         samples = torch.tensor([round(u.duration * SAMPLE_RATE) for u in utts], dtype=torch.int64)
         return frames_for(samples).clamp(min=0).tolist()
 
-    def forward(self, utts: Sequence[Utterance]) -> tuple[list[torch.Tensor], torch.Tensor]:
-        """One batch through the upstream (the caller picks no_grad or inference_mode)."""
-        wavs, lens = load_batch([u.path for u in utts])
+    def forward(
+        self, utts: Sequence[Utterance], crop: Crop | None = None
+    ) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """One batch through the upstream (the caller picks no_grad or inference_mode); with `crop`, each
+        utterance's audio as the crop reads it."""
+        wavs, lens = load_batch([u.path for u in utts], crop=crop)
         wavs, lens = wavs.to(self.device), lens.to(self.device)
         extra = {"records": [u.record for u in utts]} if self.record_keys else {}
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):

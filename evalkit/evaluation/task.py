@@ -130,6 +130,19 @@ class SpecAugConfig(SerialisableConfig):
 
 
 @dataclass
+class CropConfig(SerialisableConfig):
+    """The schema of a task's `crop:` mapping: training utterances read as s3prl's SID, ASV and KS read
+    them. Each time an utterance is drawn, its audio (silence trimmed first with `trim_silence`) is cut
+    to a random window of `seconds` when longer, and the upstream runs on that window: the train
+    split's features are computed on the fly (dev and test stay whole, and cached). Utterances whose
+    manifest duration is under `min_seconds` leave the training set."""
+
+    seconds: float = field(metadata=rule(above=0))
+    min_seconds: float = field(default=0.0, metadata=rule(min=0))
+    trim_silence: bool = False
+
+
+@dataclass
 class TaskConfig(SerialisableConfig):
     """A task file's schema: types and bounds of every key (settings that would train nothing are
     errors, not silent no-ops); `load_task_file` adds the checks against registries (kind, heads,
@@ -164,6 +177,7 @@ class TaskConfig(SerialisableConfig):
     batch: BatchConfig | None = None  # training batches in utterances (None: `batch_seconds` of audio)
     sampler: str = field(default="shuffled", metadata=rule(choices=tuple(SAMPLERS)))
     specaug: SpecAugConfig | None = None  # None: no SpecAugment
+    crop: CropConfig | None = None  # random training crops, the upstream run on each (None: whole utterances)
     seed: int = 0
     source: str = ""  # the YAML file it came from
 

@@ -28,7 +28,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from evalkit.core.audio import Crop
 from evalkit.core.batching import pack_by_padded_length
+from evalkit.core.errors import ConfigError
 from evalkit.core.progress import progress_bar
 from evalkit.evaluation.featurizer import WeightedLayerSum
 from evalkit.evaluation.heads import HEADS
@@ -101,6 +103,22 @@ def utterance_batches(
     if spec.bucketing:
         rng.shuffle(batches)
     return batches
+
+
+def training_records(kind: TaskKind) -> list[dict]:
+    """The train split's records a run trains on: all of them, less those under the task's
+    `crop.min_seconds` (s3prl's ASV drops training utterances under 2 s)."""
+    records = kind.records("train")
+    crop = kind.task.crop
+    if crop is None or not crop.min_seconds:
+        return records
+    kept = [r for r in records if r["duration"] >= crop.min_seconds]
+    if not kept:
+        raise ConfigError(
+            f"{kind.task.source or kind.task.name}: crop.min_seconds = {crop.min_seconds:g} leaves no training "
+            f"utterance in {kind.manifest('train')}; lower it."
+        )
+    return kept
 
 
 def training_batches(
@@ -210,18 +228,21 @@ def train(
         r.modules().to(device)
     groups = [{"params": list(r.modules().parameters()), "lr": r.lr} for r in runs]
     opt, sched = make_optimizer(task, groups, steps)
-    recs = {r["id"]: r for r in kind.records("train")}
+    recs = {r["id"]: r for r in training_records(kind)}
     targets = {i: kind.target(r) for i, r in recs.items()}
     durations = {i: r["duration"] for i, r in recs.items()}
     rng = random.Random(seed)
     torch.manual_seed(seed)
     batches = training_batches(task, list(recs), durations, targets, rng)
     accumulate = task.batch.accumulate if task.batch is not None else 1
+    # s3prl's random training crops (the features are computed on the fly for them): their own RNG
+    crop = None if task.crop is None else Crop(task.crop.seconds, random.Random(seed), task.crop.trim_silence)
 
     def micro_batches() -> Iterator[tuple[torch.Tensor, torch.Tensor, list]]:
         for _ in range(accumulate):  # loaded one at a time: an accumulated step holds one in memory
             batch = next(batches)
-            hidden, lens = to_device(train_feats.batch(batch), device)
+            feats = train_feats.batch(batch) if crop is None else train_feats.batch(batch, crop=crop)
+            hidden, lens = to_device(feats, device)
             yield hidden, lens, [targets[i] for i in batch]
 
     bar = progress_bar(range(steps), desc=f"{task.name} train", disable=not progress, leave=False)

@@ -30,11 +30,14 @@ IDEN_SPLIT = (
 TRIALS = "1 id10270/vidT/00001.wav id10270/vidT/00002.wav\n0 id10270/vidT/00001.wav id10271/vidU/00001.wav\n"
 
 
-def build(src: Path, audio, text, s3prl_layout: bool = False, more_speakers: bool = False) -> Path:
+def build(
+    src: Path, audio, text, s3prl_layout: bool = False, more_speakers: bool = False, seconds: float = 0.2
+) -> Path:
+    """A miniature VoxCeleb1; `seconds`: about how long each utterance is."""
     for i, rel in enumerate(DEV_UTTS + (MORE_DEV_UTTS if more_speakers else [])):
-        audio(src / ("dev/wav" if s3prl_layout else "wav") / rel, 0.2 + 0.01 * i, seed=i)
+        audio(src / ("dev/wav" if s3prl_layout else "wav") / rel, seconds + 0.01 * i, seed=i)
     for i, rel in enumerate(TEST_UTTS):
-        audio(src / ("test/wav" if s3prl_layout else "wav") / rel, 0.2, seed=10 + i)
+        audio(src / ("test/wav" if s3prl_layout else "wav") / rel, seconds, seed=10 + i)
     text(src / "iden_split.txt", IDEN_SPLIT)
     text(src / "meta" / "veri_test2.txt", TRIALS)
     return src

@@ -20,8 +20,9 @@ CORPORA = {
     "librispeech": ("test_prepare_librispeech", {}, ["pr_superb", "asr_superb"]),
     "speech_commands": ("test_prepare_speech_commands", {}, ["ks_superb"]),
     "fluent_speech_commands": ("test_prepare_fluent_speech_commands", {}, ["ic_superb"]),
-    "voxceleb1_sid": ("test_prepare_voxceleb1", {"more_speakers": True}, ["sid_superb"]),
-    "voxceleb1_asv": ("test_prepare_voxceleb1", {"more_speakers": True}, ["asv_superb"]),
+    # long enough for the recipes' 8 s training crops (and ASV's 2 s minimum) to act
+    "voxceleb1_sid": ("test_prepare_voxceleb1", {"more_speakers": True, "seconds": 8.5}, ["sid_superb"]),
+    "voxceleb1_asv": ("test_prepare_voxceleb1", {"more_speakers": True, "seconds": 2.5}, ["asv_superb"]),
     "iemocap": ("test_prepare_iemocap", {}, [f"er_superb_fold{k}" for k in range(1, 6)]),
     "quesst14": ("test_prepare_quesst14", {}, ["qbe_superb"]),
     "snips": ("test_prepare_snips", {}, ["sf_superb"]),

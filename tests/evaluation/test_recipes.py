@@ -170,3 +170,50 @@ def test_s3prl_target_layouts():
     two = [{"start": 0, "end": 4, "type": "a"}, {"start": 5, "end": 10, "type": "b"}]
     assert s3prl_slot_tokens("play music", two) == ["B-a", *"play", "E-a", SPACE, "B-b", *"music", "E-b"]
     assert EOS == "<eos>"
+
+
+def test_crops_trim_and_cut_a_random_window():
+    import numpy as np
+
+    from evalkit.core.audio import SAMPLE_RATE, Crop, trim_silence
+
+    quiet, loud = np.zeros(800, np.float32), np.full(1600, 0.5, np.float32)
+    assert len(trim_silence(np.concatenate([quiet, loud, quiet]))) == 1600
+    assert len(trim_silence(quiet)) == 800  # all silence: kept as it is
+    samples = np.arange(3 * SAMPLE_RATE, dtype=np.float32)
+    crop = Crop(1.0, random.Random(0))
+    starts = {int(crop(samples)[0]) for _ in range(20)}
+    assert len(starts) > 10 and max(starts) <= 2 * SAMPLE_RATE  # random windows inside the audio
+    assert all(len(crop(samples)) == SAMPLE_RATE for _ in range(5))
+    assert len(crop(samples[:100])) == 100  # shorter than the window: whole
+    trimmed = Crop(8.0, random.Random(0), trim=True)(np.concatenate([quiet, loud]))
+    assert len(trimmed) == 1600
+
+
+def test_training_crops_run_the_upstream_on_each_crop(tmp_path):
+    """With `crop:`, training reads every utterance as a fresh random window through the upstream (features
+    on the fly), and utterances under `min_seconds` leave the training set."""
+    import numpy as np
+
+    from evalkit.core.audio import Crop, save_wav
+    from evalkit.evaluation.runner import OnTheFlyFeatures
+    from evalkit.evaluation.trainer import training_records
+    from upstreams.load import load_upstream
+
+    records = []
+    for i, seconds in enumerate((3.0, 1.5, 0.5)):
+        save_wav(
+            tmp_path / "ks" / f"u{i}.wav", np.random.default_rng(i).uniform(-0.3, 0.3, int(seconds * 16000))
+        )
+        records.append(
+            {"id": f"u{i}", "path": f"u{i}.wav", "duration": seconds, "speaker": "s", "label": "yes"}
+        )
+    for split in ("train", "dev", "test"):
+        write_manifest(tmp_path / "ks" / f"{split}.jsonl", records)
+    fly = OnTheFlyFeatures(load_upstream("fbank"), tmp_path / "ks" / "train.jsonl")
+    whole = fly.batch(["u0", "u1", "u2"])[1].tolist()
+    cropped = fly.batch(["u0", "u1", "u2"], crop=Crop(1.0, random.Random(0)))[1].tolist()
+    assert whole[0] > 250 and cropped[0] < 110 and cropped[1] < 110 and cropped[2] == whole[2]
+    task = _task(tmp_path, crop="{seconds: 1.0, min_seconds: 1.0}")
+    task.corpus = "ks"
+    assert [r["id"] for r in training_records(KINDS.get("classification")(task, tmp_path))] == ["u0", "u1"]
