@@ -129,3 +129,25 @@ def test_qbe_scores_ignore_a_dimension_s_scale_and_offset(tmp_path):
     before = recipe.layer_scores("dev", _Feats(arrays), 0)
     after = recipe.layer_scores("dev", _Feats({k: v * scale + shift for k, v in arrays.items()}), 0)
     assert np.allclose(list(before.values()), list(after.values()), atol=1e-6)
+
+
+def test_sd_in_frames_and_selected_on_test_as_a_labelled_extra(tmp_path):
+    """s3prl's median filters are frames (1 and 11 at the upstream's rate); SUPERB's reported DER, the grid's
+    best on test, is kept beside the dev-selected one, never in its place."""
+    recipe = _sd_recipe(tmp_path)
+    recipe.task.labels = {"speakers": 2, "median_frames": [1, 11]}
+    recipe = Diarization(recipe.task, tmp_path, frame_rate=50.0)
+    assert recipe.windows == [(None, 1), (None, 11)]
+    rng = np.random.default_rng(0)
+    dev = {r["id"]: _probs(rng)[1::2] for r in recipe.records("dev")}
+    chosen = recipe.tune(dev)
+    assert chosen["median_frames"] == 11 and chosen["median_s"] == 0.22
+    assert "threshold 0.3, median 11 frames" in chosen["dev_by_setting"]
+    test = {r["id"]: _probs(rng)[1::2] for r in recipe.records("test")}
+    extra = recipe.selected_on_test(test)
+    values = [
+        recipe.score("test", test, {"threshold": t, "median_frames": k})[0][0].compute()
+        for t in (0.3, 0.4, 0.5, 0.6, 0.7)
+        for k in (1, 11)
+    ]
+    assert extra["der"] == min(values) and "chosen on test" in extra["note"]

@@ -165,6 +165,11 @@ class TaskKind:
         """
         return {}
 
+    def selected_on_test(self, preds: dict[str, Any]) -> dict | None:
+        """What SUPERB's own selection on test would report (SD: the best threshold and median filter
+        read off the test set), as a labelled extra beside the dev-selected number; None by default."""
+        return None
+
     def score(
         self, split: str, preds: dict[str, Any], postprocess: dict | None = None
     ) -> tuple[list[Metric], list[dict]]:
@@ -277,9 +282,10 @@ class TaskKind:
             dev_preds = predict_split(self, feats["dev"], "dev", run, task.batch_seconds, bf16)
             postprocess = self.tune(dev_preds)  # chosen on dev, before test is seen
             dev_metrics, _ = self.score("dev", dev_preds, postprocess)
-            test_metrics, rows = self.score(
-                "test", predict_split(self, feats["test"], "test", run, task.batch_seconds, bf16), postprocess
-            )
+            test_preds = predict_split(self, feats["test"], "test", run, task.batch_seconds, bf16)
+            test_metrics, rows = self.score("test", test_preds, postprocess)
+            if postprocess and (extra := self.selected_on_test(test_preds)) is not None:
+                postprocess = {**postprocess, "selected_on_test": extra}  # a labelled extra, not the result
             dev, _ = metric_block(dev_metrics, ci=False)
             test, ci = metric_block(test_metrics, ci=True)
             scored[name] = test_metrics

@@ -117,6 +117,24 @@ class Diarization(TaskKind):
             },
         }
 
+    def selected_on_test(self, preds: dict[str, Any]) -> dict:
+        """The grid's lowest test DER and its setting: SUPERB's reported number (score.sh reads the best
+        row off test), kept beside evalkit's dev-selected one and never used for it."""
+        best = None
+        for seconds, frames in self.windows:
+            for threshold in THRESHOLDS:
+                metrics, _ = self.score("test", preds, {"threshold": threshold, "median_frames": frames})
+                value = next(m for m in metrics if m.primary).compute()
+                if best is None or value < best[0]:
+                    best = (value, threshold, frames)
+        value, threshold, frames = best
+        return {
+            "note": "chosen on test, as SUPERB reports SD; not evalkit's result (chosen on dev)",
+            "der": value,
+            "threshold": threshold,
+            "median_frames": frames,
+        }
+
     def score(self, split: str, preds: dict[str, Any], postprocess: dict | None = None):
         """DER per recording, with the threshold and median filter of `postprocess` (default: `UNTUNED`)."""
         post = postprocess or UNTUNED
