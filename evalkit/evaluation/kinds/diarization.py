@@ -121,7 +121,7 @@ class Diarization(TaskKind):
         """The grid's lowest test DER and its setting: SUPERB's reported number (score.sh reads the best
         row off test), kept beside evalkit's dev-selected one and never used for it."""
         best = None
-        for seconds, frames in self.windows:
+        for _, frames in self.windows:
             for threshold in THRESHOLDS:
                 metrics, _ = self.score("test", preds, {"threshold": threshold, "median_frames": frames})
                 value = next(m for m in metrics if m.primary).compute()
