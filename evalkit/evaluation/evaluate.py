@@ -432,7 +432,7 @@ def plan_eval(spec: str, tasks: list[TaskConfig], opts: EvalOptions, log=print) 
     upstream = load_upstream(spec, device=resolve_device(opts.device), hf_padding=opts.hf_padding)
     kinds = [task_kind(upstream, t, opts) for t in todo]
     cache = None if opts.no_cache else (opts.cache or (opts.output / ".cache"))
-    return format_plan(plan_costs(upstream, kinds, cache, log), cache)
+    return format_plan(plan_costs(upstream, kinds, cache, log), cache, resolve_device(opts.device))
 
 
 def run_eval(spec: str, tasks: list[TaskConfig], opts: EvalOptions, log=print) -> list[Path]:
