@@ -488,3 +488,26 @@ def test_metric_specs_from_yaml_entries():
         metric_from_spec("wef")
     with pytest.raises(EvalkitError, match="2 references but 1"):
         wer.update(["a", "b"], ["a"])
+
+
+def test_bootstrap_of_named_groups_runs_on_numbers_and_matches_the_names():
+    """QbE's item stats name their term: the interval resampled as one numeric array (the names numbered)
+    equals the one over the stats with integer terms, and equals what resampling the lists gives."""
+    from evalkit.metrics.detection import mtwv_from_stats
+    from evalkit.metrics.stats import _numeric_table, bootstrap_ci
+
+    rng = np.random.default_rng(1)
+    named, numbered = [], []
+    for i in range(700):
+        occurs = int(rng.random() < 0.2)
+        score = float(rng.normal() + 2.5 * occurs)
+        named.append((f"q{i % 7}", score, occurs))
+        numbered.append((i % 7, score, occurs))
+    table = _numeric_table(named)
+    assert table is not None and table.shape == (700, 3)
+    as_names = bootstrap_ci(named, mtwv_from_stats, n=50)
+    assert as_names == bootstrap_ci(numbered, mtwv_from_stats, n=50)
+    # the list path (what a metric with other stats takes) draws the same items
+    draws = np.random.default_rng(0)
+    by_lists = [mtwv_from_stats([named[i] for i in draws.integers(0, 700, size=700)]) for _ in range(50)]
+    assert as_names == tuple(float(v) for v in np.percentile(by_lists, [2.5, 97.5]))
