@@ -81,6 +81,8 @@ class Features(Protocol):
         self, ids: Sequence[str], dtype: torch.dtype = torch.float32
     ) -> tuple[torch.Tensor, torch.Tensor]: ...
 
+    def layer(self, utt_id: str, position: int, dtype: torch.dtype = torch.float32) -> torch.Tensor: ...
+
 
 def cache_dir(
     cache_root: str | os.PathLike,
@@ -195,6 +197,11 @@ class CachedFeatures:
         """One utterance's hidden states, [L, T, D]."""
         return self._frames(utt_id).permute(1, 0, 2).to(dtype).contiguous()
 
+    def layer(self, utt_id: str, position: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """One hidden state of one utterance, [T, D], copying only that layer out of the memory map (what
+        QbE reads: a whole split, one layer at a time)."""
+        return self._frames(utt_id, position).to(dtype)
+
     def batch(
         self, ids: Sequence[str], dtype: torch.dtype = torch.float32
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -208,8 +215,9 @@ class CachedFeatures:
             out[:, i, : f.shape[0]] = f.permute(1, 0, 2)
         return out, lens
 
-    def _frames(self, utt_id: str) -> torch.Tensor:
-        """[T, L, D] in the storage dtype, copied out of the memory map."""
+    def _frames(self, utt_id: str, position: int | None = None) -> torch.Tensor:
+        """[T, L, D] in the storage dtype, copied out of the memory map ([T, D] of one layer with
+        `position`)."""
         entry = self.index["utterances"].get(utt_id)
         if entry is None:
             raise EvalkitError(
@@ -219,7 +227,8 @@ class CachedFeatures:
         shard, offset, n = entry
         if shard not in self._maps:
             self._maps[shard] = np.load(self.folder / self.index["shards"][shard]["file"], mmap_mode="r")
-        t = torch.from_numpy(np.array(self._maps[shard][offset : offset + n]))
+        rows = self._maps[shard][offset : offset + n]
+        t = torch.from_numpy(np.array(rows if position is None else rows[:, position]))
         return t.view(torch.bfloat16) if self.dtype == "bfloat16" else t
 
     def __getstate__(self) -> dict:

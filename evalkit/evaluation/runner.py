@@ -51,6 +51,10 @@ class OnTheFlyFeatures:
         hidden, lens = self.batch([utt_id], dtype)
         return hidden[:, 0, : int(lens[0])].contiguous()
 
+    def layer(self, utt_id: str, position: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """One hidden state of one utterance, [T, D] (the upstream runs on the whole utterance)."""
+        return self.get(utt_id, dtype)[position]
+
     def batch(
         self, ids: Sequence[str], dtype: torch.dtype = torch.float32, crop: Crop | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -125,6 +125,9 @@ def test_cached_equals_on_the_fly(manifest: Path, tmp_path: Path, dtype: str) ->
     native = cached.get("u07", dtype=getattr(torch, dtype))
     assert native.dtype == getattr(torch, dtype)
     assert torch.equal(native.float(), cached.get("u07"))
+    for k in range(3):  # one layer alone (QbE's read) is that layer of the whole
+        assert torch.equal(cached.layer("u07", k), cached.get("u07")[k])
+        torch.testing.assert_close(fly.layer("u07", k), fly.get("u07")[k])
 
 
 def test_autocast_is_its_own_cache_entry(manifest: Path, tmp_path: Path) -> None:

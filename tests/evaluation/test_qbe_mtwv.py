@@ -157,3 +157,47 @@ def test_s3prl_alignment_is_dtw_pythons_asymmetric_subsequence():
                 x=dist, step_pattern="asymmetric", open_begin=True, open_end=True, distance_only=False
             )
             assert ours[i, j] == pytest.approx(-ref.normalizedDistance, abs=1e-12)
+
+
+class _RandomLayers:
+    """Features of the Features protocol with random frames, for QbE's reading pattern."""
+
+    def __init__(self, lengths: dict[str, int], num_layers: int = 3, dim: int = 6) -> None:
+        rng = np.random.default_rng(0)
+        self.lengths = lengths
+        self.num_layers = num_layers
+        self.data = {
+            u: torch.from_numpy(rng.normal(size=(num_layers, n, dim)).astype(np.float32))
+            for u, n in lengths.items()
+        }
+
+    def get(self, utt_id, dtype=torch.float32):
+        return self.data[utt_id].to(dtype)
+
+    def layer(self, utt_id, position, dtype=torch.float32):
+        return self.data[utt_id][position].to(dtype)
+
+
+@pytest.mark.parametrize("alignment", ["evalkit", "s3prl"])
+def test_qbe_reads_a_split_in_blocks_and_scores_as_at_once(tmp_path, monkeypatch, alignment):
+    """Statistics accumulated utterance by utterance and documents aligned a block at a time give the
+    scores of the whole split standardised and aligned at once."""
+    import evalkit.evaluation.kinds.qbe as qbe
+    from evalkit.evaluation.dtw import dtw_scores, s3prl_costs
+
+    kind = _qbe_corpus(tmp_path, "language")
+    kind.alignment = alignment
+    lengths = {"q1": 12, "q2": 9, "d1": 40, "d2": 25, "d3": 31, "d4": 18}
+    feats = _RandomLayers(lengths)
+    monkeypatch.setattr(qbe, "CHUNK_FRAMES", 30)  # four documents, three blocks
+    blocks = kind.layer_scores("test", feats, 1)
+    queries, docs = ["q1", "q2"], ["d1", "d2", "d3", "d4"]
+    frames = np.concatenate([feats.layer(u, 1).double().numpy() for u in queries + docs])
+    mean, std = frames.mean(0), frames.std(0, ddof=1 if alignment == "s3prl" else 0)
+    qs = [(feats.layer(u, 1).double().numpy() - mean) / std for u in queries]
+    ds = [(feats.layer(u, 1).double().numpy() - mean) / std for u in docs]
+    raw = s3prl_costs(qs, ds) if alignment == "s3prl" else dtw_scores(qs, ds)
+    z = (raw - raw.mean(1, keepdims=True)) / raw.std(1, keepdims=True)
+    for i, q in enumerate(queries):
+        for j, d in enumerate(docs):
+            assert blocks[(q, d)] == pytest.approx(z[i, j], abs=1e-9)

@@ -86,20 +86,27 @@ class QbE(TaskKind):
         return out
 
     def layer_scores(self, split: str, features, layer: int) -> dict[tuple[str, str], float]:
+        """Every query's z-normalised score on every document, from one layer's features.
+
+        As s3prl's quesst14_dtw (SUPERB): each dimension standardised over the split's queries and
+        documents, and each query's scores z-normalised over the documents, so that MTWV's one
+        threshold means the same for every query. The split is read one utterance at a time for the
+        statistics and aligned a block of documents (`CHUNK_FRAMES`) at a time: QUESST's 23 hours
+        of one Base layer are 12 GB of float32, never held at once.
+        """
         queries, docs = self.split_roles(split)
-        q_feats = [_layer(features, r["id"], layer) for r in queries]
-        d_feats = [_layer(features, r["id"], layer) for r in docs]
-        # As s3prl's quesst14_dtw (SUPERB): each dimension standardised over the split's queries
-        # and documents, and each query's scores z-normalised over the documents, so that
-        # MTWV's one threshold means the same for every query
-        frames = np.concatenate(q_feats + d_feats)
         s3prl = self.alignment == "s3prl"
-        mean, std = frames.mean(0), np.maximum(frames.std(0, ddof=1 if s3prl else 0), 1e-9)
-        qs, ds = [(q - mean) / std for q in q_feats], [(d - mean) / std for d in d_feats]
-        if s3prl:
-            scores = s3prl_costs(qs, ds, self.distance, self.minmax_rows, self.min_query_frames)
-        else:
-            scores = dtw_scores(qs, ds)
+        ids = [r["id"] for r in queries + docs]
+        mean, std = _frame_stats(features, ids, layer, ddof=1 if s3prl else 0)
+        qs = [(_layer(features, r["id"], layer) - mean) / std for r in queries]
+        scores = np.empty((len(queries), len(docs)))
+        lengths = getattr(features, "lengths", {})
+        for chunk in _chunks([lengths.get(r["id"], 1) for r in docs], CHUNK_FRAMES):
+            ds = [(_layer(features, docs[j]["id"], layer) - mean) / std for j in chunk]
+            if s3prl:
+                scores[:, chunk] = s3prl_costs(qs, ds, self.distance, self.minmax_rows, self.min_query_frames)
+            else:
+                scores[:, chunk] = dtw_scores(qs, ds)
         scores = (scores - scores.mean(1, keepdims=True)) / np.maximum(scores.std(1, keepdims=True), 1e-9)
         return {
             (q["id"], d["id"]): float(scores[i, j]) for i, q in enumerate(queries) for j, d in enumerate(docs)
@@ -184,8 +191,42 @@ class QbE(TaskKind):
         ), rows
 
 
+CHUNK_FRAMES = 100_000
+"""Documents' frames standardised and aligned at a time (about 300 MB of float32 at 768 dimensions)."""
+
+
 def _layer(features, utt_id: str, layer: int) -> np.ndarray:
+    if hasattr(features, "layer"):  # the one layer alone (CachedFeatures copies only it out of its map)
+        return features.layer(utt_id, layer).float().numpy()
     return features.get(utt_id)[layer].float().numpy()
+
+
+def _frame_stats(features, ids: list[str], layer: int, ddof: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-dimension mean and standard deviation (floored at 1e-9) over every frame of the utterances,
+    accumulated one utterance at a time in float64; `ddof` 1 is torch's std (s3prl's), 0 numpy's."""
+    total = squares = None
+    count = 0
+    for utt in ids:
+        x = _layer(features, utt, layer).astype(np.float64)
+        total = x.sum(0) if total is None else total + x.sum(0)
+        squares = (x * x).sum(0) if squares is None else squares + (x * x).sum(0)
+        count += len(x)
+    mean = total / count
+    var = np.maximum(squares - count * mean * mean, 0.0) / max(count - ddof, 1)
+    return mean, np.maximum(np.sqrt(var), 1e-9)
+
+
+def _chunks(lengths: list[int], budget: int) -> list[list[int]]:
+    """Consecutive indices whose lengths sum to at most `budget` (an item longer than it alone)."""
+    chunks: list[list[int]] = [[]]
+    used = 0
+    for i, n in enumerate(lengths):
+        if chunks[-1] and used + n > budget:
+            chunks.append([])
+            used = 0
+        chunks[-1].append(i)
+        used += n
+    return [c for c in chunks if c]
 
 
 def _whole(value) -> bool:
