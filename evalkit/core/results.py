@@ -49,9 +49,14 @@ class HeadResult:
     head_parameters: int
     steps: int
     postprocess: dict | None = None  # what the kind tuned on dev (SD's threshold); written only when set
+    # what SUPERB's selection on test would report (ASV's best checkpoint, SD's best post-processing), a
+    # labelled extra beside the dev-selected numbers above, never used for them; written only when set
+    selected_on_test: dict | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return _without_unset({f.name: getattr(self, f.name) for f in fields(self)}, ("postprocess",))
+        return _without_unset(
+            {f.name: getattr(self, f.name) for f in fields(self)}, ("postprocess", "selected_on_test")
+        )
 
 
 @dataclass(kw_only=True)

@@ -178,6 +178,9 @@ class TaskConfig(SerialisableConfig):
     sampler: str = field(default="shuffled", metadata=rule(choices=tuple(SAMPLERS)))
     specaug: SpecAugConfig | None = None  # None: no SpecAugment
     crop: CropConfig | None = None  # random training crops, the upstream run on each (None: whole utterances)
+    # also score test at every evaluation and keep the best value and its step as a labelled extra: what
+    # SUPERB reports for ASV (the best of the saved checkpoints on test); never the result itself
+    report_selected_on_test: bool = False
     seed: int = 0
     source: str = ""  # the YAML file it came from
 

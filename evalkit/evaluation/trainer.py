@@ -53,6 +53,7 @@ class Run:
     best_step: int = 0
     best_state: dict | None = None
     dev_curve: list[tuple[int, float]] = field(default_factory=list)
+    test_curve: list[tuple[int, float]] = field(default_factory=list)  # task.report_selected_on_test only
 
     def modules(self) -> nn.ModuleList:
         return nn.ModuleList([m for m in (self.featurizer, self.head, self.criterion) if m is not None])
@@ -262,7 +263,7 @@ def train(
             sched.step()
         bar.set_postfix(loss=f"{total:.3f}")
         if (step + 1) % eval_every == 0 or step + 1 == steps:
-            score_dev(kind, features["dev"], runs, step + 1, bf16)
+            score_dev(kind, features, runs, step + 1, bf16)
             best = ", ".join(f"{r.head_name}@{r.lr:g}={r.dev_curve[-1][1]:.4f}" for r in runs)
             log(
                 f"[{task.name}] step {step + 1}/{steps} loss {total:.3f} dev {best} ({time.time() - t0:.0f} s)"
@@ -273,15 +274,21 @@ def train(
     return runs
 
 
-def score_dev(kind: TaskKind, features, runs: list[Run], step: int, bf16: bool) -> None:
-    """Every run's dev value after `step` steps, added to its curve; a new best keeps the run's state."""
+def score_dev(kind: TaskKind, features: dict, runs: list[Run], step: int, bf16: bool) -> None:
+    """Every run's dev value after `step` steps, added to its curve; a new best keeps the run's state.
+    With the task's `report_selected_on_test`, its test value too (`Run.test_curve`, kept apart: what
+    SUPERB's selection on test would report)."""
+    seconds = kind.task.batch_seconds
     for r in runs:
-        dev_preds = predict_split(kind, features, "dev", r, kind.task.batch_seconds, bf16)
+        dev_preds = predict_split(kind, features["dev"], "dev", r, seconds, bf16)
         value, higher = primary_value(kind.score("dev", dev_preds)[0])
         r.dev_curve.append((step, value))
         if r.best_dev is None or (value > r.best_dev if higher else value < r.best_dev):
             r.best_dev, r.best_step = value, step
             r.best_state = copy.deepcopy(r.modules().state_dict())
+        if kind.task.report_selected_on_test:
+            test_preds = predict_split(kind, features["test"], "test", r, seconds, bf16)
+            r.test_curve.append((step, primary_value(kind.score("test", test_preds)[0])[0]))
 
 
 def to_device(

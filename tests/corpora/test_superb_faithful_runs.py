@@ -72,3 +72,8 @@ def test_faithful_tasks_run_on_miniature_corpora(corpus, tmp_path, audio, text):
             continue
         assert data_["heads"][data_["head"]]["steps"] == 2
         assert data_["lr_grid"] == data_["task_config"]["lr_grid"]  # s3prl's one rate
+        extra = data_["heads"][data_["head"]].get("selected_on_test")
+        if task in ("asv_superb", "sd_superb"):  # SUPERB's test-selected number, labelled, beside the result
+            assert "chosen on test" in extra["note"] and data_["primary_metric"] in extra
+        else:
+            assert extra is None

@@ -33,6 +33,9 @@ if TYPE_CHECKING:
     from evalkit.evaluation.task import TaskConfig
 
 
+CHOSEN_ON_TEST = "chosen on test, as SUPERB reports it; not evalkit's result (chosen on dev)"
+
+
 @dataclass(frozen=True)
 class RunSettings:
     """How a trained kind runs: `evalkit eval`'s options, resolved per task by the kind itself."""
@@ -284,8 +287,11 @@ class TaskKind:
             dev_metrics, _ = self.score("dev", dev_preds, postprocess)
             test_preds = predict_split(self, feats["test"], "test", run, task.batch_seconds, bf16)
             test_metrics, rows = self.score("test", test_preds, postprocess)
-            if postprocess and (extra := self.selected_on_test(test_preds)) is not None:
-                postprocess = {**postprocess, "selected_on_test": extra}  # a labelled extra, not the result
+            on_test = self.selected_on_test(test_preds) if postprocess else None
+            if run.test_curve:  # the checkpoint SUPERB's selection on test would have kept
+                better = max if higher else min
+                step, value = better(run.test_curve, key=lambda point: point[1])
+                on_test = {"note": CHOSEN_ON_TEST, primary.name: value, "step": step}
             dev, _ = metric_block(dev_metrics, ci=False)
             test, ci = metric_block(test_metrics, ci=True)
             scored[name] = test_metrics
@@ -301,6 +307,7 @@ class TaskKind:
                 head_parameters=sum(p.numel() for p in run.head.parameters()),
                 steps=steps,
                 postprocess=postprocess or None,
+                selected_on_test=on_test,
             )
             if k == 0:  # the first head is the task's reference (SUPERB) head
                 samples = [{"head": name, **row} for row in rows]

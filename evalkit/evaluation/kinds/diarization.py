@@ -19,7 +19,7 @@ import torch
 from scipy.signal import medfilt
 
 from evalkit.core.errors import ConfigError
-from evalkit.evaluation.kinds.base import RunSettings, TaskKind
+from evalkit.evaluation.kinds.base import CHOSEN_ON_TEST, RunSettings, TaskKind
 from evalkit.evaluation.losses import pit_bce_loss
 from evalkit.metrics.diarization import segments_from_activity
 
@@ -129,7 +129,7 @@ class Diarization(TaskKind):
                     best = (value, threshold, frames)
         value, threshold, frames = best
         return {
-            "note": "chosen on test, as SUPERB reports SD; not evalkit's result (chosen on dev)",
+            "note": CHOSEN_ON_TEST,
             "der": value,
             "threshold": threshold,
             "median_frames": frames,
