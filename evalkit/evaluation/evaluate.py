@@ -70,6 +70,11 @@ class EvalOptions:
     # what a result made differently (see check_existing) tells the user to do; None: eval's flags
     clash_advice: str | None = None
 
+    @property
+    def cache_root(self) -> Path:
+        """Where features are cached: --cache, else <output>/.cache."""
+        return self.cache or (self.output / ".cache")
+
     def __post_init__(self) -> None:
         check_fields(self, name_of=lambda key: "--" + key.replace("_", "-"))
         if self.seeds is not None and len(set(self.seeds)) != len(self.seeds):
@@ -146,7 +151,7 @@ def features_for(upstream, kind: TaskKind, opts: EvalOptions) -> dict:
         if opts.no_cache or (split == "train" and kind.task.crop is not None):
             out[split] = OnTheFlyFeatures(upstream, manifest, device=kind.settings.device)
         else:
-            cache = opts.cache or (opts.output / ".cache")
+            cache = opts.cache_root
             layers = kind.settings.layers
             device = kind.settings.device
             out[split] = extract(
@@ -231,7 +236,7 @@ def evaluate_task(upstream, spec: str, task: TaskConfig, opts: EvalOptions, log=
 def cache_needs(upstream, tasks: list[TaskConfig], opts: EvalOptions) -> dict[str, int]:
     """{"<task>/<split>": bytes} of the features the tasks' splits still have to cache (a manifest that
     several tasks read counts once), estimated from the manifests' durations before any extraction."""
-    cache, needs, seen = opts.cache or (opts.output / ".cache"), {}, set()
+    cache, needs, seen = opts.cache_root, {}, set()
     for t in tasks:
         kind = task_kind(upstream, t, opts)
         layers = kind.settings.layers
@@ -400,7 +405,7 @@ def check_outputs(spec: str, opts: EvalOptions) -> None:
     """The results folder (and the feature cache, unless --no-cache) can be written."""
     check_writable(result_path(opts.output, spec, "_", opts.name).parent, "--output")
     if not opts.no_cache:
-        check_writable(opts.cache or (opts.output / ".cache"), "--cache" if opts.cache else "--output")
+        check_writable(opts.cache_root, "--cache" if opts.cache else "--output")
 
 
 def warn_if_unfinished(spec: str, log=print) -> None:
@@ -431,7 +436,7 @@ def plan_eval(spec: str, tasks: list[TaskConfig], opts: EvalOptions, log=print) 
         raise ConfigError(f"--data {opts.data}: no such folder. Make one with `evalkit synth --out DIR`.")
     upstream = load_upstream(spec, device=resolve_device(opts.device), hf_padding=opts.hf_padding)
     kinds = [task_kind(upstream, t, opts) for t in todo]
-    cache = None if opts.no_cache else (opts.cache or (opts.output / ".cache"))
+    cache = None if opts.no_cache else opts.cache_root
     return format_plan(plan_costs(upstream, kinds, cache, log), cache, resolve_device(opts.device))
 
 
@@ -453,7 +458,7 @@ def run_eval(spec: str, tasks: list[TaskConfig], opts: EvalOptions, log=print) -
         layers, total = cache_layers(opts.cache_layers, int(upstream.num_layers)), int(upstream.num_layers)
         needs = cache_needs(upstream, todo, opts)
         check_cache_fits(
-            opts.cache or (opts.output / ".cache"), needs, total, len(layers) if layers else total
+            opts.cache_root, needs, total, len(layers) if layers else total
         )
     for t in todo:
         result = evaluate_task(upstream, spec, t, opts, log)
