@@ -308,7 +308,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="evaluate a frozen upstream on tasks")
     p.add_argument("--upstream", required=True, help="NAME | CHECKPOINT_DIR | hf:DIR | s3prl:NAME")
-    p.add_argument("--tasks", default="all", help="all, or comma-separated task names")
+    p.add_argument(
+        "--tasks",
+        default="all",
+        help="comma-separated task names or groups: all (the synthetic suite's ten), superb (SUPERB's "
+        "fourteen task files on s3prl's recipes), superb_budget (on evalkit's budget)",
+    )
     p.add_argument(
         "--data", required=True, help="suite or corpora folder (made by `evalkit synth` / `prepare`)"
     )

@@ -30,7 +30,7 @@ from evalkit.evaluation.fingerprint import cached_fingerprint, store_fingerprint
 from evalkit.evaluation.kinds.base import RunSettings, TaskKind, head_seeds, training_plan
 from evalkit.evaluation.protocols import PROTOCOLS, SEED_RATES
 from evalkit.evaluation.runner import OnTheFlyFeatures
-from evalkit.evaluation.task import KINDS, TaskConfig, load_task, task_files
+from evalkit.evaluation.task import KINDS, TaskConfig, load_task, task_group
 from upstreams.checkpoint import read_config
 from upstreams.hf import PADDING_MODES, HFUpstream
 from upstreams.load import load_upstream
@@ -126,12 +126,20 @@ def resolve_device(spec: str) -> str:
 
 
 def resolve_tasks(spec: str, include_paths: list[str] | None = None) -> list[TaskConfig]:
-    """`all` or a comma-separated list of task names (each validated, with suggestions)."""
-    names = [n.strip() for n in spec.split(",") if n.strip()]
-    if not names:
-        raise ConfigError(f"--tasks {spec!r} names no task: give `all` or task names (`evalkit ls tasks`).")
-    if spec == "all":
-        names = [n for n, p in task_files(include_paths).items() if p.name == "task.yaml"]
+    """A comma-separated list of task names and groups (`all`: the synthetic suite's ten; `superb`: the
+    fourteen faithful SUPERB task files; `superb_budget`: the budgeted ones), each validated, with
+    suggestions."""
+    items = [n.strip() for n in spec.split(",") if n.strip()]
+    if not items:
+        raise ConfigError(
+            f"--tasks {spec!r} names no task: give `all`, `superb`, `superb_budget` or task names "
+            "(`evalkit ls tasks`)."
+        )
+    names: list[str] = []
+    for item in items:
+        for name in task_group(item, include_paths) or [item]:
+            if name not in names:
+                names.append(name)
     return [load_task(n, include_paths) for n in names]
 
 
@@ -457,9 +465,7 @@ def run_eval(spec: str, tasks: list[TaskConfig], opts: EvalOptions, log=print) -
     if not opts.no_cache:
         layers, total = cache_layers(opts.cache_layers, int(upstream.num_layers)), int(upstream.num_layers)
         needs = cache_needs(upstream, todo, opts)
-        check_cache_fits(
-            opts.cache_root, needs, total, len(layers) if layers else total
-        )
+        check_cache_fits(opts.cache_root, needs, total, len(layers) if layers else total)
     for t in todo:
         result = evaluate_task(upstream, spec, t, opts, log)
         pm = result.primary_metric

@@ -342,6 +342,29 @@ def list_tasks(include_paths: list[str] | None = None) -> list[str]:
     return sorted(task_files(include_paths))
 
 
+SUPERB_ORDER = ("pr", "ks", "ic", "sid", "er", "asr", "qbe", "sf", "asv", "sd")
+# `--tasks` group -> which task names it stands for (besides `all`: every folder's task.yaml)
+GROUPS = {
+    "superb": re.compile(r"[a-z]+_superb(_fold\d)?"),  # the faithful protocol: s3prl's recipes
+    "superb_budget": re.compile(r"[a-z]+_superb_budget(_fold\d)?"),  # the budgeted protocol
+}
+
+
+def task_group(name: str, include_paths: list[str] | None = None) -> list[str] | None:
+    """The task names a `--tasks` group stands for, in SUPERB's order (ER's folds in order); None when
+    `name` is no group."""
+    if name == "all":
+        return [n for n, p in task_files(include_paths).items() if p.name == "task.yaml"]
+    if name not in GROUPS:
+        return None
+
+    def order(task: str) -> tuple:
+        base = task.split("_superb", 1)[0]
+        return (SUPERB_ORDER.index(base) if base in SUPERB_ORDER else len(SUPERB_ORDER), task)
+
+    return sorted((n for n in task_files(include_paths) if GROUPS[name].fullmatch(n)), key=order)
+
+
 def load_task(name: str, include_paths: list[str] | None = None) -> TaskConfig:
     files = task_files(include_paths)
     if name not in files:

@@ -318,3 +318,14 @@ def test_s3prl_xvector_shortens_and_embeds_as_s3prl():
     # the second utterance's padding is not seen: alone, it embeds the same
     torch.testing.assert_close(head(x[1:, :60], lens[1:]), first[1:], atol=1e-5, rtol=1e-5)
     assert head(torch.randn(1, 5, 768), torch.tensor([5])).shape == (1, 512)  # shorter than the context
+
+
+def test_superb_groups_name_every_faithful_and_budgeted_task():
+    from evalkit.evaluation.evaluate import resolve_tasks
+
+    faithful = [t.name for t in resolve_tasks("superb")]
+    assert sorted(faithful) == sorted(FACTS) and faithful[:2] == ["pr_superb", "ks_superb"]
+    budget = [t.name for t in resolve_tasks("superb_budget")]
+    assert sorted(budget) == sorted(n.replace("_superb", "_superb_budget") for n in FACTS)
+    assert all(t.recipe == "evalkit" for t in resolve_tasks("superb_budget"))
+    assert [t.name for t in resolve_tasks("ks,superb")][:2] == ["ks", "pr_superb"]  # groups mix with names
