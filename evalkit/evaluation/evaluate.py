@@ -157,7 +157,9 @@ def features_for(upstream, kind: TaskKind, opts: EvalOptions) -> dict:
         manifest = kind.manifest(split)
         # random training crops (s3prl's SID, ASV, KS) run the upstream on each crop: on the fly
         if opts.no_cache or (split == "train" and kind.task.crop is not None):
-            out[split] = OnTheFlyFeatures(upstream, manifest, device=kind.settings.device)
+            out[split] = OnTheFlyFeatures(
+                upstream, manifest, device=kind.settings.device, layers=kind.settings.layers
+            )
         else:
             cache = opts.cache_root
             layers = kind.settings.layers

@@ -35,10 +35,13 @@ class OnTheFlyFeatures:
         *,
         device: str | torch.device = "cpu",
         autocast: bool = False,
+        layers: Sequence[int] | None = None,
     ) -> None:
+        """`layers`: the hidden states to keep, by index (None: all), as a `--cache-layers` cache keeps
+        them, so that a split computed on the fly matches the cached splits beside it."""
         self.manifest_path = Path(manifest_path)
         self._utts = {u.id: u for u in utterances_of(manifest_path, read_manifest(manifest_path))}
-        self._runner = UpstreamRunner(upstream, device, autocast, None, math.inf)
+        self._runner = UpstreamRunner(upstream, device, autocast, None, math.inf, layers)
         self._runner.check_audio(manifest_path, list(self._utts.values()))
         self.upstream = upstream.to(device).eval()
         self.ids = list(self._utts)

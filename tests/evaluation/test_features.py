@@ -128,6 +128,11 @@ def test_cached_equals_on_the_fly(manifest: Path, tmp_path: Path, dtype: str) ->
     for k in range(3):  # one layer alone (QbE's read) is that layer of the whole
         assert torch.equal(cached.layer("u07", k), cached.get("u07")[k])
         torch.testing.assert_close(fly.layer("u07", k), fly.get("u07")[k])
+    # on the fly with a layer subset (a cropped train split beside a `--cache-layers` cache): those layers
+    subset = OnTheFlyFeatures(TinyUpstream(), manifest, layers=[0, 2])
+    hidden, _ = subset.batch(ids)
+    assert subset.num_layers == 2 and hidden.shape[0] == 2
+    torch.testing.assert_close(hidden, f_hidden[[0, 2]])
 
 
 def test_autocast_is_its_own_cache_entry(manifest: Path, tmp_path: Path) -> None:
