@@ -117,21 +117,69 @@ def load_audio(
     return np.ascontiguousarray(mono, dtype=np.float32)
 
 
-SILENCE_LEVEL = 0.001  # 0.1% of full scale: s3prl's ASV trims with sox `silence 1 0.1 0.1% -1 0.1 0.1%`
+def sox_silence(
+    samples: np.ndarray,
+    seconds: float = 0.1,
+    percent: float = 0.1,
+    gain_db: float = -3.0,
+    rate: int = SAMPLE_RATE,
+) -> np.ndarray:
+    """What sox's `gain {gain_db}` then `silence 1 {seconds} {percent}% -1 {seconds} {percent}%` leave of
+    16-bit audio, the gain not applied to what is returned (s3prl's ASV reads audio through that chain,
+    sv_voxceleb1/dataset.py:22-27).
+
+    As sox's silence effect (src/silence.c) does it: the level is the RMS over the last rate / 50
+    samples, read as a 16-bit value against `percent` of full scale. Audio is dropped until `seconds`
+    of consecutive samples are above the level, which are kept; from there it is kept until
+    `seconds` of consecutive samples are below it, which are dropped, the RMS window is cleared, and
+    the search for sound starts again (the `-1`: every inner silence that long goes too). A shorter
+    quiet stretch at the end is kept; sound shorter than `seconds` after the last cut is dropped.
+    """
+    x = np.asarray(samples, dtype=np.float64)
+    power = np.concatenate([[0.0], np.cumsum((x * 10 ** (gain_db / 20)) ** 2)])
+    need, window = int(seconds * rate + 0.5), rate // 50
+    kept: list[np.ndarray] = []
+    pos = 0  # the next sample to read; the RMS window was last cleared here
+    while pos < len(x):
+        start = _first_run(_above(power, pos, pos, window, percent), need)
+        if start is None:  # never `seconds` of sound again: the rest goes
+            break
+        begin = pos + start
+        scan = begin + need
+        quiet = _first_run(~_above(power, pos, scan, window, percent), need)
+        if quiet is None:  # sound to the end (a shorter quiet tail is kept)
+            kept.append(x[begin:])
+            break
+        kept.append(x[begin : scan + quiet])
+        pos = scan + quiet + need  # that silence is dropped, the window cleared
+    return np.concatenate(kept).astype(np.asarray(samples).dtype) if kept else x[:0].astype(np.float32)
 
 
-def trim_silence(samples: np.ndarray, level: float = SILENCE_LEVEL) -> np.ndarray:
-    """`samples` without the leading and trailing samples quieter than `level` (all of it if it is all
-    quieter: a file of silence stays as it is). An approximation of sox's `silence` effect, which
-    also waits for 0.1 s above the level before it keeps the audio."""
-    loud = np.flatnonzero(np.abs(samples) >= level)
-    return samples if len(loud) == 0 else samples[loud[0] : loud[-1] + 1]
+def _above(power: np.ndarray, cleared: int, start: int, window: int, percent: float) -> np.ndarray:
+    """For each sample from `start`, whether the RMS over the last `window` samples (none before
+    `cleared`) reads, as a 16-bit value, at least `percent` of full scale (sox's aboveThreshold)."""
+    t = np.arange(start, len(power) - 1)
+    total = power[t + 1] - power[np.maximum(cleared, t - window + 1)]
+    rms = np.sqrt(np.maximum(total, 0.0) / window)
+    # sox holds samples as 32-bit integers (16-bit audio shifted up 16 bits), truncates the RMS to one,
+    # then rounds it back to 16 bits
+    word = (np.floor(rms * 2.0**31) + 2.0**15) // 2.0**16
+    return word / 32767.0 * 100.0 >= percent
+
+
+def _first_run(mask: np.ndarray, length: int) -> int | None:
+    """The first index where `length` consecutive entries of `mask` are true (None: nowhere)."""
+    edges = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    long_enough = np.flatnonzero(ends - starts >= length)
+    return int(starts[long_enough[0]]) if len(long_enough) else None
 
 
 @dataclass(frozen=True)
 class Crop:
-    """How training reads an utterance as s3prl's recipes do: silence trimmed (`trim`), then a random
-    window of `seconds` (start drawn by `rng` over the trimmed samples) when it is longer."""
+    """How training reads an utterance as s3prl's recipes do: silence removed as s3prl's ASV removes it
+    (`trim`: `sox_silence`), then a random window of `seconds` (start drawn by `rng` over what is
+    left) when it is longer."""
 
     seconds: float
     rng: random.Random
@@ -139,7 +187,8 @@ class Crop:
 
     def __call__(self, samples: np.ndarray) -> np.ndarray:
         if self.trim:
-            samples = trim_silence(samples)
+            trimmed = sox_silence(samples)
+            samples = trimmed if len(trimmed) else samples  # all silence: kept whole rather than emptied
         n = int(round(self.seconds * SAMPLE_RATE))
         if len(samples) <= n:
             return samples

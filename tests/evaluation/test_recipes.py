@@ -4,10 +4,12 @@ utterances with gradient accumulation, class-balanced sampling, SpecAugment."""
 from __future__ import annotations
 
 import copy
+import math
 import random
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -172,22 +174,87 @@ def test_s3prl_target_layouts():
     assert EOS == "<eos>"
 
 
+def _sox_silence_reference(
+    x: np.ndarray, need: int = 1600, window: int = 320, gain_db: float = -3.0
+) -> np.ndarray:
+    """sox's silence effect (src/silence.c: sox_silence_flow and drain, one channel) sample by sample,
+    for `silence 1 0.1 0.1% -1 0.1 0.1%` after `gain -3`: the reference `sox_silence` is checked against."""
+    gain = 10 ** (gain_db / 20)
+    squares, current, rms_sum = [0.0] * window, 0, 0.0
+    out, start_hold, stop_hold, mode = [], [], [], "trim"
+
+    def above(sample: float) -> bool:
+        rms = int(math.sqrt((rms_sum - squares[current] + sample * sample) / window))  # compute_rms
+        word = (rms + 2**15) >> 16  # SOX_SAMPLE_TO_SIGNED_WORD
+        return abs(word) / 32767 * 100 >= 0.1
+
+    for i, v in enumerate(x):
+        sample = float(v) * gain * 2**31
+        loud = above(sample)
+        rms_sum += sample * sample - squares[current]  # update_rms
+        squares[current], current = sample * sample, (current + 1) % window
+        if mode == "trim":
+            if not loud:
+                start_hold = []
+                continue
+            start_hold.append(i)
+            if len(start_hold) >= need:
+                out += start_hold
+                start_hold, mode = [], "copy"
+        elif loud:
+            out += stop_hold + [i]  # a short silence is flushed with the sound after it
+            stop_hold = []
+        else:
+            stop_hold.append(i)
+            if len(stop_hold) >= need:  # -1: drop it, clear the window, look for sound again
+                stop_hold, mode = [], "trim"
+                squares, current, rms_sum = [0.0] * window, 0, 0.0
+    if mode == "copy":
+        out += stop_hold  # drain
+    return x[np.array(out, dtype=np.int64)]
+
+
+def test_sox_silence_is_sox_silence_effect():
+    """s3prl's ASV reads audio through sox's `gain -3.0` and `silence 1 0.1 0.1% -1 0.1 0.1%`: leading
+    silence, every inner silence of 0.1 s and more, and sound too short to count, all go."""
+    from evalkit.core.audio import sox_silence
+
+    rng = np.random.default_rng(0)
+
+    def part(seconds: float, level: float) -> np.ndarray:
+        return (level * rng.uniform(-1, 1, int(seconds * 16000))).astype(np.float32)
+
+    speech = lambda s: part(s, 0.3)  # noqa: E731
+    quiet = lambda s: part(s, 0.0002)  # noqa: E731 - under 0.1% of full scale
+    cases = [
+        np.concatenate([quiet(0.3), speech(0.5), quiet(0.4), speech(0.6), quiet(0.05)]),
+        np.concatenate([speech(0.05), quiet(0.2), speech(0.3), quiet(0.08), speech(0.2)]),  # short bits
+        np.concatenate([quiet(1.0)]),
+        np.concatenate([speech(0.08), quiet(0.5)]),  # sound shorter than 0.1 s only
+    ]
+    for x in cases:
+        got, ref = sox_silence(x), _sox_silence_reference(x)
+        assert len(got) == len(ref) and np.array_equal(got, ref)
+    first = sox_silence(cases[0])
+    # leading 0.3 s go; 0.5 s of sound, the 20 ms the RMS window takes to fall, then the 0.4 s pause
+    # goes; 0.6 s of sound and the 50 ms tail stay
+    assert abs(len(first) - int((0.5 + 0.02 + 0.6 + 0.05) * 16000)) < 2
+    assert len(sox_silence(cases[2])) == 0 and len(sox_silence(cases[3])) == 0
+
+
 def test_crops_trim_and_cut_a_random_window():
-    import numpy as np
+    from evalkit.core.audio import SAMPLE_RATE, Crop
 
-    from evalkit.core.audio import SAMPLE_RATE, Crop, trim_silence
-
-    quiet, loud = np.zeros(800, np.float32), np.full(1600, 0.5, np.float32)
-    assert len(trim_silence(np.concatenate([quiet, loud, quiet]))) == 1600
-    assert len(trim_silence(quiet)) == 800  # all silence: kept as it is
-    samples = np.arange(3 * SAMPLE_RATE, dtype=np.float32)
+    samples = np.arange(3 * SAMPLE_RATE, dtype=np.float32) / (3 * SAMPLE_RATE)
     crop = Crop(1.0, random.Random(0))
-    starts = {int(crop(samples)[0]) for _ in range(20)}
-    assert len(starts) > 10 and max(starts) <= 2 * SAMPLE_RATE  # random windows inside the audio
+    starts = {float(crop(samples)[0]) for _ in range(20)}
+    assert len(starts) > 10 and max(starts) <= 2 / 3  # random windows inside the audio
     assert all(len(crop(samples)) == SAMPLE_RATE for _ in range(5))
     assert len(crop(samples[:100])) == 100  # shorter than the window: whole
-    trimmed = Crop(8.0, random.Random(0), trim=True)(np.concatenate([quiet, loud]))
-    assert len(trimmed) == 1600
+    silence, loud = np.zeros(8000, np.float32), np.full(16000, 0.5, np.float32)
+    trimmed = Crop(8.0, random.Random(0), trim=True)(np.concatenate([silence, loud]))
+    assert len(trimmed) == 16000
+    assert len(Crop(8.0, random.Random(0), trim=True)(silence)) == 8000  # all silence: kept whole
 
 
 def test_training_crops_run_the_upstream_on_each_crop(tmp_path):
