@@ -189,11 +189,24 @@ class Crop:
         if self.trim:
             trimmed = sox_silence(samples)
             samples = trimmed if len(trimmed) else samples  # all silence: kept whole rather than emptied
-        n = int(round(self.seconds * SAMPLE_RATE))
-        if len(samples) <= n:
+        if len(samples) <= self.seconds * SAMPLE_RATE:  # also a window of math.inf: cut nothing
             return samples
+        n = int(round(self.seconds * SAMPLE_RATE))
         start = self.rng.randint(0, len(samples) - n)  # as s3prl: random.randint(0, length - max_timestep)
         return samples[start : start + n]
+
+
+AUDIO_FILTERS = ("sox_silence",)
+"""What may be done to audio before the upstream sees it, by name (cache folders are keyed by it)."""
+
+
+def audio_filter(name: str | None) -> Crop | None:
+    """The named filter as a `Crop` that cuts nothing (None: none)."""
+    if name is None:
+        return None
+    if name not in AUDIO_FILTERS:
+        raise ValueError(f"audio filter {name!r} is not one of {', '.join(AUDIO_FILTERS)}")
+    return Crop(math.inf, random.Random(0), trim=True)
 
 
 def load_batch(

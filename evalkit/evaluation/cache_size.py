@@ -69,9 +69,11 @@ def is_cached(
     dtype: str = "bfloat16",
     autocast: bool = False,
     layers: Sequence[int] | None = None,
+    audio: str | None = None,
 ) -> bool:
     """Whether this upstream's features of this manifest are cached complete (extract writes nothing)."""
-    return (cache_dir(cache_root, upstream, manifest_path, dtype, autocast, layers) / INDEX_NAME).is_file()
+    folder = cache_dir(cache_root, upstream, manifest_path, dtype, autocast, layers, audio)
+    return (folder / INDEX_NAME).is_file()
 
 
 # Left free beside the cache: result files, logs and the index files the estimate does not count.

@@ -166,7 +166,14 @@ def task_cost(upstream, kind: TaskKind, cache: Path | None, speed: float | None,
         if split == "train" and kind.task.crop is not None:
             continue  # random crops: the upstream runs inside every step (counted with the training)
         if manifest not in seen and not (
-            cache is not None and is_cached(upstream, manifest, cache, layers=layers)
+            cache is not None
+            and is_cached(
+                upstream,
+                manifest,
+                cache,
+                layers=layers,
+                audio="sox_silence" if kind.task.remove_silence else None,
+            )
         ):
             seen.add(manifest)
             to_cache += cache_bytes(upstream, manifest, layers=layers)

@@ -158,14 +158,19 @@ def features_for(upstream, kind: TaskKind, opts: EvalOptions) -> dict:
         # random training crops (s3prl's SID, ASV, KS) run the upstream on each crop: on the fly
         if opts.no_cache or (split == "train" and kind.task.crop is not None):
             out[split] = OnTheFlyFeatures(
-                upstream, manifest, device=kind.settings.device, layers=kind.settings.layers
+                upstream,
+                manifest,
+                device=kind.settings.device,
+                layers=kind.settings.layers,
+                audio="sox_silence" if kind.task.remove_silence else None,
             )
         else:
             cache = opts.cache_root
             layers = kind.settings.layers
             device = kind.settings.device
+            audio = "sox_silence" if kind.task.remove_silence else None
             out[split] = extract(
-                upstream, manifest, cache, progress=opts.progress, layers=layers, device=device
+                upstream, manifest, cache, progress=opts.progress, layers=layers, device=device, audio=audio
             )
     return out
 
@@ -254,7 +259,8 @@ def cache_needs(upstream, tasks: list[TaskConfig], opts: EvalOptions) -> dict[st
             if split == "train" and t.crop is not None:  # computed on the fly (`features_for`)
                 continue
             manifest = Path(kind.manifest(split)).resolve()
-            if manifest in seen or is_cached(upstream, manifest, cache, layers=layers):
+            audio = "sox_silence" if t.remove_silence else None
+            if manifest in seen or is_cached(upstream, manifest, cache, layers=layers, audio=audio):
                 continue
             seen.add(manifest)
             needs[f"{t.name}/{split}"] = cache_bytes(upstream, manifest, layers=layers)

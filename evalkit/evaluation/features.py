@@ -91,12 +91,15 @@ def cache_dir(
     dtype: str = "bfloat16",
     autocast: bool = False,
     layers: Sequence[int] | None = None,
+    audio: str | None = None,
 ) -> Path:
     """The folder holding (or about to hold) this upstream's features of this manifest (of `layers` only,
-    where given)."""
+    where given; of its audio through the filter `audio`, where given)."""
     variant = dtype + ("-autocast" if autocast else "")
     if layers is not None:
         variant += "-layers" + "_".join(map(str, layers))
+    if audio is not None:
+        variant += f"-{audio}"
     return Path(cache_root) / upstream_fingerprint(upstream) / manifest_fingerprint(manifest_path) / variant
 
 
@@ -114,8 +117,10 @@ def extract(
     progress: bool = True,
     on_shard: Callable[[int, int], None] | None = None,
     layers: Sequence[int] | None = None,
+    audio: str | None = None,
 ) -> CachedFeatures:
-    """Cache the hidden layers (all, or `layers`) of every record of a manifest; return them, ready to read.
+    """Cache the hidden layers (all, or `layers`) of every record of a manifest (its audio through the
+    filter `audio` first, where given); return them, ready to read.
 
     An existing complete cache is checked (sizes always, checksums if `verify`)
     and returned without running the upstream; damaged shards are rebuilt,
@@ -134,8 +139,8 @@ def extract(
     if not records:
         raise ConfigError(f"{manifest_path}: the manifest holds no records; there is nothing to extract.")
     utts = utterances_of(manifest_path, records)
-    runner = UpstreamRunner(upstream, device, autocast, STORAGE[dtype][0], batch_seconds, layers)
-    folder = cache_dir(cache_root, upstream, manifest_path, dtype, autocast, layers)
+    runner = UpstreamRunner(upstream, device, autocast, STORAGE[dtype][0], batch_seconds, layers, audio)
+    folder = cache_dir(cache_root, upstream, manifest_path, dtype, autocast, layers, audio)
     folder.mkdir(parents=True, exist_ok=True)
     with _locked(folder):
         index = _read_index(folder)

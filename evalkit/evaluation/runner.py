@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from evalkit.core.audio import MAX_SECONDS, SAMPLE_RATE, Crop, audio_info, load_batch
+from evalkit.core.audio import MAX_SECONDS, SAMPLE_RATE, Crop, audio_filter, audio_info, load_batch
 from evalkit.core.batching import pack_by_padded_length
 from evalkit.core.errors import AudioError, ConfigError, EvalkitError
 from evalkit.core.manifest import audio_path, read_manifest
@@ -36,12 +36,14 @@ class OnTheFlyFeatures:
         device: str | torch.device = "cpu",
         autocast: bool = False,
         layers: Sequence[int] | None = None,
+        audio: str | None = None,
     ) -> None:
         """`layers`: the hidden states to keep, by index (None: all), as a `--cache-layers` cache keeps
-        them, so that a split computed on the fly matches the cached splits beside it."""
+        them, so that a split computed on the fly matches the cached splits beside it; `audio`: the
+        filter every utterance's audio goes through (a `crop` given to `batch` replaces it)."""
         self.manifest_path = Path(manifest_path)
         self._utts = {u.id: u for u in utterances_of(manifest_path, read_manifest(manifest_path))}
-        self._runner = UpstreamRunner(upstream, device, autocast, None, math.inf, layers)
+        self._runner = UpstreamRunner(upstream, device, autocast, None, math.inf, layers, audio)
         self._runner.check_audio(manifest_path, list(self._utts.values()))
         self.upstream = upstream.to(device).eval()
         self.ids = list(self._utts)
@@ -155,8 +157,11 @@ class UpstreamRunner:
         storage: torch.dtype | None,
         batch_seconds: float,
         layers: Sequence[int] | None = None,
+        audio: str | None = None,
     ) -> None:
-        """`layers`: the hidden states kept, by index (None: all of them)."""
+        """`layers`: the hidden states kept, by index (None: all of them); `audio`: a filter of
+        `evalkit.core.audio.AUDIO_FILTERS` every utterance's audio goes through first (None: none)."""
+        self.audio = audio_filter(audio)
         self.upstream, self.device, self.autocast = upstream, torch.device(device), autocast
         self.batch_seconds = batch_seconds
         self.storage = storage  # the dtype features are stored in (None: returned as computed)
@@ -221,7 +226,7 @@ class UpstreamRunner:
     ) -> tuple[list[torch.Tensor], torch.Tensor]:
         """One batch through the upstream (the caller picks no_grad or inference_mode); with `crop`, each
         utterance's audio as the crop reads it."""
-        wavs, lens = load_batch([u.path for u in utts], crop=crop)
+        wavs, lens = load_batch([u.path for u in utts], crop=crop or self.audio)
         wavs, lens = wavs.to(self.device), lens.to(self.device)
         extra = {"records": [u.record for u in utts]} if self.record_keys else {}
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):

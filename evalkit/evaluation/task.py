@@ -132,14 +132,13 @@ class SpecAugConfig(SerialisableConfig):
 @dataclass
 class CropConfig(SerialisableConfig):
     """The schema of a task's `crop:` mapping: training utterances read as s3prl's SID, ASV and KS read
-    them. Each time an utterance is drawn, its audio (silence trimmed first with `trim_silence`) is cut
-    to a random window of `seconds` when longer, and the upstream runs on that window: the train
-    split's features are computed on the fly (dev and test stay whole, and cached). Utterances whose
-    manifest duration is under `min_seconds` leave the training set."""
+    them. Each time an utterance is drawn, its audio (silence removed first where the task says
+    `remove_silence`) is cut to a random window of `seconds` when longer, and the upstream runs on
+    that window: the train split's features are computed on the fly (dev and test stay whole, and
+    cached). Utterances whose manifest duration is under `min_seconds` leave the training set."""
 
     seconds: float = field(metadata=rule(above=0))
     min_seconds: float = field(default=0.0, metadata=rule(min=0))
-    trim_silence: bool = False
 
 
 @dataclass
@@ -178,6 +177,9 @@ class TaskConfig(SerialisableConfig):
     sampler: str = field(default="shuffled", metadata=rule(choices=tuple(SAMPLERS)))
     specaug: SpecAugConfig | None = None  # None: no SpecAugment
     crop: CropConfig | None = None  # random training crops, the upstream run on each (None: whole utterances)
+    # every split's audio through `evalkit.core.audio.sox_silence` before the upstream (s3prl's ASV): the
+    # training crops are cut from what is left, and dev and test are cached as it leaves them
+    remove_silence: bool = False
     # also score test at every evaluation and keep the best value and its step as a labelled extra: what
     # SUPERB reports for ASV (the best of the saved checkpoints on test); never the result itself
     report_selected_on_test: bool = False

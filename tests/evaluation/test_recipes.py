@@ -284,3 +284,28 @@ def test_training_crops_run_the_upstream_on_each_crop(tmp_path):
     task = _task(tmp_path, crop="{seconds: 1.0, min_seconds: 1.0}")
     task.corpus = "ks"
     assert [r["id"] for r in training_records(KINDS.get("classification")(task, tmp_path))] == ["u0", "u1"]
+
+
+def test_silence_removed_before_the_upstream_is_its_own_cache(tmp_path):
+    """`remove_silence` (s3prl's ASV): dev and test are cached from the audio sox's silence effect leaves,
+    under a cache folder of their own; on the fly, the same."""
+    from evalkit.core.audio import save_wav
+    from evalkit.evaluation.features import cache_dir, extract
+    from evalkit.evaluation.runner import OnTheFlyFeatures
+    from upstreams.load import load_upstream
+
+    rng = np.random.default_rng(0)
+    audio = np.concatenate([np.zeros(8000), rng.uniform(-0.3, 0.3, 16000)]).astype(np.float32)
+    save_wav(tmp_path / "c" / "u.wav", audio)
+    write_manifest(
+        tmp_path / "c" / "test.jsonl", [{"id": "u", "path": "u.wav", "duration": 1.5, "speaker": "s"}]
+    )
+    up, manifest = load_upstream("fbank"), tmp_path / "c" / "test.jsonl"
+    whole = extract(up, manifest, tmp_path / "cache", progress=False)
+    trimmed = extract(up, manifest, tmp_path / "cache", progress=False, audio="sox_silence")
+    assert cache_dir(tmp_path / "cache", up, manifest) != cache_dir(
+        tmp_path / "cache", up, manifest, audio="sox_silence"
+    )
+    assert whole.lengths["u"] > 140 and 90 < trimmed.lengths["u"] < 110  # the leading 0.5 s are gone
+    fly = OnTheFlyFeatures(up, manifest, audio="sox_silence")
+    torch.testing.assert_close(fly.get("u"), trimmed.get("u"), atol=0.05, rtol=0.02)  # bf16 cache
