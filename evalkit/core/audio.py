@@ -176,37 +176,48 @@ def _first_run(mask: np.ndarray, length: int) -> int | None:
 
 
 @dataclass(frozen=True)
+class AudioFilter:
+    """What is done to audio before the upstream sees it, as s3prl's dataset effects do: sox's `gain`
+    (`gain_db`), then its silence removal (`remove_silence`: `sox_silence`, on the attenuated audio).
+    `name` keys the feature cache of filtered audio (None: the filter changes nothing)."""
+
+    gain_db: float = 0.0
+    remove_silence: bool = False
+
+    @property
+    def name(self) -> str | None:
+        parts = ([f"gain{self.gain_db:g}"] if self.gain_db else []) + (
+            ["sox_silence"] if self.remove_silence else []
+        )
+        return "_".join(parts) or None
+
+    def __call__(self, samples: np.ndarray) -> np.ndarray:
+        if self.gain_db:
+            samples = (samples * 10 ** (self.gain_db / 20)).astype(samples.dtype)
+        if self.remove_silence:
+            kept = sox_silence(samples, gain_db=0.0)  # the gain above is already in the samples
+            samples = kept if len(kept) else samples  # all silence: kept whole rather than emptied
+        return samples
+
+
+@dataclass(frozen=True)
 class Crop:
-    """How training reads an utterance as s3prl's recipes do: silence removed as s3prl's ASV removes it
-    (`trim`: `sox_silence`), then a random window of `seconds` (start drawn by `rng` over what is
-    left) when it is longer."""
+    """How training reads an utterance as s3prl's recipes do: its audio through `audio` (sox's gain and
+    silence removal), then a random window of `seconds` (start drawn by `rng` over what is left) when
+    it is longer (`seconds` math.inf: the filter alone)."""
 
     seconds: float
     rng: random.Random
-    trim: bool = False
+    audio: AudioFilter | None = None
 
     def __call__(self, samples: np.ndarray) -> np.ndarray:
-        if self.trim:
-            trimmed = sox_silence(samples)
-            samples = trimmed if len(trimmed) else samples  # all silence: kept whole rather than emptied
+        if self.audio is not None:
+            samples = self.audio(samples)
         if len(samples) <= self.seconds * SAMPLE_RATE:  # also a window of math.inf: cut nothing
             return samples
         n = int(round(self.seconds * SAMPLE_RATE))
         start = self.rng.randint(0, len(samples) - n)  # as s3prl: random.randint(0, length - max_timestep)
         return samples[start : start + n]
-
-
-AUDIO_FILTERS = ("sox_silence",)
-"""What may be done to audio before the upstream sees it, by name (cache folders are keyed by it)."""
-
-
-def audio_filter(name: str | None) -> Crop | None:
-    """The named filter as a `Crop` that cuts nothing (None: none)."""
-    if name is None:
-        return None
-    if name not in AUDIO_FILTERS:
-        raise ValueError(f"audio filter {name!r} is not one of {', '.join(AUDIO_FILTERS)}")
-    return Crop(math.inf, random.Random(0), trim=True)
 
 
 def load_batch(

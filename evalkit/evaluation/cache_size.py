@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from evalkit.core.audio import AudioFilter
 from evalkit.core.errors import ConfigError
 from evalkit.core.manifest import read_manifest
 from evalkit.evaluation.features import INDEX_NAME, STORAGE, cache_dir
@@ -69,7 +70,7 @@ def is_cached(
     dtype: str = "bfloat16",
     autocast: bool = False,
     layers: Sequence[int] | None = None,
-    audio: str | None = None,
+    audio: AudioFilter | None = None,
 ) -> bool:
     """Whether this upstream's features of this manifest are cached complete (extract writes nothing)."""
     folder = cache_dir(cache_root, upstream, manifest_path, dtype, autocast, layers, audio)

@@ -172,7 +172,7 @@ def task_cost(upstream, kind: TaskKind, cache: Path | None, speed: float | None,
                 manifest,
                 cache,
                 layers=layers,
-                audio="sox_silence" if kind.task.remove_silence else None,
+                audio=kind.task.audio,
             )
         ):
             seen.add(manifest)

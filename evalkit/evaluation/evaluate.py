@@ -162,15 +162,20 @@ def features_for(upstream, kind: TaskKind, opts: EvalOptions) -> dict:
                 manifest,
                 device=kind.settings.device,
                 layers=kind.settings.layers,
-                audio="sox_silence" if kind.task.remove_silence else None,
+                audio=kind.task.audio,
             )
         else:
             cache = opts.cache_root
             layers = kind.settings.layers
             device = kind.settings.device
-            audio = "sox_silence" if kind.task.remove_silence else None
             out[split] = extract(
-                upstream, manifest, cache, progress=opts.progress, layers=layers, device=device, audio=audio
+                upstream,
+                manifest,
+                cache,
+                progress=opts.progress,
+                layers=layers,
+                device=device,
+                audio=kind.task.audio,
             )
     return out
 
@@ -259,8 +264,7 @@ def cache_needs(upstream, tasks: list[TaskConfig], opts: EvalOptions) -> dict[st
             if split == "train" and t.crop is not None:  # computed on the fly (`features_for`)
                 continue
             manifest = Path(kind.manifest(split)).resolve()
-            audio = "sox_silence" if t.remove_silence else None
-            if manifest in seen or is_cached(upstream, manifest, cache, layers=layers, audio=audio):
+            if manifest in seen or is_cached(upstream, manifest, cache, layers=layers, audio=t.audio):
                 continue
             seen.add(manifest)
             needs[f"{t.name}/{split}"] = cache_bytes(upstream, manifest, layers=layers)

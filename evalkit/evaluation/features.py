@@ -46,6 +46,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from evalkit.core.audio import AudioFilter
 from evalkit.core.errors import ConfigError, EvalkitError
 from evalkit.core.io import atomic_open, atomic_write_text
 from evalkit.core.lockfile import exclusive
@@ -91,15 +92,15 @@ def cache_dir(
     dtype: str = "bfloat16",
     autocast: bool = False,
     layers: Sequence[int] | None = None,
-    audio: str | None = None,
+    audio: AudioFilter | None = None,
 ) -> Path:
     """The folder holding (or about to hold) this upstream's features of this manifest (of `layers` only,
     where given; of its audio through the filter `audio`, where given)."""
     variant = dtype + ("-autocast" if autocast else "")
     if layers is not None:
         variant += "-layers" + "_".join(map(str, layers))
-    if audio is not None:
-        variant += f"-{audio}"
+    if audio is not None and audio.name is not None:
+        variant += f"-{audio.name}"
     return Path(cache_root) / upstream_fingerprint(upstream) / manifest_fingerprint(manifest_path) / variant
 
 
@@ -117,7 +118,7 @@ def extract(
     progress: bool = True,
     on_shard: Callable[[int, int], None] | None = None,
     layers: Sequence[int] | None = None,
-    audio: str | None = None,
+    audio: AudioFilter | None = None,
 ) -> CachedFeatures:
     """Cache the hidden layers (all, or `layers`) of every record of a manifest (its audio through the
     filter `audio` first, where given); return them, ready to read.

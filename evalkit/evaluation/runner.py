@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import random
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,7 +15,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from evalkit.core.audio import MAX_SECONDS, SAMPLE_RATE, Crop, audio_filter, audio_info, load_batch
+from evalkit.core.audio import MAX_SECONDS, SAMPLE_RATE, AudioFilter, Crop, audio_info, load_batch
 from evalkit.core.batching import pack_by_padded_length
 from evalkit.core.errors import AudioError, ConfigError, EvalkitError
 from evalkit.core.manifest import audio_path, read_manifest
@@ -36,7 +37,7 @@ class OnTheFlyFeatures:
         device: str | torch.device = "cpu",
         autocast: bool = False,
         layers: Sequence[int] | None = None,
-        audio: str | None = None,
+        audio: AudioFilter | None = None,
     ) -> None:
         """`layers`: the hidden states to keep, by index (None: all), as a `--cache-layers` cache keeps
         them, so that a split computed on the fly matches the cached splits beside it; `audio`: the
@@ -157,11 +158,11 @@ class UpstreamRunner:
         storage: torch.dtype | None,
         batch_seconds: float,
         layers: Sequence[int] | None = None,
-        audio: str | None = None,
+        audio: AudioFilter | None = None,
     ) -> None:
-        """`layers`: the hidden states kept, by index (None: all of them); `audio`: a filter of
-        `evalkit.core.audio.AUDIO_FILTERS` every utterance's audio goes through first (None: none)."""
-        self.audio = audio_filter(audio)
+        """`layers`: the hidden states kept, by index (None: all of them); `audio`: what every utterance's
+        audio goes through first (None: nothing)."""
+        self.audio = None if audio is None or audio.name is None else Crop(math.inf, random.Random(0), audio)
         self.upstream, self.device, self.autocast = upstream, torch.device(device), autocast
         self.batch_seconds = batch_seconds
         self.storage = storage  # the dtype features are stored in (None: returned as computed)

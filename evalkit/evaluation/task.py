@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import yaml
 
+from evalkit.core.audio import AudioFilter
 from evalkit.core.config import SerialisableConfig, check_value, rule
 from evalkit.core.errors import ConfigError
 from evalkit.core.io import read_yaml
@@ -177,9 +178,18 @@ class TaskConfig(SerialisableConfig):
     sampler: str = field(default="shuffled", metadata=rule(choices=tuple(SAMPLERS)))
     specaug: SpecAugConfig | None = None  # None: no SpecAugment
     crop: CropConfig | None = None  # random training crops, the upstream run on each (None: whole utterances)
-    # every split's audio through `evalkit.core.audio.sox_silence` before the upstream (s3prl's ASV): the
-    # training crops are cut from what is left, and dev and test are cached as it leaves them
+    # what every split's audio goes through before the upstream, as s3prl's dataset effects (KS, QbE, ASV):
+    # sox's gain in dB, then its silence removal (`evalkit.core.audio.sox_silence`); training crops are cut
+    # from what is left, and dev and test are cached from it under a cache folder of their own
+    gain_db: float = 0.0
     remove_silence: bool = False
+
+    @property
+    def audio(self) -> AudioFilter | None:
+        """The audio filter of `gain_db` and `remove_silence` (None: audio as it is)."""
+        audio = AudioFilter(self.gain_db, self.remove_silence)
+        return audio if audio.name is not None else None
+
     # also score test at every evaluation and keep the best value and its step as a labelled extra: what
     # SUPERB reports for ASV (the best of the saved checkpoints on test); never the result itself
     report_selected_on_test: bool = False

@@ -237,7 +237,7 @@ def train(
     batches = training_batches(task, list(recs), durations, targets, rng)
     accumulate = task.batch.accumulate if task.batch is not None else 1
     # s3prl's random training crops (the features are computed on the fly for them): their own RNG
-    crop = None if task.crop is None else Crop(task.crop.seconds, random.Random(seed), task.remove_silence)
+    crop = None if task.crop is None else Crop(task.crop.seconds, random.Random(seed), task.audio)
 
     def micro_batches() -> Iterator[tuple[torch.Tensor, torch.Tensor, list]]:
         for _ in range(accumulate):  # loaded one at a time: an accumulated step holds one in memory

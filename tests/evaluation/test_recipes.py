@@ -243,7 +243,7 @@ def test_sox_silence_is_sox_silence_effect():
 
 
 def test_crops_trim_and_cut_a_random_window():
-    from evalkit.core.audio import SAMPLE_RATE, Crop
+    from evalkit.core.audio import SAMPLE_RATE, AudioFilter, Crop
 
     samples = np.arange(3 * SAMPLE_RATE, dtype=np.float32) / (3 * SAMPLE_RATE)
     crop = Crop(1.0, random.Random(0))
@@ -252,9 +252,13 @@ def test_crops_trim_and_cut_a_random_window():
     assert all(len(crop(samples)) == SAMPLE_RATE for _ in range(5))
     assert len(crop(samples[:100])) == 100  # shorter than the window: whole
     silence, loud = np.zeros(8000, np.float32), np.full(16000, 0.5, np.float32)
-    trimmed = Crop(8.0, random.Random(0), trim=True)(np.concatenate([silence, loud]))
+    quiet = AudioFilter(remove_silence=True)
+    trimmed = Crop(8.0, random.Random(0), quiet)(np.concatenate([silence, loud]))
     assert len(trimmed) == 16000
-    assert len(Crop(8.0, random.Random(0), trim=True)(silence)) == 8000  # all silence: kept whole
+    assert len(Crop(8.0, random.Random(0), quiet)(silence)) == 8000  # all silence: kept whole
+    softer = Crop(8.0, random.Random(0), AudioFilter(gain_db=-3.0))(loud)  # sox's gain -3: x 0.708
+    assert np.allclose(softer, loud * 10 ** (-3 / 20)) and AudioFilter(gain_db=-3.0).name == "gain-3"
+    assert AudioFilter().name is None and AudioFilter(-3.0, True).name == "gain-3_sox_silence"
 
 
 def test_training_crops_run_the_upstream_on_each_crop(tmp_path):
@@ -289,7 +293,7 @@ def test_training_crops_run_the_upstream_on_each_crop(tmp_path):
 def test_silence_removed_before_the_upstream_is_its_own_cache(tmp_path):
     """`remove_silence` (s3prl's ASV): dev and test are cached from the audio sox's silence effect leaves,
     under a cache folder of their own; on the fly, the same."""
-    from evalkit.core.audio import save_wav
+    from evalkit.core.audio import AudioFilter, save_wav
     from evalkit.evaluation.features import cache_dir, extract
     from evalkit.evaluation.runner import OnTheFlyFeatures
     from upstreams.load import load_upstream
@@ -302,10 +306,11 @@ def test_silence_removed_before_the_upstream_is_its_own_cache(tmp_path):
     )
     up, manifest = load_upstream("fbank"), tmp_path / "c" / "test.jsonl"
     whole = extract(up, manifest, tmp_path / "cache", progress=False)
-    trimmed = extract(up, manifest, tmp_path / "cache", progress=False, audio="sox_silence")
+    quiet = AudioFilter(remove_silence=True)
+    trimmed = extract(up, manifest, tmp_path / "cache", progress=False, audio=quiet)
     assert cache_dir(tmp_path / "cache", up, manifest) != cache_dir(
-        tmp_path / "cache", up, manifest, audio="sox_silence"
+        tmp_path / "cache", up, manifest, audio=quiet
     )
     assert whole.lengths["u"] > 140 and 90 < trimmed.lengths["u"] < 110  # the leading 0.5 s are gone
-    fly = OnTheFlyFeatures(up, manifest, audio="sox_silence")
+    fly = OnTheFlyFeatures(up, manifest, audio=quiet)
     torch.testing.assert_close(fly.get("u"), trimmed.get("u"), atol=0.05, rtol=0.02)  # bf16 cache

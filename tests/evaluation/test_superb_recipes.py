@@ -80,6 +80,8 @@ FACTS: dict[str, list[tuple[str, object, str]]] = {
         ("batch.accumulate", 1, "downstream/speech_commands/config.yaml:4"),
         ("sampler", "balanced", "downstream/speech_commands/expert.py:51-74 (WeightedRandomSampler)"),
         ("crop.seconds", 1.0, "downstream/speech_commands/dataset.py:81-84 (a random 1 s of the noise)"),
+        ("gain_db", -3.0, "downstream/speech_commands/dataset.py:22, :35 (sox gain -3.0)"),
+        ("remove_silence", False, "downstream/speech_commands/dataset.py:22 (no sox silence effect)"),
         ("splits.train", "train_s3prl", "downstream/speech_commands/dataset.py:60-65 (noise files in train)"),
         ("splits.dev", "dev_s3prl", "downstream/speech_commands/dataset.py:60-65 (and in dev)"),
         ("heads[0].type", "mean_pool_linear", "downstream/speech_commands/expert.py:38-45"),
@@ -151,6 +153,11 @@ FACTS: dict[str, list[tuple[str, object, str]]] = {
             True,
             "downstream/sv_voxceleb1/dataset.py:22-27, :73, :127 (sox silence, train and test)",
         ),
+        (
+            "gain_db",
+            -3.0,
+            "downstream/sv_voxceleb1/dataset.py:22-27 (sox gain -3.0, before the silence effect)",
+        ),
         ("labels.margin", 0.4, "downstream/sv_voxceleb1/configs/amsoftmax.yaml:59-74"),
         ("labels.scale", 30.0, "downstream/sv_voxceleb1/configs/amsoftmax.yaml:59-74"),
         ("heads[0].type", "xvector", "downstream/sv_voxceleb1/model.py:261-276"),
@@ -219,6 +226,7 @@ FACTS["qbe_superb"] = [
         "downstream/docs/superb.md:306-319 (score-TWV-Cnxe.sh, all-language ground truth)",
     ),
     ("labels.default_score", -10.0, "downstream/docs/superb.md:306-319"),
+    ("gain_db", -3.0, "downstream/quesst14_dtw/dataset.py:26-33 (sox gain -3.0)"),
     ("featurizer.layer", None, "downstream/docs/superb.md:285-323 (every layer on dev, the best tested)"),
     ("heads", [], "downstream/quesst14_dtw (no training)"),
 ]
