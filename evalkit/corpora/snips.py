@@ -11,15 +11,15 @@ SUPERB's split is by synthetic voice: s3prl's default speakers below, each
 split drawn from its own folder (the valid/ and test/ folders hold every
 voice's rendering; only the listed voices are used). Assumption: every
 transcript of a selected voice has its audio file; a missing one is an error
-naming it. Text is lower-cased and, as in s3prl, tokens that are pure
-punctuation are dropped with their tags. Slots carry character offsets into
-the text; the intent is kept as `intent`.
+naming it. Text is lower-cased and, as s3prl's encoder reads it
+(downstream/ctc/text.py:106-127), a word that is a substring of "?!.,;-" is
+dropped with its tag and the word "&" is spelled "and". Slots carry character
+offsets into the text; the intent is kept as `intent`.
 """
 
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -39,7 +39,7 @@ TEST_SPEAKERS = ("Brian", "Emma", "Raveena", "Russell")
 SPLIT_DIRS = {"train": "train", "dev": "valid", "test": "test"}
 TRANSCRIPTS = "all.iob.snips.txt"
 CORPUS = "snips"
-_PUNCTUATION = re.compile(r"^[?!.,;:\-–…]+$")
+S3PRL_PUNCTUATION = "?!.,;-"  # s3prl skips a word `if wrd in "?!.,;-"` (a substring test)
 
 
 def prepare_snips(
@@ -52,7 +52,8 @@ def prepare_snips(
     """Write `<out>/{train,dev,test}.jsonl` with text, slots and intent."""
     src, out = Path(src).resolve(), Path(out)
     speakers = {"train": list(train_speakers), "dev": list(dev_speakers), "test": list(test_speakers)}
-    options = {"src": str(src), "speakers": speakers}
+    # format 2: s3prl's punctuation rule and "&" as "and"
+    options = {"src": str(src), "speakers": speakers, "format": 2}
     if is_prepared(out, CORPUS, options):
         return manifest_paths(out)
     transcripts = first_existing([src / TRANSCRIPTS, src / "SNIPS" / TRANSCRIPTS], f"SNIPS {TRANSCRIPTS}")
@@ -95,7 +96,7 @@ def _read_transcripts(path: Path) -> list[dict]:
                 f"{path}:{lineno}: expected '<uid> BOS words EOS<TAB>O tags <intent>' with one tag per word."
             )
         uid, words, tags, intent = words[0], words[2:-1], tags[1:-1], tags[-1]
-        kept = [(w, t) for w, t in zip(words, tags) if not _PUNCTUATION.match(w)]
+        kept = [("and" if w == "&" else w, t) for w, t in zip(words, tags) if w not in S3PRL_PUNCTUATION]
         parts = uid.split("-")
         utterances.append(
             {

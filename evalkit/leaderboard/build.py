@@ -111,7 +111,8 @@ def _superb_note(suite: Suite) -> str:
         "Score: the official SUPERB score (superbbenchmark.org's formula and reference points, s3prl's recipes, "
         "SUPERB's corpora) for a row with all ten tasks and all five ER folds; a bracketed score covers only "
         "the tasks it has. ASV's checkpoint and SD's threshold and median filter are chosen on dev, where "
-        "SUPERB chose them on test."
+        "SUPERB chose them on test (each result also keeps SUPERB's test-selected number, labelled), and KS's "
+        "dev is every utterance once, where s3prl resamples it."
     )
 
 
