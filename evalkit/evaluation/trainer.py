@@ -28,9 +28,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from evalkit.core.audio import Crop
+from evalkit.core.audio import SAMPLE_RATE, Crop, load_audio
 from evalkit.core.batching import pack_by_padded_length
 from evalkit.core.errors import ConfigError
+from evalkit.core.manifest import audio_path
 from evalkit.core.progress import progress_bar
 from evalkit.evaluation.featurizer import WeightedLayerSum
 from evalkit.evaluation.heads import HEADS
@@ -106,14 +107,24 @@ def utterance_batches(
     return batches
 
 
-def training_records(kind: TaskKind) -> list[dict]:
+def training_records(kind: TaskKind, progress: bool = False) -> list[dict]:
     """The train split's records a run trains on: all of them, less those under the task's
-    `crop.min_seconds` (s3prl's ASV drops training utterances under 2 s)."""
+    `crop.min_seconds` (s3prl's ASV drops training utterances under 2 s). Where the task's audio
+    filter removes silence, the length is what the filter leaves, as s3prl measures it after its
+    sox effects: every long enough training file is read once for that."""
     records = kind.records("train")
-    crop = kind.task.crop
+    crop, audio = kind.task.crop, kind.task.audio
     if crop is None or not crop.min_seconds:
         return records
     kept = [r for r in records if r["duration"] >= crop.min_seconds]
+    if audio is not None and audio.remove_silence:
+        manifest = kind.manifest("train")
+        bar = progress_bar(kept, desc=f"{kind.task.name} silence", disable=not progress, leave=False)
+        kept = [
+            r
+            for r in bar
+            if len(audio(load_audio(audio_path(manifest, r)))) >= crop.min_seconds * SAMPLE_RATE
+        ]
     if not kept:
         raise ConfigError(
             f"{kind.task.source or kind.task.name}: crop.min_seconds = {crop.min_seconds:g} leaves no training "
@@ -229,7 +240,7 @@ def train(
         r.modules().to(device)
     groups = [{"params": list(r.modules().parameters()), "lr": r.lr} for r in runs]
     opt, sched = make_optimizer(task, groups, steps)
-    recs = {r["id"]: r for r in training_records(kind)}
+    recs = {r["id"]: r for r in training_records(kind, progress)}
     targets = {i: kind.target(r) for i, r in recs.items()}
     durations = {i: r["duration"] for i, r in recs.items()}
     rng = random.Random(seed)

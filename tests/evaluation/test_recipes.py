@@ -314,3 +314,27 @@ def test_silence_removed_before_the_upstream_is_its_own_cache(tmp_path):
     assert whole.lengths["u"] > 140 and 90 < trimmed.lengths["u"] < 110  # the leading 0.5 s are gone
     fly = OnTheFlyFeatures(up, manifest, audio=quiet)
     torch.testing.assert_close(fly.get("u"), trimmed.get("u"), atol=0.05, rtol=0.02)  # bf16 cache
+
+
+def test_the_minimum_length_is_read_after_the_silence_goes(tmp_path):
+    """s3prl's ASV drops training utterances under 2 s after its sox effects: a 2.5 s file with a 1 s pause
+    inside is 1.5 s of audio and goes; a 2.5 s file of sound stays."""
+    from evalkit.core.audio import save_wav
+    from evalkit.evaluation.trainer import training_records
+
+    rng = np.random.default_rng(0)
+    sound = lambda s: rng.uniform(-0.3, 0.3, int(s * 16000))  # noqa: E731
+    save_wav(tmp_path / "ks" / "paused.wav", np.concatenate([sound(0.75), np.zeros(16000), sound(0.75)]))
+    save_wav(tmp_path / "ks" / "spoken.wav", sound(2.5))
+    records = [
+        {"id": u, "path": f"{u}.wav", "duration": 2.5, "speaker": "s", "label": "yes"}
+        for u in ("paused", "spoken")
+    ]
+    for split in ("train", "dev", "test"):
+        write_manifest(tmp_path / "ks" / f"{split}.jsonl", records)
+    kept = {}
+    for remove in (False, True):
+        task = _task(tmp_path, crop="{seconds: 8.0, min_seconds: 2.0}", remove_silence=str(remove).lower())
+        task.corpus = "ks"
+        kept[remove] = [r["id"] for r in training_records(KINDS.get("classification")(task, tmp_path))]
+    assert kept == {False: ["paused", "spoken"], True: ["spoken"]}
