@@ -63,14 +63,7 @@ def s3prl_slot_tokens(text: str, slots: list[dict]) -> list[str]:
         tokens += ends.get(i, []) + starts.get(i, [])
         tokens.append(SPACE if c == " " else c)
     tokens += ends.get(len(text), [])
-    out: list[str] = []  # one separator between words
-    for t in tokens:
-        if t == SPACE and (not out or out[-1] == SPACE):
-            continue
-        out.append(t)
-    while out and out[-1] == SPACE:
-        out.pop()
-    return out
+    return _one_separator(tokens)
 
 
 def slot_tagged_tokens(text: str, slots: list[dict]) -> list[str]:
@@ -86,7 +79,12 @@ def slot_tagged_tokens(text: str, slots: list[dict]) -> list[str]:
         )
         pos = s["end"]
     tokens += _chars(text[pos:])
-    out: list[str] = []  # collapse runs of word separators
+    return _one_separator(tokens)
+
+
+def _one_separator(tokens: list[str]) -> list[str]:
+    """`tokens` with one word separator between words: runs collapsed, none first or last."""
+    out: list[str] = []
     for t in tokens:
         if t == SPACE and (not out or out[-1] == SPACE):
             continue
