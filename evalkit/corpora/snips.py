@@ -15,11 +15,17 @@ naming it. Text is lower-cased and, as s3prl's encoder reads it
 (downstream/ctc/text.py:106-127), a word that is a substring of "?!.,;-" is
 dropped with its tag and the word "&" is spelled "and". Slots carry character
 offsets into the text; the intent is kept as `intent`.
+
+`<out>/slots.txt` lists the slot types, the outside tag `O` first, for the faithful SF
+task's output layer (labels.vocab s3prl): a copy of `<src>/slots.txt` when s3prl's
+preparation left one there (`preprocess/snips_preprocess.py:255-256`), else made as
+that script makes it, every tag of the transcripts counted and listed by falling count.
 """
 
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -40,6 +46,7 @@ SPLIT_DIRS = {"train": "train", "dev": "valid", "test": "test"}
 TRANSCRIPTS = "all.iob.snips.txt"
 CORPUS = "snips"
 S3PRL_PUNCTUATION = "?!.,;-"  # s3prl skips a word `if wrd in "?!.,;-"` (a substring test)
+SLOTS = "slots.txt"
 
 
 def prepare_snips(
@@ -52,8 +59,8 @@ def prepare_snips(
     """Write `<out>/{train,dev,test}.jsonl` with text, slots and intent."""
     src, out = Path(src).resolve(), Path(out)
     speakers = {"train": list(train_speakers), "dev": list(dev_speakers), "test": list(test_speakers)}
-    # format 2: s3prl's punctuation rule and "&" as "and"
-    options = {"src": str(src), "speakers": speakers, "format": 2}
+    # format 2: s3prl's punctuation rule and "&" as "and"; 3: slots.txt
+    options = {"src": str(src), "speakers": speakers, "format": 3}
     if is_prepared(out, CORPUS, options):
         return manifest_paths(out)
     transcripts = first_existing([src / TRANSCRIPTS, src / "SNIPS" / TRANSCRIPTS], f"SNIPS {TRANSCRIPTS}")
@@ -81,7 +88,24 @@ def prepare_snips(
             rec.update(text=u["text"], slots=u["slots"], intent=u["intent"])
             records.append(rec)
         manifests[split] = records
-    return write_prepared(out, CORPUS, options, manifests)
+    return write_prepared(out, CORPUS, options, manifests, {SLOTS: slot_types(root, transcripts)})
+
+
+def slot_types(root: Path, transcripts: Path) -> str:
+    """slots.txt: s3prl's file when its preparation left one in `root`, else made from the transcripts' tags."""
+    given = root / SLOTS
+    if given.is_file():
+        text = given.read_text(encoding="utf-8")
+        if not text.strip():
+            raise EvalkitError(f"{given}: empty. Delete it to have the slot types read from {transcripts}.")
+        return text if text.endswith("\n") else text + "\n"
+    counts: Counter[str] = Counter()
+    for line in transcripts.read_text(encoding="utf-8").splitlines():
+        tags = line.partition("\t")[2].split()[1:-1]  # the words' tags, without BOS's O and the intent
+        counts.update(t.partition("-")[2] if t[:2] in ("B-", "I-") else t for t in tags)
+    counts.setdefault("O", 0)
+    types = ["O", *(t for t, _ in counts.most_common() if t != "O")]  # s3prl reads every line after the first
+    return "\n".join(types) + "\n"
 
 
 def _read_transcripts(path: Path) -> list[dict]:

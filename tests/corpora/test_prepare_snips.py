@@ -72,6 +72,27 @@ def test_splits_text_and_slots(tmp_path, audio, text, idempotent):
             assert rec["text"][slot["start"] : slot["end"]] == slot["value"]
 
 
+def test_slot_types_are_counted_as_s3prls_preparation_counts_them(tmp_path, audio, text):
+    """slots.txt (the faithful SF task's output layer): O first, then the types by falling count of their tags
+    (artist 3, playlist and party_size_number 2, ...; ties in order of first use)."""
+    build(tmp_path / "SNIPS", audio, text)
+    prepare_snips(tmp_path, tmp_path / "out")
+    assert (tmp_path / "out" / "slots.txt").read_text().split("\n") == [
+        "O", "artist", "playlist", "party_size_number", "city", "country",
+        "object_select", "object_type", "rating_value", "rating_unit", "",
+    ]  # fmt: skip
+
+
+def test_slot_types_of_s3prls_preparation_are_copied(tmp_path, audio, text):
+    src = build(tmp_path / "SNIPS", audio, text)
+    text(src / "slots.txt", "O\ncity\nartist")  # s3prl writes no final newline
+    prepare_snips(src, tmp_path / "out")
+    assert (tmp_path / "out" / "slots.txt").read_text() == "O\ncity\nartist\n"
+    text(src / "slots.txt", "\n")
+    with pytest.raises(EvalkitError, match=r"slots\.txt: empty"):
+        prepare_snips(src, tmp_path / "out2")
+
+
 def test_iob_to_slots_splits_adjacent_same_type_on_b():
     got = iob_to_slots(["a", "b", "c", "d"], ["B-x", "B-x", "I-x", "I-y"])
     assert [(s["value"], s["type"]) for s in got["slots"]] == [("a", "x"), ("b c", "x"), ("d", "y")]

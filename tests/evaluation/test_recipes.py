@@ -338,3 +338,43 @@ def test_the_minimum_length_is_read_after_the_silence_goes(tmp_path):
         task.corpus = "ks"
         kept[remove] = [r["id"] for r in training_records(KINDS.get("classification")(task, tmp_path))]
     assert kept == {False: ["paused", "spoken"], True: ["spoken"]}
+
+
+def _ctc_corpus(root: Path, corpus: str, records: list[dict], slots_txt: str | None = None) -> None:
+    for split in ("train", "dev", "test"):
+        write_manifest(root / corpus / f"{split}.jsonl", records)
+    if slots_txt is not None:
+        (root / corpus / "slots.txt").write_text(slots_txt)
+
+
+def test_s3prl_vocabularies_are_s3prls_fixed_outputs(tmp_path):
+    """`labels.vocab: s3prl`: the output layer is s3prl's whole vocabulary (PR 74, ASR 32, SF 31 + 2 per slot
+    type), whatever the train split holds; a symbol outside it is <unk> as s3prl encodes it, and decoding
+    stops at <eos> (PR, SF)."""
+    from evalkit.evaluation.kinds.ctc import BLANK, CTC, EOS, SPACE, UNK
+    from evalkit.evaluation.task import load_task
+
+    rec = {"id": "u", "path": "u.wav", "duration": 1.0, "speaker": "s"}
+    _ctc_corpus(tmp_path, "librispeech", [{**rec, "text": "Yes no", "arpabet": ["Y", "EH1", "S", "XX"]}])
+    pr = CTC(load_task("pr_superb"), tmp_path, frame_rate=50)
+    assert len(pr.vocab) == 74 and pr.vocab[:3] == [BLANK, EOS, UNK] and pr.vocab[3:5] == ["SIL", "SPN"]
+    record = pr.records("train")[0]
+    assert [pr.vocab[i] for i in pr.target(record)] == ["Y", "EH1", "S", UNK, EOS]
+    path = [pr.index[s] for s in ("Y", "EH1", EOS, "S")]
+    assert pr._symbols(path) == ["Y", "EH1"]  # s3prl's decode breaks at <eos>
+
+    asr = CTC(load_task("asr_superb"), tmp_path, frame_rate=50)
+    assert len(asr.vocab) == 32 and asr.vocab[4:8] == [SPACE, "e", "t", "a"]
+    assert [asr.vocab[i] for i in asr.target(record)] == [*"yes", SPACE, *"no", SPACE, EOS]
+
+    slots = [{"type": "artist", "value": "adele", "start": 5, "end": 10}]
+    _ctc_corpus(tmp_path, "snips", [{**rec, "text": "play adele", "slots": slots}], "O\nartist\ncity")
+    sf = CTC(load_task("sf_superb"), tmp_path, frame_rate=50)
+    assert len(sf.vocab) == 3 + 28 + 4 and sf.vocab[-4:] == ["B-artist", "E-artist", "B-city", "E-city"]
+    assert sf.vocab[3] == SPACE and sf.vocab[3:].count(SPACE) == 1
+    (tmp_path / "snips" / "slots.txt").write_text("O\ncity\n")
+    with pytest.raises(ConfigError, match=r"slots\.txt: lacks slot types of the train split \(artist\)"):
+        CTC(load_task("sf_superb"), tmp_path, frame_rate=50)
+    (tmp_path / "snips" / "slots.txt").unlink()
+    with pytest.raises(ConfigError, match=r"slots\.txt: missing.*evalkit prepare snips"):
+        CTC(load_task("sf_superb"), tmp_path, frame_rate=50)

@@ -47,6 +47,7 @@ FACTS: dict[str, list[tuple[str, object, str]]] = {
         ("specaug", None, "downstream/ctc/libriphone.yaml:24-34 (commented out)"),
         ("labels.phones_key", "arpabet", "downstream/ctc/libriphone.yaml:40-43 (g2p lexicons)"),
         ("labels.layout", "s3prl", "downstream/ctc/text.py:289-296 (<eos> appended)"),
+        ("labels.vocab", "s3prl", "downstream/ctc/libriphone.yaml:53-55 (word mode, vocab/phoneme.txt)"),
     ],
     "asr_superb": [
         *_adam("downstream/asr/config.yaml", "12-15"),
@@ -67,6 +68,7 @@ FACTS: dict[str, list[tuple[str, object, str]]] = {
         ("labels.unit", "chars", "downstream/asr/char.dict"),
         ("labels.lexicon", None, "downstream/asr/config.yaml:56-72 (greedy: decoder_type 'None')"),
         ("labels.layout", "s3prl", "downstream/asr/dataset.py:116-121 (trailing |, then </s>)"),
+        ("labels.vocab", "s3prl", "downstream/asr/expert.py:84-93 (char.dict, fairseq Dictionary)"),
         *[(k, v, f"downstream/asr/config.yaml:25-37 ({name})") for k, v, name in SPECAUG],
     ],
     "ks_superb": [
@@ -211,6 +213,7 @@ FACTS: dict[str, list[tuple[str, object, str]]] = {
         ("heads[0].args.dropout", 0.2, "downstream/ctc/snips.yaml:107-123"),
         ("labels.unit", "slot_chars", "downstream/ctc/snips.yaml:102-105 (character-slot)"),
         ("labels.layout", "s3prl", "downstream/ctc/text.py:95-127 (CharacterTextSlotEncoder)"),
+        ("labels.vocab", "s3prl", "downstream/ctc/snips.yaml:102-105 (vocab/character.txt, slots.txt)"),
         *[(k, v, f"downstream/ctc/snips.yaml:24-36 ({name})") for k, v, name in SPECAUG],
     ],
 }
@@ -280,15 +283,16 @@ def _linear(i: int, o: int) -> int:
 @pytest.mark.parametrize(
     ("name", "expected"),
     [
-        # PR: Linear(768, 256) + Linear(256, 73): ctc/expert.py:36-44, 73 outputs (ctc/text.py:52)
-        ("pr_superb", _linear(768, 256) + _linear(256, 73)),
-        # ASR: Linear(768, 1024), 2 BiLSTM layers of 1024 per direction, Linear(2048, 31)
+        # PR: Linear(768, 256) + Linear(256, 74): ctc/expert.py:36-44, 74 outputs (ctc/text.py:52, the 71 lines
+        # of ctc/vocab/phoneme.txt, whose last has no newline)
+        ("pr_superb", _linear(768, 256) + _linear(256, 74)),
+        # ASR: Linear(768, 1024), 2 BiLSTM layers of 1024 per direction, Linear(2048, 32): fairseq's 4 specials and the 28 lines of asr/char.dict, the last without a newline
         (
             "asr_superb",
             _linear(768, 1024)
             + 2 * 4 * (1024 * 1024 + 1024 * 1024 + 2 * 1024)  # layer 1: input 1024, both directions
             + 2 * 4 * (2048 * 1024 + 1024 * 1024 + 2 * 1024)  # layer 2: input 2048
-            + _linear(2048, 31),
+            + _linear(2048, 32),
         ),
         # ASV: connector Linear(768, 512); TDNN Linear(512 * context, out) x5; Linear(3000, 512); Linear(512, 512)
         (
@@ -311,8 +315,8 @@ def test_superb_heads_have_s3prls_parameter_counts(name, expected):
     task = load_task(name)
     spec = task.heads[0]
     outputs = {
-        "pr_superb": {"vocab_size": 73},
-        "asr_superb": {"vocab_size": 31},
+        "pr_superb": {"vocab_size": 74},
+        "asr_superb": {"vocab_size": 32},
         "sd_superb": {"n_speakers": 2},
     }
     head = HEADS.get(spec.type)(768, **{**outputs.get(name, {}), **spec.args})

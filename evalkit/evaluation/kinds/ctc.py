@@ -1,9 +1,23 @@
 """Sequence transcription with CTC: PR (phones), ASR (characters), SF (characters + slot tags).
 
-`labels: {unit: phones | chars | slot_chars, min_frame_rate: HZ, lexicon: FILE, beam: N}`.
-Token 0 is the CTC blank; the vocabulary comes from the train split (unseen
-symbols in dev/test are dropped from targets but still count against the
-hypothesis in the metrics).
+`labels: {unit: phones | chars | slot_chars, min_frame_rate: HZ, lexicon: FILE, beam: N, vocab: train | s3prl}`.
+Token 0 is the CTC blank. With `vocab: train` (the default) the vocabulary is the
+train split's symbols (unseen symbols in dev/test are dropped from targets but still
+count against the hypothesis in the metrics).
+
+`vocab: s3prl` (with `layout: s3prl`) gives the output layer s3prl's fixed
+vocabulary instead, symbols no target uses included, and maps a symbol outside it
+to `<unk>` as s3prl's encoders do:
+- phones: `<pad>` (the blank), `<eos>`, `<unk>` and the 71 symbols of
+  downstream/ctc/vocab/phoneme.txt (SIL, SPN, stressed ARPAbet): 74 outputs
+  (ctc/text.py:50-55, :287-300; the blank is `pad_idx`, ctc/expert.py:45-46);
+- chars: fairseq's dictionary of downstream/asr/char.dict, `<s>` (the blank,
+  asr/expert.py:97-100), `<pad>`, `</s>`, `<unk>` and its 28 characters in the
+  file's order: 32 outputs;
+- slot_chars: `<pad>` (the blank), `<eos>`, `<unk>`, the 28 characters of
+  downstream/ctc/vocab/character.txt (space, A-Z, apostrophe; 28 lines, the last without a newline) and `B-x`, `E-x`
+  for every slot type x of the corpus's `slots.txt` after its first line, in the
+  file's order (ctc/text.py:95-104, :140-151); `evalkit prepare snips` writes it.
 
 `lexicon` (unit chars): a file of the corpus folder listing the words its speech
 may contain, one per line; predictions are then decoded by a beam search (width
@@ -46,8 +60,20 @@ from evalkit.metrics.text import parse_tagged_slots, untag
 BLANK = "<blank>"
 SPACE = "|"
 EOS = "<eos>"
+UNK = "<unk>"
+PAD = "<pad>"
 UNITS = ("phones", "chars", "slot_chars")
 LAYOUTS = ("evalkit", "s3prl")
+VOCABS = ("train", "s3prl")
+SLOTS_FILE = "slots.txt"
+# s3prl's inventories (s3prl commit ec8064b); evalkit spells text in lower case and the word separator as SPACE
+S3PRL_PHONEMES = tuple(  # downstream/ctc/vocab/phoneme.txt, in its order
+    "SIL SPN AA0 AA1 AA2 AE0 AE1 AE2 AH0 AH1 AH2 AO0 AO1 AO2 AW0 AW1 AW2 AY0 AY1 AY2 B CH D DH EH0 EH1 EH2 ER0 ER1 "
+    "ER2 EY0 EY1 EY2 F G HH IH0 IH1 IH2 IY0 IY1 IY2 JH K L M N NG OW0 OW1 OW2 OY0 OY1 OY2 P R S SH T TH UH0 UH1 UH2 "
+    "UW0 UW1 UW2 V W Y Z ZH".split()
+)
+FAIRSEQ_CHARS = tuple("|etaonihsrdlumcwfgypbvk'xjqz")  # downstream/asr/char.dict, in its (frequency) order
+S3PRL_CHARACTERS = (SPACE, *"abcdefghijklmnopqrstuvwxyz'")  # downstream/ctc/vocab/character.txt
 
 
 def s3prl_slot_tokens(text: str, slots: list[dict]) -> list[str]:
@@ -124,10 +150,45 @@ class CTC(TaskKind):
             raise ConfigError(
                 f"{self.manifest('train')}: records lack key {need!r} needed by task {task.name!r}.{how}"
             )
-        symbols = sorted({t for r in train for t in self.tokens(r)})
-        self.vocab = [BLANK, *symbols]
+        self.fixed_vocab = task.labels.get("vocab", "train") == "s3prl"
+        self.vocab = self._s3prl_vocab() if self.fixed_vocab else self._train_vocab(train)
         self.index = {s: i for i, s in enumerate(self.vocab)}
         self.lexicon = self._lexicon_decoder()
+
+    def _train_vocab(self, train: list[dict]) -> list[str]:
+        return [BLANK, *sorted({t for r in train for t in self.tokens(r)})]
+
+    def _s3prl_vocab(self) -> list[str]:
+        """s3prl's fixed output vocabulary of this unit (see the module's docstring)."""
+        where = f"{self.task.source or self.task.name}: labels.vocab"
+        vocab = self.task.labels.get("vocab")
+        if vocab not in VOCABS:
+            raise ConfigError(f"{where} {vocab!r} is not one of {', '.join(VOCABS)}.")
+        if self.layout != "s3prl":
+            raise ConfigError(f"{where} s3prl needs labels.layout s3prl (s3prl's targets end with <eos>).")
+        if self.unit == "phones":
+            return [BLANK, EOS, UNK, *S3PRL_PHONEMES]
+        if self.unit == "chars":
+            return [BLANK, PAD, EOS, UNK, *FAIRSEQ_CHARS]
+        return [BLANK, EOS, UNK, *S3PRL_CHARACTERS, *(f"{e}-{t}" for t in self._slot_types() for e in "BE")]
+
+    def _slot_types(self) -> list[str]:
+        """The slot types of the corpus's slots.txt, its first line (the outside tag, O) skipped as s3prl does."""
+        path = self.folder / SLOTS_FILE
+        if not path.is_file():
+            raise ConfigError(
+                f"{path}: missing; labels.vocab s3prl reads the slot types from it. `evalkit prepare snips` "
+                "writes it: prepare the corpus again."
+            )
+        types = [t for line in path.read_text(encoding="utf-8").split("\n")[1:] if (t := line.strip())]
+        known = set(types)
+        unknown = sorted({s["type"] for r in self.records("train") for s in r["slots"]} - known)
+        if unknown:
+            raise ConfigError(
+                f"{path}: lacks slot types of the train split ({', '.join(unknown[:5])}); s3prl could not "
+                "encode them either. Prepare the corpus again so that the file lists every type."
+            )
+        return types
 
     def _lexicon_decoder(self) -> LexiconDecoder | None:
         """The decoder of `labels.lexicon`, None when the task decodes greedily."""
@@ -200,6 +261,8 @@ class CTC(TaskKind):
         return {"vocab_size": len(self.vocab), "upsample": self.upsample()}
 
     def target(self, record: dict) -> list[int]:
+        if self.fixed_vocab:  # s3prl's encoders map a symbol outside the vocabulary to <unk>
+            return [self.index.get(t, self.index[UNK]) for t in self.tokens(record)]
         return [self.index[t] for t in self.tokens(record) if t in self.index]
 
     @staticmethod
@@ -228,7 +291,18 @@ class CTC(TaskKind):
         if self.lexicon is not None:
             return [" ".join(words) for words in self.lexicon(self._log_probs(out), self._lens(out, lens))]
         paths = greedy_decode(self._log_probs(out), self._lens(out, lens), blank=0)
-        return [self.detokenize([self.vocab[t] for t in path if self.vocab[t] != EOS]) for path in paths]
+        return [self.detokenize(self._symbols(path)) for path in paths]
+
+    def _symbols(self, path: list[int]) -> list[str]:
+        """A decoded path's symbols without <eos> (and fairseq's <pad>). With s3prl's vocabulary, PR and SF stop at
+        the first <eos> as s3prl's encoders decode (ctc/text.py:59-70); ASR's fairseq string drops it."""
+        symbols = []
+        for s in (self.vocab[t] for t in path):
+            if s == EOS and self.fixed_vocab and self.unit != "chars":
+                break
+            if s not in (EOS, PAD):
+                symbols.append(s)
+        return symbols
 
     def detokenize(self, toks: list[str]):
         if self.unit == "phones":
