@@ -47,6 +47,7 @@ class ItemStats:
     table: np.ndarray
     aggregate: Callable[[np.ndarray], float]
     seed_tables: list[np.ndarray] = field(default_factory=list)
+    by_group: Callable | None = None  # the metric's `by_group` (MTWV resamples terms, not pairs)
 
     @property
     def tables(self) -> list[np.ndarray]:
@@ -116,7 +117,7 @@ def load_item_stats(entry: Entry) -> ItemStats:
     if entry.seeds:
         mean = sum(metric.aggregate(t) for t in tables) / len(tables)
         _check_value(entry, metric, mean, entry.value, "")
-    return ItemStats(order, tables[0], metric.aggregate, tables if len(tables) > 1 else [])
+    return ItemStats(order, tables[0], metric.aggregate, tables if len(tables) > 1 else [], metric.by_group)
 
 
 def _rows_by_seed(entry: Entry, metric: Metric) -> dict[str, tuple[list[str], list]]:
@@ -171,6 +172,8 @@ def paired_bootstrap(
     ia, ib = {k: i for i, k in enumerate(a.ids)}, {k: i for i, k in enumerate(b.ids)}
     tas = [t[[ia[k] for k in common]] for t in a.tables]
     tbs = [t[[ib[k] for k in common]] for t in b.tables]
+    if a.by_group is not None and b.by_group is not None:
+        return _paired_group_bootstrap(a, b, tas, tbs, higher_is_better, n, seed)
     rng = np.random.default_rng(seed)
     runs = np.random.default_rng([seed, 1])  # which seed's run a several-seed entry is in a resample
     wins = total = 0
@@ -182,6 +185,41 @@ def paired_bootstrap(
             va, vb = a.aggregate(ta[idx]), b.aggregate(tb[idx])
         except EvalkitError:
             continue  # a degenerate resample (no target trial, no reference word): undefined, left out
+        total += 1
+        wins += (va > vb) if higher_is_better else (va < vb)
+    if total < 0.8 * n:
+        raise EvalkitError("too few valid resamples for a bootstrap test (test set too small).")
+    return wins / total
+
+
+def _paired_group_bootstrap(
+    a: ItemStats, b: ItemStats, tas: list, tbs: list, higher_is_better: bool, n: int, seed: int
+) -> float:
+    """`paired_bootstrap` for a metric that resamples groups of items (MTWV: terms with all of their
+    pairs): the groups are drawn jointly, each entry's metric recomputed with the drawn groups' counts.
+    The common items' groups are the first entry's (each entry numbers its own terms; the same query
+    is one term in both)."""
+    prepared_a = [a.by_group(t) for t in tas]
+    prepared_b = [b.by_group(t) for t in tbs]
+    _, group = np.unique(prepared_a[0].groups, return_inverse=True)  # shared numbering of the common items
+    rng = np.random.default_rng(seed)
+    runs = np.random.default_rng([seed, 1])
+    n_groups = int(group.max()) + 1
+
+    def weights(prepared, drawn_counts):
+        w = np.zeros(int(prepared.groups.max()) + 1)
+        w[prepared.groups] = drawn_counts[group]  # each entry's own term numbers
+        return w
+
+    wins = total = 0
+    for _ in range(n):
+        counts = np.bincount(rng.integers(0, n_groups, n_groups), minlength=n_groups)
+        pa = prepared_a[int(runs.integers(len(prepared_a)))] if len(prepared_a) > 1 else prepared_a[0]
+        pb = prepared_b[int(runs.integers(len(prepared_b)))] if len(prepared_b) > 1 else prepared_b[0]
+        try:
+            va, vb = pa.value(weights(pa, counts)), pb.value(weights(pb, counts))
+        except EvalkitError:
+            continue
         total += 1
         wins += (va > vb) if higher_is_better else (va < vb)
     if total < 0.8 * n:

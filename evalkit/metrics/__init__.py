@@ -29,6 +29,7 @@ from evalkit.core.errors import ConfigError, EvalkitError
 from evalkit.core.registry import Registry
 from evalkit.metrics.classification import accuracy_item
 from evalkit.metrics.detection import (
+    TWVCurve,
     eer_from_stats,
     min_dcf_from_stats,
     mtwv_from_stats,
@@ -36,14 +37,26 @@ from evalkit.metrics.detection import (
     trial_item,
 )
 from evalkit.metrics.diarization import der_from_stats, der_item
-from evalkit.metrics.stats import Stats, bootstrap_ci, mean_of_items, ratio_of_sums
+from evalkit.metrics.stats import (
+    Stats,
+    bootstrap_ci,
+    group_resamples,
+    mean_of_items,
+    percentile_interval,
+    ratio_of_sums,
+)
 from evalkit.metrics.text import cer_item, per_item, slot_type_f1_item, slot_value_cer_item, wer_item
 
 
 @dataclass
 class Metric:
     """A metric over items: `update()` scores a batch and keeps each item's stats, `compute()`
-    aggregates them. `params` are the options it was built with (for the result JSON)."""
+    aggregates them. `params` are the options it was built with (for the result JSON).
+
+    `by_group(stats)`: for a metric whose bootstrap resamples groups of items rather than items (MTWV:
+    terms, each with all of its query-document pairs), an object prepared once from the stats, with
+    `groups` (each item's group number) and `value(weights)` (the metric with group g counted
+    weights[g] times); None: items are resampled alone (`bootstrap_ci`)."""
 
     name: str
     higher_is_better: bool
@@ -52,6 +65,7 @@ class Metric:
     params: dict = field(default_factory=dict)
     primary: bool = False
     stats: list[Stats] = field(default_factory=list)
+    by_group: Callable[[Sequence[Stats]], Any] | None = None
 
     def update(self, refs: Sequence[Any], hyps: Sequence[Any]) -> list[Stats]:
         """Score references against hypotheses (scores, for trial metrics); returns the new stats."""
@@ -75,6 +89,10 @@ class Metric:
             return None
 
     def confidence_interval(self, n: int = 1000, seed: int = 0) -> tuple[float, float]:
+        if self.by_group is not None:
+            if not self.stats:
+                raise EvalkitError(f"Cannot bootstrap {self.name} over zero items.")
+            return percentile_interval(group_resamples(self.by_group(self.stats), n, seed), n)
         return bootstrap_ci(self.stats, self.aggregate, n=n, seed=seed)
 
 
@@ -128,7 +146,10 @@ def _mtwv(beta: float = 999.9) -> Metric:
     def aggregate(stats):
         return mtwv_from_stats(stats, beta)
 
-    return Metric("mtwv", True, qbe_item, aggregate, dict(beta=beta))
+    def by_term(stats) -> TWVCurve:
+        return TWVCurve(stats, beta)
+
+    return Metric("mtwv", True, qbe_item, aggregate, dict(beta=beta), by_group=by_term)
 
 
 def higher_is_better(name: str) -> bool:

@@ -97,40 +97,70 @@ def qbe_item(ref: tuple[Any, Any], score: float) -> Stats:
     return (term, float(score), int(occurs))
 
 
-def _twv_curve(stats: Sequence[Stats] | np.ndarray, beta: float) -> tuple[np.ndarray, np.ndarray]:
-    """(thresholds, TWV at each) from the highest score down; a pair is a detection when
-    its score >= the threshold. Terms that never occur are left out (their P_miss is
+class TWVCurve:
+    """TWV at every threshold of a set of query-document pairs, from the highest score down; a pair is a
+    detection when its score >= the threshold. Terms that never occur are left out (their P_miss is
     undefined); a term that occurs in every document has no false-alarm trials, P_fa = 0.
 
     TWV(θ) = 1 − mean_terms[P_miss + β·P_fa] = Σ over detections of (+1 / (n_terms·N_true(term))
     for a hit, −β / (n_terms·N_nontarget(term)) for a false alarm), so the curve is a cumulative
-    sum over pairs sorted by score.
+    sum over pairs sorted by score. The pairs are sorted once: `values(weights)` gives the curve
+    of the terms counted `weights` times each (a term drawn twice by the bootstrap weighs twice in
+    the mean over terms; its own P_miss and P_fa do not change), in one pass over the pairs.
+
+    MTWV's bootstrap resamples terms, each with all of its pairs, not pairs: a term's pairs share
+    its query and are not independent, and a mean over terms varies with the terms drawn
+    (`evalkit.metrics.stats.group_resamples`). At QUESST's all-language scope (~7 M pairs) one
+    resample is a weighted cumulative sum instead of a sort of a resampled table.
     """
-    if len(stats) == 0:
-        raise EvalkitError("Cannot compute TWV: no query-document pairs were scored.")
-    if isinstance(stats, np.ndarray):  # a numeric table (term id, score, occurs): the bootstrap's hot path
-        ids = stats[:, 0]
-        if ids.min() >= 0 and np.array_equal(ids, np.floor(ids)):  # term numbers already: no sort needed
-            term_ids = ids.astype(np.intp)
+
+    def __init__(self, stats: Sequence[Stats] | np.ndarray, beta: float) -> None:
+        if len(stats) == 0:
+            raise EvalkitError("Cannot compute TWV: no query-document pairs were scored.")
+        if isinstance(stats, np.ndarray):  # a numeric table (term id, score, occurs): the bootstrap's path
+            ids = stats[:, 0]
+            if ids.min() >= 0 and np.array_equal(ids, np.floor(ids)):  # term numbers already: no sort
+                term_ids = ids.astype(np.intp)
+            else:
+                _, term_ids = np.unique(ids, return_inverse=True)
+            scores, occurs = stats[:, 1].astype(float), stats[:, 2] > 0.5
         else:
-            _, term_ids = np.unique(ids, return_inverse=True)
-        scores, occurs = stats[:, 1].astype(float), stats[:, 2] > 0.5
-    else:
-        scores = np.array([s[1] for s in stats], dtype=float)
-        occurs = np.array([s[2] for s in stats], dtype=float) > 0.5
-        _, term_ids = np.unique(np.array([s[0] for s in stats], dtype=str), return_inverse=True)
-    n_true = np.bincount(term_ids, weights=occurs)
-    n_false = np.bincount(term_ids, weights=~occurs)
-    n_terms = int((n_true > 0).sum())
-    if n_terms == 0:
-        raise EvalkitError("TWV undefined: no query occurs in any document. Check the QbE ground truth.")
-    scored = n_true[term_ids] > 0
-    gain = np.where(occurs, 1 / np.maximum(n_true[term_ids], 1), -beta / np.maximum(n_false[term_ids], 1))
-    gain = np.where(scored, gain, 0.0) / n_terms
-    order = np.argsort(-scores, kind="stable")
-    scores, gain = scores[order], gain[order]
-    group_ends = np.r_[np.flatnonzero(np.diff(scores)), len(scores) - 1]
-    return np.r_[np.inf, scores[group_ends]], np.r_[0.0, np.cumsum(gain)[group_ends]]
+            scores = np.array([s[1] for s in stats], dtype=float)
+            occurs = np.array([s[2] for s in stats], dtype=float) > 0.5
+            _, term_ids = np.unique(np.array([s[0] for s in stats], dtype=str), return_inverse=True)
+        n_true = np.bincount(term_ids, weights=occurs)
+        n_false = np.bincount(term_ids, weights=~occurs)
+        self.n_terms = len(n_true)  # terms numbered 0..n_terms-1 (some may hold no pair)
+        self.scored = n_true > 0  # the terms TWV averages over
+        if not self.scored.any():
+            raise EvalkitError("TWV undefined: no query occurs in any document. Check the QbE ground truth.")
+        gain = np.where(occurs, 1 / np.maximum(n_true[term_ids], 1), -beta / np.maximum(n_false[term_ids], 1))
+        gain = np.where(self.scored[term_ids], gain, 0.0)
+        order = np.argsort(-scores, kind="stable")
+        scores = scores[order]
+        self.gain, self.term_of = gain[order], term_ids[order]
+        self.group_ends = np.r_[np.flatnonzero(np.diff(scores)), len(scores) - 1]
+        self.thresholds = np.r_[np.inf, scores[self.group_ends]]
+        self.groups = term_ids  # each pair's term, in the order given: a bootstrap resamples terms
+
+    def values(self, weights: np.ndarray | None = None) -> np.ndarray:
+        """TWV at each of `thresholds`; `weights[t]`: how many times term t counts (default once)."""
+        if weights is None:
+            return np.r_[0.0, np.cumsum(self.gain)[self.group_ends] / self.scored.sum()]
+        counted = weights[self.scored].sum()
+        if counted == 0:
+            raise EvalkitError("TWV undefined: no term drawn occurs in any document.")
+        return np.r_[0.0, np.cumsum(weights[self.term_of] * self.gain)[self.group_ends] / counted]
+
+    def value(self, weights: np.ndarray | None = None) -> float:
+        """MTWV, each term t counted `weights[t]` times (the metric's `by_group` interface)."""
+        return float(self.values(weights).max())
+
+
+def _twv_curve(stats: Sequence[Stats] | np.ndarray, beta: float) -> tuple[np.ndarray, np.ndarray]:
+    """(thresholds, TWV at each): `TWVCurve` of the pairs, each term counted once."""
+    curve = TWVCurve(stats, beta)
+    return curve.thresholds, curve.values()
 
 
 def mtwv_from_stats(stats: Sequence[Stats], beta: float = QUESST_BETA) -> float:

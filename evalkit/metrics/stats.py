@@ -66,6 +66,29 @@ def bootstrap_ci(
             values.append(compute_fn(table[idx] if table is not None else [per_item_stats[i] for i in idx]))
         except EvalkitError:
             continue  # a degenerate resample (e.g. no target trial): undefined, so left out
+    return percentile_interval(values, n, level)
+
+
+def group_resamples(prepared, n: int, seed: int = 0) -> list[float]:
+    """A metric on `n` bootstrap resamples of the groups of its items (MTWV: terms, with all of their
+    pairs). `prepared`: the metric's `by_group` object, with `groups` (each item's group number) and
+    `value(weights)` (the metric with group g counted weights[g] times). Undefined resamples are left out."""
+    present = np.unique(prepared.groups)
+    size = int(present.max()) + 1
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(n):
+        drawn = present[rng.integers(0, len(present), size=len(present))]
+        try:
+            values.append(prepared.value(np.bincount(drawn, minlength=size)))
+        except EvalkitError:
+            continue  # a degenerate resample (no group drawn has a target): undefined, left out
+    return values
+
+
+def percentile_interval(values: Sequence[float], n: int, level: float = 0.95) -> tuple[float, float]:
+    """The `level` percentile interval of a bootstrap's `values`, of `n` resamples drawn; (nan, nan) when
+    more than a fifth were undefined (left out of `values`): too few items to say."""
     if len(values) < 0.8 * n:  # too few items for a meaningful interval
         return float("nan"), float("nan")
     tail = 100 * (1 - level) / 2

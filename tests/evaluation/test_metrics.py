@@ -511,3 +511,58 @@ def test_bootstrap_of_named_groups_runs_on_numbers_and_matches_the_names():
     draws = np.random.default_rng(0)
     by_lists = [mtwv_from_stats([named[i] for i in draws.integers(0, 700, size=700)]) for _ in range(50)]
     assert as_names == tuple(float(v) for v in np.percentile(by_lists, [2.5, 97.5]))
+
+
+def _term_pairs(seed: int, n_terms: int = 12, n_docs: int = 40) -> list[tuple]:
+    rng = np.random.default_rng(seed)
+    pairs = []
+    for t in range(n_terms):
+        skill = rng.uniform(0.5, 3.0)  # how well this query is found: pairs of one term are alike
+        for _ in range(n_docs):
+            occurs = int(rng.random() < 0.1)
+            pairs.append((f"q{t}", float(rng.normal() + skill * occurs), occurs))
+    return pairs
+
+
+def test_twv_curve_counts_a_term_drawn_twice_as_two_terms():
+    """`TWVCurve.value(weights)` is MTWV of the pairs with term t copied weights[t] times (each copy a term
+    of its own), computed without building that table."""
+    from evalkit.metrics.detection import TWVCurve
+
+    pairs = _term_pairs(0)
+    curve = TWVCurve(pairs, beta=12.49)
+    assert curve.value() == pytest.approx(mtwv_from_stats(pairs, beta=12.49), abs=1e-12)
+    weights = np.array([0, 2, 1, 0, 3, 1, 1, 0, 2, 0, 1, 1])
+    names = sorted({p[0] for p in pairs})  # the curve numbers terms in sorted order
+    copied = [
+        (f"{t}#{k}", score, occurs) for t, score, occurs in pairs for k in range(weights[names.index(t)])
+    ]
+    assert curve.value(weights) == pytest.approx(mtwv_from_stats(copied, beta=12.49), abs=1e-12)
+    with pytest.raises(EvalkitError, match="no term drawn occurs"):
+        curve.value(np.zeros(len(names)))
+
+
+def test_mtwv_interval_resamples_terms_with_all_their_pairs():
+    """MTWV's bootstrap draws terms (a cluster bootstrap): each resample equals MTWV of the drawn terms'
+    pairs, copied as drawn; and as the pairs of one term are alike, it is wider than resampling pairs."""
+    from evalkit.metrics.stats import bootstrap_ci, group_resamples
+
+    pairs = _term_pairs(1)
+    metric = metric_from_spec({"name": "mtwv", "beta": 12.49})
+    metric.update([(t, y) for t, _, y in pairs], [s for _, s, _ in pairs])
+    values = group_resamples(metric.by_group(metric.stats), n=40, seed=3)
+    rng = np.random.default_rng(3)
+    by_term = {}
+    for p in pairs:
+        by_term.setdefault(p[0], []).append(p)
+    names = sorted(by_term)
+    explicit = []
+    for _ in range(40):
+        drawn = rng.integers(0, len(names), size=len(names))
+        table = [(f"{names[t]}#{k}", s, y) for k, t in enumerate(drawn) for _, s, y in by_term[names[t]]]
+        explicit.append(mtwv_from_stats(table, beta=12.49))
+    np.testing.assert_allclose(values, explicit, atol=1e-12)
+    low, high = metric.confidence_interval(n=300)
+    assert low <= metric.compute() <= high
+    pair_low, pair_high = bootstrap_ci(metric.stats, metric.aggregate, n=300)
+    assert high - low > pair_high - pair_low

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from evalkit.core.results import write_result
 from evalkit.metrics.classification import accuracy
-from evalkit.metrics.detection import eer
+from evalkit.metrics.detection import eer, mtwv
 from evalkit.metrics.text import parse_tagged_slots, slot_type_f1, slot_value_cer, wer
 
 KS_LABELS = ["yes", "no", "up", "down"]
@@ -16,8 +16,8 @@ SUITE = {"profile": "smoke", "seed": 0, "corpora": ["ks", "asr", "asv"]}
 
 
 def task_config(task: str) -> dict:
-    metric = {"ks": "accuracy", "asr": "wer", "asv": "eer", "sf": "slot_type_f1"}[task]
-    kind = {"ks": "classification", "asr": "ctc", "asv": "verification", "sf": "ctc"}[task]
+    metric = {"ks": "accuracy", "asr": "wer", "asv": "eer", "sf": "slot_type_f1", "qbe": "mtwv"}[task]
+    kind = {"ks": "classification", "asr": "ctc", "asv": "verification", "sf": "ctc", "qbe": "qbe"}[task]
     return {
         "name": task,
         "version": 1,
@@ -25,7 +25,7 @@ def task_config(task: str) -> dict:
         "corpus": task,
         "labels": {"unit": "chars"} if task == "asr" else {"unit": "slot_chars"} if task == "sf" else {},
         "heads": [{"name": "linear", "type": "mean_pool_linear", "args": {}}],
-        "metrics": [{"name": metric, "primary": True, "options": {}}]
+        "metrics": [{"name": metric, "primary": True, "options": {"beta": QBE_BETA} if task == "qbe" else {}}]
         + ([{"name": "slot_value_cer", "primary": False, "options": {}}] if task == "sf" else []),
     }
 
@@ -87,6 +87,25 @@ def asv_samples(seed: int, separation: float, n: int = 120) -> list[dict]:
     return rows
 
 
+QBE_BETA = 12.49
+
+
+def qbe_samples(seed: int, separation: float, n_terms: int = 15, n_docs: int = 30) -> list[dict]:
+    """Query-document pairs; each query is found with its own skill (its pairs are alike), scaled by
+    `separation`; one test set (which documents hold which query) for every upstream."""
+    rng, truth = random.Random(seed), random.Random(100)
+    rows = []
+    for q in range(n_terms):
+        skill = separation * rng.uniform(0.3, 1.7)
+        for d in range(n_docs):
+            label = int(truth.random() < 0.15)
+            score = round(rng.gauss(skill * label, 1.0), 6)
+            rows.append(
+                {"query": f"q{q}", "document": f"d{d}", "term": f"q{q}", "label": label, "score": score}
+            )
+    return rows
+
+
 def write_task(
     root: Path,
     upstream: str,
@@ -114,6 +133,9 @@ def write_task(
     elif task == "sf":
         refs, preds = ([parse_tagged_slots(r[k]) for r in samples] for k in ("ref", "pred"))
         value, metric = slot_type_f1(refs, preds), "slot_type_f1"
+    elif task == "qbe":
+        columns = ([r[k] for r in samples] for k in ("term", "score", "label"))
+        value, metric = mtwv(*columns, beta=QBE_BETA), "mtwv"
     else:
         value = eer([r["score"] for r in samples], [r["label"] for r in samples])
         metric = "eer"
@@ -130,7 +152,7 @@ def write_task(
         "metrics": {"dev": dict(metrics), "test": dict(metrics)},
         "ci95": {"test": {metric: [value * 0.9, value * 1.1]}},
         "primary_metric": metric,
-        "higher_is_better": metric in ("accuracy", "slot_type_f1"),
+        "higher_is_better": metric in ("accuracy", "slot_type_f1", "mtwv"),
         "head": "linear",
         "lr": 1e-3,
         "lr_grid": [1e-4, 1e-3],

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
-from leaderboard_data import asv_samples, ks_samples, make_results, write_task
+from leaderboard_data import asv_samples, ks_samples, make_results, qbe_samples, write_task
 
 from evalkit.cli import main
 from evalkit.core.errors import EvalkitError
@@ -129,6 +129,23 @@ def test_trial_tasks_bootstrap_over_trials(tmp_path):
     marks = mark_column(next(iter(suites.values())).column("asv"), n=300)
     assert marks.mark == {"good": "best", "bad": ""}
     assert marks.p_better["bad"] > 0.99
+
+
+def test_qbe_bootstrap_draws_queries_jointly_for_both_entries(tmp_path):
+    """MTWV's paired test resamples queries (terms), each with all of its pairs, jointly for the two entries,
+    whose samples number their terms each in its own order: identical outputs are never better."""
+    rows = qbe_samples(1, 2.5)
+    write_task(tmp_path, "a", "qbe", rows)
+    write_task(tmp_path, "b", "qbe", list(reversed(rows)))  # other row order: terms numbered otherwise
+    write_task(tmp_path, "weak", "qbe", qbe_samples(2, 0.5))
+    suites, _ = collect(tmp_path)
+    col = next(iter(suites.values())).column("qbe")
+    sa, sb = load_item_stats(col["a"]), load_item_stats(col["b"])
+    assert sa.by_group is not None
+    assert paired_bootstrap(sa, sb, True, n=200) == 0.0
+    assert paired_bootstrap(sa, load_item_stats(col["weak"]), True, n=200) > 0.99
+    marks = mark_column(col, n=200)
+    assert marks.mark["weak"] == ""
 
 
 def test_malformed_and_inconsistent_files_are_named_and_skipped(results, tmp_path):
