@@ -291,7 +291,12 @@ def upstream_info(upstream, spec: str) -> dict:
         "frame_rate": float(upstream.frame_rate),
         "parameters": sum(p.numel() for p in upstream.parameters()),
         "checkpoint": getattr(upstream, "checkpoint", None),
-        **({"padding": upstream.preprocessing.padding} if isinstance(upstream, HFUpstream) else {}),
+        # how padded batches were computed, and whether it matters (a GroupNorm extractor): the board reads both
+        **(
+            {"padding": upstream.preprocessing.padding, "group_norm": bool(upstream.group_norm)}
+            if isinstance(upstream, HFUpstream)
+            else {}
+        ),
         "pretraining": getattr(upstream, "pretraining", None),
     }
 

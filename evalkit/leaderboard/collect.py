@@ -190,10 +190,23 @@ def faithful(data: dict) -> bool:
     return (data.get("task_config") or {}).get("recipe") == "s3prl"
 
 
+PADDING_DEVIATION = (
+    "features of a GroupNorm `hf:` checkpoint computed padding-exact (evalkit's default), where s3prl's experts "
+    "normalise over the padded batch: re-run `evalkit eval` with --hf-padding s3prl for numbers to set beside "
+    "the public leaderboard"
+)
+
+
 def deviations(data: dict) -> list[str]:
-    """How a faithful result's task still differs from s3prl's recipe (its task's `deviations`)."""
+    """How a faithful result still differs from s3prl's recipe: its task's `deviations`, and features that
+    s3prl's expert would have computed otherwise (a GroupNorm `hf:` checkpoint not run with --hf-padding s3prl;
+    results made before the upstream recorded `group_norm` count as GroupNorm, the cautious reading)."""
     found = (data.get("task_config") or {}).get("deviations") or []
-    return [str(d) for d in found] if isinstance(found, list) else [str(found)]
+    out = [str(d) for d in found] if isinstance(found, list) else [str(found)]
+    info = data.get("upstream_info") or {}
+    if faithful(data) and info.get("padding") == "exact" and info.get("group_norm", True):
+        out.append(PADDING_DEVIATION)
+    return out
 
 
 def result_files(results_dir: Path, exclude: Path | None = None) -> list[Path]:

@@ -357,6 +357,28 @@ def test_only_faithful_tasks_without_deviations_get_the_official_score(tmp_path)
     assert "ks_superb differs from s3prl's recipe: silence: fixed 1 s segments" in " ".join(faithful["notes"])
 
 
+@pytest.mark.parametrize(
+    ("padding", "group_norm", "official"),
+    [("exact", True, False), ("exact", None, False), ("s3prl", True, True), ("exact", False, True)],
+)
+def test_groupnorm_hf_features_count_as_s3prls_only_with_its_padding(tmp_path, padding, group_norm, official):
+    """A GroupNorm `hf:` checkpoint's features of padded batches differ from s3prl's unless run with
+    --hf-padding s3prl: the faithful board calls it a deviation (a result without `group_norm`, made before
+    it was recorded, counts as GroupNorm); a LayerNorm one computes the same features either way."""
+    corpora = {"profile": None, "name": "superb-data"}
+    path = write_task(tmp_path, "hf:m", "ks", ks_samples(n_wrong=167, n=500), name="ks_superb", suite=corpora)
+    _as_faithful(path)
+    data = json.loads(path.read_text())
+    data["upstream_info"]["padding"] = padding
+    if group_norm is not None:
+        data["upstream_info"]["group_norm"] = group_norm
+    path.write_text(json.dumps(data))
+    build_leaderboard(tmp_path, tmp_path / "board", n_boot=20, plots=False)
+    board = json.loads((tmp_path / "board" / "corpus-superb-data" / "leaderboard.json").read_text())
+    assert ("not yet the official SUPERB score" not in board["score_note"]) == official
+    assert ("--hf-padding s3prl" in " ".join(board["notes"])) != official
+
+
 def test_results_off_the_profile_budget_are_flagged_and_refused_as_references(results, tmp_path):
     for f in (results / "fbank").glob("*.json"):
         data = json.loads(f.read_text())
