@@ -219,3 +219,28 @@ def peak_memory_mb(build: Callable, *args) -> float:
     value = queue.get()
     child.join()
     return value
+
+
+def with_frontend(recipe: str, frontend: dict) -> dict:
+    """The recipe (a dict) with its encoder's front-end replaced."""
+    import yaml
+
+    cfg = yaml.safe_load(open(recipe))
+    cfg["encoder"] = {**cfg["encoder"], "frontend": frontend}
+    return cfg
+
+
+def give_random_targets(objective, batch, seed: int = 0) -> None:
+    """A HuBERT objective's k-means targets, random, for `batch`'s utterances (timing needs no real ones)."""
+    import numpy as np
+
+    from upstreams.kmeans_targets import ClusterTargets
+
+    hop = 160  # MFCC targets, 10 ms
+    n = len(batch.ids)
+    length = int(batch.wav_lens.max()) // hop + 1
+    k = objective.settings.n_clusters
+    labels = np.random.default_rng(seed).integers(0, k, n * length).astype(np.int64)
+    objective.targets = ClusterTargets(
+        labels, list(batch.ids), np.arange(n) * length, np.full(n, length), hop, k, "mfcc"
+    )
