@@ -6,6 +6,8 @@
 2. The two objectives on one encoder and front-end (the small wav2vec 2.0 recipe's), so that what the
    objective alone costs is visible beside what the front-end costs.
 One step is forward, backward and AdamW on the same batch of noise; fp32 on a CPU without native bf16.
+3. The whole small-recipe runs (`evalkit pretrain wav2vec2-small.yaml` and `bestrq-small.yaml` on the default
+   suite; --quick: 5 steps on the smoke suite), wall seconds in the step columns.
 
     python -m bench bestrq [--quick]
 """
@@ -17,12 +19,14 @@ import yaml
 from bench.frontend import bf16
 from bench.harness import (
     aa_check,
+    bench_suite,
     noise_batch,
     objective_from_recipe,
     ratio,
     table,
     time_rounds,
     training_step,
+    whole_pretraining,
 )
 
 NAME = "bestrq"
@@ -71,6 +75,19 @@ def run(quick: bool = False) -> dict:
                 "95% CI": [round(r.low, 3), round(r.high, 3)],
             }
         )
+    data = bench_suite(quick)
+    w2v, brq = (
+        whole_pretraining(f"configs/pretrain/{m}-small.yaml", data, 5 if quick else None)
+        for m in ("wav2vec2", "bestrq")
+    )
+    rows.append(
+        {
+            "comparison": f"whole small-recipe pre-training run ({w2v['steps']} steps; seconds)",
+            "wav2vec 2.0 s/step": w2v["wall s"],
+            "BEST-RQ s/step": brq["wall s"],
+            "speed-up": w2v["wall s"] / brq["wall s"],
+        }
+    )
     aa = aa_check(lambda: step(f"configs/pretrain/bestrq-{size}.yaml", batch), reps)
     judged = rows[0]
     return {

@@ -18,32 +18,17 @@ built-in random 4 x 128 Transformer on the smoke suite ($BENCH_SUITE, else made 
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 import time
 from pathlib import Path
 
-from bench.harness import table
+from bench.harness import WORK, bench_suite, table
 from evalkit.evaluation.evaluate import EvalOptions, resolve_tasks, run_eval
 
 NAME = "cache"
 TITLE = "Feature cache vs recomputing the upstream every step"
 TARGET = 10.0
-WORK = Path(__file__).resolve().parent / ".work"
-
-
-def suite(quick: bool) -> Path:
-    given = os.environ.get("BENCH_SUITE")
-    if given:
-        return Path(given)
-    if not quick:
-        return Path("work/default/suite")
-    from evalkit.synth.suite import build_suite
-
-    folder = WORK / "smoke-suite"
-    build_suite(folder, "smoke", seed=0)  # resumes, and checks a folder made before
-    return folder
 
 
 def timed(spec: str, task, data: Path, steps: int, no_cache: bool) -> float:
@@ -65,7 +50,7 @@ def timed(spec: str, task, data: Path, steps: int, no_cache: bool) -> float:
 
 def run(quick: bool = False) -> dict:
     WORK.mkdir(parents=True, exist_ok=True)
-    data = suite(quick)
+    data = bench_suite(quick)
     if quick:
         spec = "random_transformer"
     else:

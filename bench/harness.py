@@ -244,3 +244,57 @@ def give_random_targets(objective, batch, seed: int = 0) -> None:
     objective.targets = ClusterTargets(
         labels, list(batch.ids), np.arange(n) * length, np.full(n, length), hop, k, "mfcc"
     )
+
+
+# --- whole runs ------------------------------------------------------------------------------------------
+
+WORK = Path(__file__).resolve().parent / ".work"
+
+
+def bench_suite(quick: bool) -> Path:
+    """The suite whole-run benchmarks read: $BENCH_SUITE; else the default suite where `evalkit run --profile
+    default --workdir work` made it; --quick: the smoke suite, made in bench/.work (a minute or two)."""
+    import os
+
+    given = os.environ.get("BENCH_SUITE")
+    if given:
+        return Path(given)
+    if not quick:
+        return Path("work/default/suite")
+    from evalkit.synth.suite import build_suite
+
+    folder = WORK / "smoke-suite"
+    build_suite(folder, "smoke", seed=0)  # resumes a partial one, checks one made before
+    return folder
+
+
+def whole_pretraining(recipe: str, data: Path, max_steps: int | None = None) -> dict:
+    """Wall time and peak resident memory of `evalkit pretrain RECIPE` in a process of its own (its data
+    workers included: ru_maxrss of the largest), into a temporary folder."""
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    WORK.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=WORK) as tmp:
+        command = [
+            sys.executable,
+            "-m",
+            "evalkit",
+            "pretrain",
+            recipe,
+            "--data",
+            str(data),
+            "--out",
+            f"{tmp}/run",
+        ]
+        if max_steps is not None:
+            command += ["--max-steps", str(max_steps)]
+        start = time.perf_counter()
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        _, status, usage = os.wait4(process.pid, 0)
+        wall = time.perf_counter() - start
+        if os.waitstatus_to_exitcode(status):
+            raise SystemExit(f"{' '.join(command)} failed:\n{process.stderr.read()[-2000:]}")
+    return {"wall s": wall, "peak RSS MB": usage.ru_maxrss / 1024, "steps": max_steps or "the recipe's"}
