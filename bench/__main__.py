@@ -104,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="+", help=f"all, or some of: {', '.join(BENCHMARKS)}")
     parser.add_argument("--quick", action="store_true", help="small proxies, minutes on 2 cores")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="results folder (default: bench/results)")
     args = parser.parse_args(argv)
     names = BENCHMARKS if args.names == ["all"] else args.names
     unknown = [n for n in names if n not in BENCHMARKS]
@@ -113,14 +114,14 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         start = time.perf_counter()
         result = importlib.import_module(f"bench.{name}").run(quick=args.quick)
-        path = write(name, result, args.quick)
+        path = write(name, result, args.quick, args.out)
         print(f"\n## {result['title']} ({time.perf_counter() - start:.0f} s) -> {path}\n{result['markdown']}")
         print(_aa_text(result["aa"]))
         for t in result["targets"]:
             print(
                 f"  {t['what']}: {t['measured']:.3g} (target {t['target']}) {'met' if t['met'] else 'MISSED'}"
             )
-    print(f"\nsummary: {summary(args.quick)}")
+    print(f"\nsummary: {summary(args.quick, args.out)}")
     return 0
 
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from bench.__main__ import summary
+from bench.__main__ import main, summary
 from bench.harness import ratio, table, write
 
 
@@ -38,3 +38,15 @@ def test_summary_reports_targets_and_a_failed_aa_check(tmp_path):
     assert "DOES NOT hold 1.00" in text
     assert "not run (no summarymixing.quick.json)" in text
     assert (tmp_path / "summary.quick.png").is_file()
+
+
+def test_cli_runs_a_benchmark_into_its_results_folder(tmp_path, capsys):
+    """`python -m bench readme --quick` reads the committed record of the README commands (nothing timed)."""
+    assert main(["readme", "--quick", "--out", str(tmp_path)]) == 0
+    stored = json.loads((tmp_path / "readme.quick.json").read_text())
+    assert [r["command"] for r in stored["rows"]] == ["main job", "tests"]
+    assert stored["record matches the README"] is True
+    assert "The README's two commands" in (tmp_path / "summary.quick.md").read_text()
+    with pytest.raises(SystemExit):
+        main(["nonesuch", "--out", str(tmp_path)])
+    assert "unknown benchmark(s) nonesuch" in capsys.readouterr().err
