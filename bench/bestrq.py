@@ -24,6 +24,7 @@ from bench.harness import (
     objective_from_recipe,
     ratio,
     table,
+    target,
     time_rounds,
     training_step,
     whole_pretraining,
@@ -94,14 +95,7 @@ def run(quick: bool = False) -> dict:
         "title": TITLE,
         "setup": f"batch {n} x {seconds:g} s of noise, {'bf16' if bf16() else 'fp32'}, median of {reps} rounds",
         "rows": rows,
-        "targets": [
-            {
-                "what": f"speed-up, {judged['comparison']}",
-                "target": f">= {TARGET}",
-                "measured": judged["speed-up"],
-                "met": judged["speed-up"] >= TARGET,
-            }
-        ],
+        "targets": [target(f"speed-up, {judged['comparison']}", ">=", TARGET, judged["speed-up"])],
         "aa": aa,
         "markdown": table(rows, ["comparison", "wav2vec 2.0 s/step", "BEST-RQ s/step", "speed-up"]),
     }

@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.harness import WORK, bench_suite, table
+from bench.harness import WORK, bench_suite, table, target
 from evalkit.evaluation.evaluate import EvalOptions, resolve_tasks, run_eval
 
 NAME = "cache"
@@ -105,14 +105,7 @@ def run(quick: bool = False) -> dict:
         "title": TITLE,
         "setup": f"upstream {spec.split('/')[-1]}, suite {data}, --protocol superb at each task's {profile} budget",
         "rows": rows,
-        "targets": [
-            {
-                "what": "speed-up, ten tasks",
-                "target": f">= {TARGET}",
-                "measured": speedup,
-                "met": speedup >= TARGET,
-            }
-        ],
+        "targets": [target("speed-up, ten tasks", ">=", TARGET, speedup)],
         "aa": None,  # each side is one run per step count: no repeated rounds to check the harness with
         "markdown": table(rows, ["task", "budget steps", "cached s", "recomputed s", "speed-up", "how"]),
     }

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 import yaml
 
-from bench.harness import aa_check, ratio, table, time_rounds
+from bench.harness import aa_check, ratio, table, target, time_rounds
 from evalkit.core.audio import SAMPLE_RATE
 from upstreams.encoder import SSLEncoder
 
@@ -73,13 +73,7 @@ def run(quick: bool = False) -> dict:
     aa = aa_check(lambda: extractor(encoder(f"hubert-{largest}"), batch, seconds), reps)
     judged = rows[-1]  # the targets are the paper's, for the Base size (quick: the largest it runs)
     targets = [
-        {
-            "what": f"{what} ({judged['size']})",
-            "target": f"{op} {value}",
-            "measured": judged[what],
-            "met": judged[what] <= value if op == "<=" else judged[what] >= value,
-        }
-        for what, (op, value) in TARGETS.items()
+        target(f"{what} ({judged['size']})", op, value, judged[what]) for what, (op, value) in TARGETS.items()
     ]
     columns = ["size", "teacher layers", "student layers", "teacher params (M)", "student params (M)",
                "parameter share", "teacher s/batch", "student s/batch", "extraction speed-up"]  # fmt: skip

@@ -18,7 +18,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from bench.frontend import bf16, hubert_step
-from bench.harness import aa_check, noise_batch, table, time_rounds
+from bench.harness import aa_check, noise_batch, table, target, time_rounds
 
 NAME = "efficiency"
 TITLE = "Hardware efficiency of a HuBERT pre-training step"
@@ -79,12 +79,9 @@ def run(quick: bool = False) -> dict:
         "setup": f"batch {n} x {seconds:g} s of noise, {'bf16' if bf16() else 'fp32'}, median of {reps} rounds",
         "rows": rows,
         "targets": [
-            {
-                "what": f"fraction of the matmul peak ({judged['size']})",
-                "target": f">= {TARGET}",
-                "measured": judged["fraction of peak"],
-                "met": judged["fraction of peak"] >= TARGET,
-            }
+            target(
+                f"fraction of the matmul peak ({judged['size']})", ">=", TARGET, judged["fraction of peak"]
+            )
         ],
         "aa": aa,
         "markdown": table(

@@ -24,6 +24,7 @@ from bench.harness import (
     objective_from_recipe,
     ratio,
     table,
+    target,
     time_rounds,
     training_step,
     with_frontend,
@@ -77,6 +78,18 @@ def transformers_hubert_step(batch, mask_prob: float = 0.8, span: int = 10):
     return step
 
 
+def _row(comparison: str, r, audio: float) -> dict:
+    return {
+        "comparison": comparison,
+        "A s/step": r.a_median_s,
+        "B s/step": r.b_median_s,
+        "A audio s/s": audio / r.a_median_s,
+        "B audio s/s": audio / r.b_median_s,
+        "speed-up": r.ratio,
+        "95% CI": [round(r.low, 3), round(r.high, 3)],
+    }
+
+
 def run(quick: bool = False) -> dict:
     sizes = ["tiny", "small"] if quick else ["tiny", "small", "base"]
     n, seconds, reps = (2, 4.0, 3) if quick else (4, 8.0, 5)
@@ -88,18 +101,7 @@ def run(quick: bool = False) -> dict:
         times = time_rounds(
             {"cnn": hubert_step(with_frontend(recipe, CNN), batch), "fbank": hubert_step(recipe, batch)}, reps
         )
-        r = ratio(times, "cnn", "fbank")
-        rows.append(
-            {
-                "comparison": f"HuBERT {size}: CNN vs fbank front-end",
-                "A s/step": r.a_median_s,
-                "B s/step": r.b_median_s,
-                "A audio s/s": audio / r.a_median_s,
-                "B audio s/s": audio / r.b_median_s,
-                "speed-up": r.ratio,
-                "95% CI": [round(r.low, 3), round(r.high, 3)],
-            }
-        )
+        rows.append(_row(f"HuBERT {size}: CNN vs fbank front-end", ratio(times, "cnn", "fbank"), audio))
     if not quick:  # transformers' Base step takes minutes here: the full run only
         times = time_rounds(
             {
@@ -108,18 +110,8 @@ def run(quick: bool = False) -> dict:
             },
             reps,
         )
-        r = ratio(times, "transformers", "evalkit")
-        rows.append(
-            {
-                "comparison": "transformers HubertModel Base (CNN) vs evalkit Fast-HuBERT Base",
-                "A s/step": r.a_median_s,
-                "B s/step": r.b_median_s,
-                "A audio s/s": audio / r.a_median_s,
-                "B audio s/s": audio / r.b_median_s,
-                "speed-up": r.ratio,
-                "95% CI": [round(r.low, 3), round(r.high, 3)],
-            }
-        )
+        comparison = "transformers HubertModel Base (CNN) vs evalkit Fast-HuBERT Base"
+        rows.append(_row(comparison, ratio(times, "transformers", "evalkit"), audio))
     judged = rows[-1]
     aa = aa_check(lambda: hubert_step(f"configs/pretrain/hubert-{sizes[-1]}.yaml", batch), reps)
     return {
@@ -127,14 +119,7 @@ def run(quick: bool = False) -> dict:
         "setup": f"batch {n} x {seconds:g} s of noise, {'bf16' if bf16() else 'fp32'}, median of {reps} rounds; "
         "A/B: A's step time over B's",
         "rows": rows,
-        "targets": [
-            {
-                "what": f"speed-up, {judged['comparison']}",
-                "target": f">= {TARGET}",
-                "measured": judged["speed-up"],
-                "met": judged["speed-up"] >= TARGET,
-            }
-        ],
+        "targets": [target(f"speed-up, {judged['comparison']}", ">=", TARGET, judged["speed-up"])],
         "aa": aa,
         "markdown": table(
             rows, ["comparison", "A s/step", "B s/step", "A audio s/s", "B audio s/s", "speed-up"]

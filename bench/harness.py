@@ -117,6 +117,12 @@ def aa_check(make: Callable[[], Callable[[], object]], reps: int, warmup: int = 
     return {**asdict(r), "passed": r.holds(1.0), "noise": r.noise}
 
 
+def target(what: str, op: str, value: float, measured: float) -> dict:
+    """One target of a benchmark: `measured` against `op` (">=" or "<=") `value`."""
+    met = measured >= value if op == ">=" else measured <= value
+    return {"what": what, "target": f"{op} {value:g}", "measured": measured, "met": met}
+
+
 def peak_rss_mb() -> float:
     """This process's peak resident memory so far (Linux: ru_maxrss is in KiB)."""
     import resource

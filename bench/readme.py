@@ -18,6 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.harness import target
+
 NAME = "readme"
 TITLE = "The README's two commands, from a fresh clone"
 RECORD = Path(__file__).resolve().parent / "results" / "readme_commands.json"
@@ -97,12 +99,7 @@ def run(quick: bool = False) -> dict:
         "setup": "the committed record (--quick)" if quick else "re-measured from a fresh clone",
         "rows": rows,
         "targets": [
-            {
-                "what": f"{row['command']} minutes",
-                "target": f"<= {TARGETS[row['command']] / 60:g}",
-                "measured": row["minutes"],
-                "met": row["minutes"] * 60 <= TARGETS[row["command"]],
-            }
+            target(f"{row['command']} minutes", "<=", TARGETS[row["command"]] / 60, row["minutes"])
             for row in rows
         ],
         "aa": None,  # nothing is timed side by side: no A/A check

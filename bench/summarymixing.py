@@ -23,6 +23,7 @@ from bench.harness import (
     peak_memory_mb,
     ratio,
     table,
+    target,
     time_rounds,
     training_step,
     whole_pretraining,
@@ -82,12 +83,7 @@ def run(quick: bool = False) -> dict:
     aa = aa_check(lambda: step(RECIPES["MHSA"], n, lengths[0]), reps)
     pays = next((row["utterance s"] for row in rows if row["time saved"] >= TARGETS["time saved"]), None)
     targets = [
-        {
-            "what": f"{what} at {row['utterance s']:g} s",
-            "target": f">= {value}",
-            "measured": row[what],
-            "met": row[what] >= value,
-        }
+        target(f"{what} at {row['utterance s']:g} s", ">=", value, row[what])
         for row in rows
         for what, value in TARGETS.items()
     ]

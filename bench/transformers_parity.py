@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from bench.harness import aa_check, noise_batch, ratio, table, time_rounds
+from bench.harness import aa_check, noise_batch, ratio, table, target, time_rounds
 from upstreams.encoder import SSLEncoder
 from upstreams.export import export_hf
 
@@ -78,12 +78,7 @@ def run(quick: bool = False) -> dict:
         "setup": f"batch {n} x {seconds:g} s of noise, every layer, median of {reps} rounds",
         "rows": rows,
         "targets": [
-            {
-                "what": f"speed-up over transformers ({row['precision']})",
-                "target": f">= {TARGET}",
-                "measured": row["speed-up"],
-                "met": row["speed-up"] >= TARGET,
-            }
+            target(f"speed-up over transformers ({row['precision']})", ">=", TARGET, row["speed-up"])
             for row in rows
         ],
         "aa": aa,
