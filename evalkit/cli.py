@@ -169,6 +169,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         hf_padding=args.hf_padding,
         cache_layers=args.cache_layers,
         device=args.device,
+        loader_workers=args.loader_workers,
     )
     if args.plan:
         print(plan_eval(args.upstream, tasks, opts))
@@ -373,6 +374,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-cache", action="store_true", help="recompute the upstream every step, as s3prl does")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast for the heads")
+    p.add_argument(
+        "--loader-workers",
+        type=int,
+        default=None,
+        help="DataLoader workers that read cached training batches ahead into pinned memory while the heads "
+        "train (default: 2 on CUDA, 0 on the CPU, whose cores train the heads); results do not depend on it",
+    )
     p.add_argument(
         "--train-threads",
         type=int,

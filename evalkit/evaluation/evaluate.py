@@ -62,6 +62,9 @@ class EvalOptions:
     bf16: bool = False
     # where the upstream runs and the heads train: auto (CUDA where there is one), cpu, cuda or cuda:N
     device: str = "auto"
+    # DataLoader workers reading cached training batches ahead into pinned memory (None: 2 on CUDA, where
+    # the step waits for the batch otherwise; 0 on the CPU, whose cores train the heads)
+    loader_workers: int | None = field(default=None, metadata=rule(min=0))
     # the hidden states the cache keeps: all, indices (0,4,8,12) or every:K (features.cache_layers)
     cache_layers: str = "all"
     # how an `hf:` GroupNorm model meets a padded batch (upstreams.hf.PADDING_MODES)
@@ -196,9 +199,17 @@ def run_settings(opts: EvalOptions, upstream_layers: int | None = None) -> RunSe
         seeds=tuple(opts.seeds) if opts.seeds else None,
         seed_rates=opts.seed_rates,
         device=resolve_device(opts.device),
+        loader_workers=loader_workers(opts),
         layers=tuple(layers) if layers is not None else None,
         upstream_layers=upstream_layers,
     )
+
+
+def loader_workers(opts: EvalOptions) -> int:
+    """`--loader-workers`, or its default for the device: 2 on CUDA, 0 on the CPU."""
+    if opts.loader_workers is not None:
+        return opts.loader_workers
+    return 2 if resolve_device(opts.device).startswith("cuda") else 0
 
 
 def task_kind(upstream, task: TaskConfig, opts: EvalOptions) -> TaskKind:

@@ -33,6 +33,7 @@ from evalkit.core.batching import pack_by_padded_length
 from evalkit.core.errors import ConfigError
 from evalkit.core.manifest import audio_path
 from evalkit.core.progress import progress_bar
+from evalkit.evaluation.features import CachedFeatures
 from evalkit.evaluation.featurizer import WeightedLayerSum
 from evalkit.evaluation.heads import HEADS
 from evalkit.evaluation.specaug import Augmentation, draw
@@ -250,10 +251,17 @@ def train(
     # s3prl's random training crops (the features are computed on the fly for them): their own RNG
     crop = None if task.crop is None else Crop(task.crop.seconds, random.Random(seed), task.audio)
 
+    # features computed on the fly (random crops, --no-cache) run the upstream: in this process, never ahead
+    workers = kind.settings.loader_workers if crop is None and isinstance(train_feats, CachedFeatures) else 0
+    ahead = prefetched(train_feats, batches, steps * accumulate, workers, device) if workers else None
+
     def micro_batches() -> Iterator[tuple[torch.Tensor, torch.Tensor, list]]:
         for _ in range(accumulate):  # loaded one at a time: an accumulated step holds one in memory
-            batch = next(batches)
-            feats = train_feats.batch(batch) if crop is None else train_feats.batch(batch, crop=crop)
+            if ahead is not None:
+                batch, feats = next(ahead)
+            else:
+                batch = next(batches)
+                feats = train_feats.batch(batch) if crop is None else train_feats.batch(batch, crop=crop)
             hidden, lens = to_device(feats, device)
             yield hidden, lens, [targets[i] for i in batch]
 
@@ -283,6 +291,37 @@ def train(
         if r.best_state is not None:
             r.modules().load_state_dict(r.best_state)
     return runs
+
+
+class _BatchReader(torch.utils.data.Dataset):
+    """The features of a fixed sequence of training batches, one item a batch (read in DataLoader workers:
+    cached features are memory-mapped shards, which pickle as their paths)."""
+
+    def __init__(self, features, batches: list[list[str]]) -> None:
+        self.features, self.batches = features, batches
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.features.batch(self.batches[k])
+
+
+def prefetched(
+    features, batches: Iterator[list[str]], count: int, workers: int, device: torch.device
+) -> Iterator[tuple[list[str], tuple[torch.Tensor, torch.Tensor]]]:
+    """The next `count` training batches' (ids, features), read ahead by `workers` DataLoader processes
+    (into pinned memory for a GPU) while the heads train. The batch order is drawn here first, from the
+    same generator, so the run is the one a run reading in the loop makes."""
+    order = [next(batches) for _ in range(count)]
+    loader = torch.utils.data.DataLoader(
+        _BatchReader(features, order),
+        batch_size=None,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        prefetch_factor=4,
+    )
+    return zip(order, loader)
 
 
 def score_dev(kind: TaskKind, features: dict, runs: list[Run], step: int, bf16: bool) -> None:

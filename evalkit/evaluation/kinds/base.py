@@ -55,6 +55,8 @@ class RunSettings:
     layers: tuple[int, ...] | None = None
     upstream_layers: int | None = None
     device: str = "cpu"  # where heads train and predict (a torch device)
+    # DataLoader workers that read the cached training batches ahead of the step (0: read in the loop)
+    loader_workers: int = 0
 
 
 def head_seeds(task: TaskConfig, s: RunSettings) -> list[int]:
