@@ -10,7 +10,9 @@ Writes a JSON (and prints it) with
   - with --suite (a smoke suite made by `evalkit synth --profile smoke`; the device machine has no eSpeak,
     so make it here and carry it), the CPU-vs-device agreement of a smoke evaluation: `evalkit eval
     --upstream fbank --tasks all --protocol quick` on both, each task's primary test value and whether the
-    device's lies within the CPU result's 95% bootstrap interval.
+    device's lies within the CPU result's 95% bootstrap interval; and the wall time of the KS and SID
+    evaluations on the device (features cached first) with the training batches read in the loop
+    (`--loader-workers 0`) and read ahead by two DataLoader workers (`--loader-workers 2`, the default there).
 
     python bench/gpu.py [--device cuda] [--suite DIR] [--out gpu.json] [--quick]
 
@@ -132,6 +134,23 @@ def agreement(suite: Path, device: str, steps: int) -> dict:
     return rows
 
 
+def loader_effect(suite: Path, device: str, steps: int) -> dict:
+    """Seconds of `evalkit eval --upstream fbank --tasks ks,sid` on `device` from a filled cache, with the
+    training batches read in the loop and read ahead by two DataLoader workers (same results either way)."""
+    from evalkit.cli import main
+
+    out = Path(tempfile.mkdtemp(prefix="gpu-loader-"))
+    args = ["eval", "--upstream", "fbank", "--tasks", "ks,sid", "--data", str(suite), "--protocol", "quick"]
+    args += ["--steps", str(steps), "--device", device, "--cache", str(out / "cache")]
+    seconds = {}
+    for label, workers in (("filling the cache", "0"), ("loader_workers=0", "0"), ("loader_workers=2", "2")):
+        start = time.perf_counter()
+        if main([*args, "--output", str(out / label.replace(" ", "-")), "--loader-workers", workers]):
+            return {"error": f"evalkit eval --loader-workers {workers} failed"}
+        seconds[label] = round(time.perf_counter() - start, 2)
+    return seconds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -184,6 +203,7 @@ def main() -> None:
         report["agreement"] = agreement(args.suite, args.device, 8 if q else 200)
         within = [r["within"] for r in report["agreement"].values() if isinstance(r, dict)]
         report["agreement_within"] = f"{sum(within)} of {len(within)}"
+        report["ks_sid_eval_seconds"] = loader_effect(args.suite, args.device, 8 if q else 400)
     ratios = report["extraction_audio_s_per_s"]
     report["extraction_speedup_fp32"] = round(ratios["device-fp32"] / ratios["cpu-fp32"], 1)
     report["median_head_speedup"] = round(
