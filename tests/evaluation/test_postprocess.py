@@ -116,7 +116,7 @@ def _qbe_recipe(tmp_path, rng) -> tuple[QbE, dict[str, np.ndarray]]:
 
 def test_qbe_scores_are_z_normalised_per_query_and_find_the_term(tmp_path):
     recipe, arrays = _qbe_recipe(tmp_path, np.random.default_rng(0))
-    scores = recipe.layer_scores("dev", _Feats(arrays), 0)
+    scores = recipe.pair_scores("dev", recipe.layer_scores("dev", _Feats(arrays), [0])[0])
     table = np.array([[scores[(f"q{t}", f"d{j}")] for j in range(5)] for t in range(3)])
     assert np.allclose(table.mean(1), 0) and np.allclose(table.std(1), 1)
     assert list(table.argmax(1)) == [0, 1, 2]
@@ -126,9 +126,9 @@ def test_qbe_scores_ignore_a_dimension_s_scale_and_offset(tmp_path):
     # Standardising each dimension over the split first: one loud dimension cannot swamp cosine distance
     recipe, arrays = _qbe_recipe(tmp_path, np.random.default_rng(1))
     scale, shift = np.array([1000.0, 1, 1, 1, 1, 0.01]), np.array([50.0, 0, 0, -3, 0, 0])
-    before = recipe.layer_scores("dev", _Feats(arrays), 0)
-    after = recipe.layer_scores("dev", _Feats({k: v * scale + shift for k, v in arrays.items()}), 0)
-    assert np.allclose(list(before.values()), list(after.values()), atol=1e-6)
+    before = recipe.layer_scores("dev", _Feats(arrays), [0])[0]
+    after = recipe.layer_scores("dev", _Feats({k: v * scale + shift for k, v in arrays.items()}), [0])[0]
+    assert np.allclose(before, after, atol=1e-6)
 
 
 def test_sd_in_frames_and_selected_on_test_as_a_labelled_extra(tmp_path):

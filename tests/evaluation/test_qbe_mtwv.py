@@ -181,7 +181,8 @@ class _RandomLayers:
 @pytest.mark.parametrize("alignment", ["evalkit", "s3prl"])
 def test_qbe_reads_a_split_in_blocks_and_scores_as_at_once(tmp_path, monkeypatch, alignment):
     """Statistics accumulated utterance by utterance and documents aligned a block at a time give the
-    scores of the whole split standardised and aligned at once."""
+    scores of the whole split standardised and aligned at once, and layers scored in one pass over the
+    split (features computed on the fly) those scored one at a time (a cache)."""
     import evalkit.evaluation.kinds.qbe as qbe
     from evalkit.evaluation.dtw import dtw_scores, s3prl_costs
 
@@ -190,7 +191,9 @@ def test_qbe_reads_a_split_in_blocks_and_scores_as_at_once(tmp_path, monkeypatch
     lengths = {"q1": 12, "q2": 9, "d1": 40, "d2": 25, "d3": 31, "d4": 18}
     feats = _RandomLayers(lengths)
     monkeypatch.setattr(qbe, "CHUNK_FRAMES", 30)  # four documents, three blocks
-    blocks = kind.layer_scores("test", feats, 1)
+    both = kind.layer_scores("test", feats, [0, 1])
+    np.testing.assert_array_equal(both[0], kind.layer_scores("test", feats, [0])[0])
+    blocks = kind.pair_scores("test", both[1])
     queries, docs = ["q1", "q2"], ["d1", "d2", "d3", "d4"]
     frames = np.concatenate([feats.layer(u, 1).double().numpy() for u in queries + docs])
     mean, std = frames.mean(0), frames.std(0, ddof=1 if alignment == "s3prl" else 0)

@@ -31,6 +31,7 @@ import numpy as np
 from evalkit.core.errors import ConfigError
 from evalkit.core.results import Result
 from evalkit.evaluation.dtw import S3PRL_DISTANCES, dtw_scores, s3prl_costs
+from evalkit.evaluation.features import CachedFeatures
 from evalkit.evaluation.kinds.base import TaskKind, metric_block
 
 ALIGNMENTS = ("evalkit", "s3prl")
@@ -85,31 +86,50 @@ class QbE(TaskKind):
                 out.append((q["id"], d["id"], int(present)))
         return out
 
-    def layer_scores(self, split: str, features, layer: int) -> dict[tuple[str, str], float]:
-        """Every query's z-normalised score on every document, from one layer's features.
+    def layer_scores(self, split: str, features, layers: list[int]) -> dict[int, np.ndarray]:
+        """Every query's z-normalised score on every document [queries, documents], for each of `layers`.
 
         As s3prl's quesst14_dtw (SUPERB): each dimension standardised over the split's queries and
         documents, and each query's scores z-normalised over the documents, so that MTWV's one
-        threshold means the same for every query. The split is read one utterance at a time for the
-        statistics and aligned a block of documents (`CHUNK_FRAMES`) at a time: QUESST's 23 hours
-        of one Base layer are 12 GB of float32, never held at once.
+        threshold means the same for every query. The split is read twice, one utterance at a time,
+        whatever the number of layers: once for the statistics, once to align the queries with a block
+        of documents at a time (`CHUNK_FRAMES` frames of all `layers`), so that features computed on
+        the fly (`--no-cache`) run the upstream twice per utterance, not twice per layer, and QUESST's
+        23 hours of a Base model's layers (12 GB of float32 each) are never held at once.
         """
         queries, docs = self.split_roles(split)
         s3prl = self.alignment == "s3prl"
         ids = [r["id"] for r in queries + docs]
-        mean, std = _frame_stats(features, ids, layer, ddof=1 if s3prl else 0)
-        qs = [(_layer(features, r["id"], layer) - mean) / std for r in queries]
-        scores = np.empty((len(queries), len(docs)))
+        stats = _frame_stats(features, ids, layers, ddof=1 if s3prl else 0)
+
+        def standardised(utt_id: str) -> dict[int, np.ndarray]:
+            hidden = _layers(features, utt_id, layers)
+            return {k: (hidden[k] - stats[k][0]) / stats[k][1] for k in layers}
+
+        qs = [standardised(r["id"]) for r in queries]
+        scores = {k: np.empty((len(queries), len(docs))) for k in layers}
         lengths = getattr(features, "lengths", {})
-        for chunk in _chunks([lengths.get(r["id"], 1) for r in docs], CHUNK_FRAMES):
-            ds = [(_layer(features, docs[j]["id"], layer) - mean) / std for j in chunk]
-            if s3prl:
-                scores[:, chunk] = s3prl_costs(qs, ds, self.distance, self.minmax_rows, self.min_query_frames)
-            else:
-                scores[:, chunk] = dtw_scores(qs, ds)
-        scores = (scores - scores.mean(1, keepdims=True)) / np.maximum(scores.std(1, keepdims=True), 1e-9)
+        budget = max(1, CHUNK_FRAMES // len(layers))
+        for chunk in _chunks([lengths.get(r["id"], 1) for r in docs], budget):
+            ds = [standardised(docs[j]["id"]) for j in chunk]
+            for k in layers:
+                q, d = [x[k] for x in qs], [x[k] for x in ds]
+                if s3prl:
+                    scores[k][:, chunk] = s3prl_costs(
+                        q, d, self.distance, self.minmax_rows, self.min_query_frames
+                    )
+                else:
+                    scores[k][:, chunk] = dtw_scores(q, d)
         return {
-            (q["id"], d["id"]): float(scores[i, j]) for i, q in enumerate(queries) for j, d in enumerate(docs)
+            k: (m - m.mean(1, keepdims=True)) / np.maximum(m.std(1, keepdims=True), 1e-9)
+            for k, m in scores.items()
+        }
+
+    def pair_scores(self, split: str, matrix: np.ndarray) -> dict[tuple[str, str], float]:
+        """{(query, document): score} of a `layer_scores` matrix."""
+        queries, docs = self.split_roles(split)
+        return {
+            (q["id"], d["id"]): float(matrix[i, j]) for i, q in enumerate(queries) for j, d in enumerate(docs)
         }
 
     def score_pairs(self, split: str, scores: dict[tuple[str, str], float]):
@@ -161,17 +181,22 @@ class QbE(TaskKind):
         fixed = task.featurizer.get("layer")
         candidates = [self.layer_position(fixed)] if fixed is not None else list(range(num_layers))
         primary = task.primary_metric
-        dev_by_layer = {}
-        for layer in candidates:
-            metrics, _ = self.score_pairs("dev", self.layer_scores("dev", features["dev"], layer))
-            dev_by_layer[layer] = next(m for m in metrics if m.name == primary.name).compute()
-            log(
-                f"[{task.name}] layer {self.upstream_layer(layer)}: dev {primary.name} {dev_by_layer[layer]:.4f}"
-            )
         higher = primary.build().higher_is_better
-        best = (max if higher else min)(dev_by_layer, key=lambda k: dev_by_layer[k])
-        dev_metrics, _ = self.score_pairs("dev", self.layer_scores("dev", features["dev"], best))
-        test_metrics, rows = self.score_pairs("test", self.layer_scores("test", features["test"], best))
+        dev_by_layer: dict[int, float] = {}
+        best, best_matrix = None, None  # the first of the best layers, as max() over the candidates picks
+        # a cache gives one layer cheaply: a layer at a time, its frames alone in memory; features computed
+        # on the fly run the upstream for every read: all layers from one pass over the split
+        cached = isinstance(features["dev"], CachedFeatures)
+        for group in [[k] for k in candidates] if cached else [candidates]:
+            for layer, matrix in self.layer_scores("dev", features["dev"], group).items():
+                metrics, _ = self.score_pairs("dev", self.pair_scores("dev", matrix))
+                value = dev_by_layer[layer] = next(m for m in metrics if m.name == primary.name).compute()
+                log(f"[{task.name}] layer {self.upstream_layer(layer)}: dev {primary.name} {value:.4f}")
+                if best is None or (value > dev_by_layer[best] if higher else value < dev_by_layer[best]):
+                    best, best_matrix = layer, matrix
+        dev_metrics, _ = self.score_pairs("dev", self.pair_scores("dev", best_matrix))
+        test_scores = self.layer_scores("test", features["test"], [best])[best]
+        test_metrics, rows = self.score_pairs("test", self.pair_scores("test", test_scores))
         dev, _ = metric_block(dev_metrics, ci=False)
         test, ci = metric_block(test_metrics, ci=True)
         weights = [0.0] * num_layers
@@ -192,28 +217,40 @@ class QbE(TaskKind):
 
 
 CHUNK_FRAMES = 100_000
-"""Documents' frames standardised and aligned at a time (about 300 MB of float32 at 768 dimensions)."""
+"""Documents' frames standardised and aligned at a time, over all the layers scored (about 300 MB of
+float32 at 768 dimensions)."""
 
 
-def _layer(features, utt_id: str, layer: int) -> np.ndarray:
-    if hasattr(features, "layer"):  # the one layer alone (CachedFeatures copies only it out of its map)
-        return features.layer(utt_id, layer).float().numpy()
-    return features.get(utt_id)[layer].float().numpy()
+def _layers(features, utt_id: str, layers: list[int]) -> dict[int, np.ndarray]:
+    """The utterance's hidden states at `layers`: copied one by one out of a cache's memory map
+    (CachedFeatures.layer), or all from one run of the upstream (features computed on the fly)."""
+    if isinstance(features, CachedFeatures):
+        return {k: features.layer(utt_id, k).float().numpy() for k in layers}
+    hidden = features.get(utt_id)
+    return {k: hidden[k].float().numpy() for k in layers}
 
 
-def _frame_stats(features, ids: list[str], layer: int, ddof: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per-dimension mean and standard deviation (floored at 1e-9) over every frame of the utterances,
+def _frame_stats(
+    features, ids: list[str], layers: list[int], ddof: int
+) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """{layer: (mean, standard deviation floored at 1e-9)} per dimension over every frame of the utterances,
     accumulated one utterance at a time in float64; `ddof` 1 is torch's std (s3prl's), 0 numpy's."""
-    total = squares = None
+    total: dict[int, np.ndarray] = {}
+    squares: dict[int, np.ndarray] = {}
     count = 0
     for utt in ids:
-        x = _layer(features, utt, layer).astype(np.float64)
-        total = x.sum(0) if total is None else total + x.sum(0)
-        squares = (x * x).sum(0) if squares is None else squares + (x * x).sum(0)
-        count += len(x)
-    mean = total / count
-    var = np.maximum(squares - count * mean * mean, 0.0) / max(count - ddof, 1)
-    return mean, np.maximum(np.sqrt(var), 1e-9)
+        hidden = _layers(features, utt, layers)
+        for k in layers:
+            x = hidden[k].astype(np.float64)
+            total[k] = total[k] + x.sum(0) if k in total else x.sum(0)
+            squares[k] = squares[k] + (x * x).sum(0) if k in squares else (x * x).sum(0)
+        count += len(hidden[layers[0]])
+    out = {}
+    for k in layers:
+        mean = total[k] / count
+        var = np.maximum(squares[k] - count * mean * mean, 0.0) / max(count - ddof, 1)
+        out[k] = (mean, np.maximum(np.sqrt(var), 1e-9))
+    return out
 
 
 def _chunks(lengths: list[int], budget: int) -> list[list[int]]:
