@@ -27,7 +27,7 @@ from evalkit.evaluation.cache_size import cache_bytes, cache_layers, check_cache
 from evalkit.evaluation.cost import format_plan, plan_costs
 from evalkit.evaluation.features import extract
 from evalkit.evaluation.fingerprint import cached_fingerprint, store_fingerprint, upstream_fingerprint
-from evalkit.evaluation.kinds.base import RunSettings, TaskKind, head_seeds, training_plan
+from evalkit.evaluation.kinds.base import RunSettings, SeedStore, TaskKind, head_seeds, training_plan
 from evalkit.evaluation.protocols import PROTOCOLS, SEED_RATES
 from evalkit.evaluation.runner import OnTheFlyFeatures
 from evalkit.evaluation.task import KINDS, TaskConfig, load_task, task_group
@@ -237,7 +237,9 @@ def evaluate_task(upstream, spec: str, task: TaskConfig, opts: EvalOptions, log=
         check_audio(kind.manifest(split), kind.records(split))
     feats = features_for(upstream, kind, opts)
     t_feat = time.time() - t0
-    measured, samples = kind.run(feats, log)
+    path = result_path(opts.output, spec, task.name, opts.name)
+    store = SeedStore(path.parent, task.name, seed_run_key(upstream, task, kind, opts))
+    measured, samples = kind.run(feats, log, store=store)
     result = replace(
         measured,
         task=task.name,
@@ -260,8 +262,30 @@ def evaluate_task(upstream, spec: str, task: TaskConfig, opts: EvalOptions, log=
         feature_time_s=round(t_feat, 2),
         samples={s: len(kind.records(s)) for s in kind.splits},
     )
-    write_result(result_path(opts.output, spec, task.name, opts.name), result.to_dict(), samples)
+    write_result(path, result.to_dict(), samples)
+    store.clear()
     return result
+
+
+def seed_run_key(upstream, task: TaskConfig, kind: TaskKind, opts: EvalOptions) -> dict:
+    """What makes one head seed's run: a seed kept by an interrupted evaluation is reused only when this
+    evaluation makes it the same way (evalkit.evaluation.kinds.base.SeedStore)."""
+    s = kind.settings
+    return {
+        "upstream": upstream_fingerprint(upstream),
+        "task_config": task.to_dict(),
+        "suite": suite_info(opts.data),
+        "protocol": s.protocol,
+        "lr_grid": s.lr_grid,
+        "steps": s.steps,
+        "seeds": list(s.seeds) if s.seeds else None,
+        "seed_rates": s.seed_rates,
+        "layers": list(s.layers) if s.layers is not None else None,
+        "bf16": s.bf16,
+        "device": s.device,
+        "cache": not opts.no_cache,
+        "hf_padding": opts.hf_padding,
+    }
 
 
 def cache_needs(upstream, tasks: list[TaskConfig], opts: EvalOptions) -> dict[str, int]:

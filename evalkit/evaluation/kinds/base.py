@@ -10,6 +10,7 @@ become the result's body; the default trains heads, and QbE overrides it.
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 from collections.abc import Callable
@@ -22,6 +23,7 @@ import torch
 from torch import nn
 
 from evalkit.core.errors import ConfigError, EvalkitError
+from evalkit.core.io import atomic_write_text
 from evalkit.core.manifest import read_manifest
 from evalkit.core.results import HeadResult, Result
 from evalkit.evaluation.protocols import PROTOCOLS
@@ -199,12 +201,14 @@ class TaskKind:
 
     # --- the run -----------------------------------------------------------------------------
 
-    def run(self, features: dict, log=print) -> tuple[Result, list[dict]]:
+    def run(self, features: dict, log=print, store: SeedStore | None = None) -> tuple[Result, list[dict]]:
         """Features of `splits` -> what the task measured and the reference head's sample rows.
 
         Trains every (head, learning rate) run the protocol asks for, picks each head's best
         on dev, tunes post-processing on dev, and scores dev and test; with several head seeds,
         all of that once per seed, and the result holds their mean and each seed's numbers.
+        With `store`, each finished seed of several is kept on disk and a seed found there (made
+        the same way) is not trained again: an interrupted run resumes at the seed it was training.
         """
         for warning in self.data_warnings():
             log(f"warning: {warning}")
@@ -225,7 +229,14 @@ class TaskKind:
                         + ", ".join(f"{name} {lr:g}" for name, lr in rates.items())
                     )
                     log(f"[{self.task.name}] head seed {seed} ({k + 1} of {len(seeds)}){at}")
+                kept = store.load(seed, self) if store is not None and len(seeds) > 1 else None
+                if kept is not None:
+                    log(f"[{self.task.name}] head seed {seed}: finished before, read from {store.path(seed)}")
+                    runs.append(kept)
+                    continue
                 runs.append(self._train_and_test(features, grid, head_specs, steps, every, log, seed, rates))
+                if store is not None and len(seeds) > 1:
+                    store.save(runs[-1])
         if len(runs) == 1:
             return runs[0].result, runs[0].samples
         return over_seeds(runs), [
@@ -339,6 +350,57 @@ class SeedRun:
     result: Result
     samples: list[dict]
     test_metrics: dict[str, list[Metric]]
+
+
+@dataclass
+class SeedStore:
+    """Finished head seeds of one task's run, kept on disk while its other seeds train: what an
+    interrupted evaluation of several head seeds resumes from. The files, `<folder>/.<task>.seed<k>.partial.json`,
+    are hidden, so that nothing reading result files takes one for a result. `key` says how the run is made
+    (upstream weights, task, protocol, steps, ...): a seed file made another way is not read, and is
+    replaced. The evaluation deletes the files once the task's result is written."""
+
+    folder: Path
+    task: str
+    key: dict
+
+    def path(self, seed: int) -> Path:
+        return self.folder / f".{self.task}.seed{seed}.partial.json"
+
+    def save(self, run: SeedRun) -> None:
+        data = {
+            "key": self.key,
+            "seed": run.seed,
+            "result": run.result.to_dict(),
+            "samples": run.samples,
+            "test_stats": {
+                head: [list(map(list, m.stats)) for m in ms] for head, ms in run.test_metrics.items()
+            },
+        }
+        self.folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.path(run.seed), json.dumps(data))
+
+    def load(self, seed: int, kind: TaskKind) -> SeedRun | None:
+        """The seed's run as it finished, or None (no file, an unreadable one, or one made otherwise)."""
+        try:
+            data = json.loads(self.path(seed).read_text(encoding="utf-8"))
+            if data["key"] != json.loads(json.dumps(self.key)) or data["seed"] != seed:
+                return None
+            body = dict(data["result"])
+            body["heads"] = {name: HeadResult(**h) for name, h in body["heads"].items()}
+            test_metrics = {}
+            for head, stats in data["test_stats"].items():
+                metrics = kind.metrics()
+                for m, rows in zip(metrics, stats, strict=True):
+                    m.stats = [tuple(row) for row in rows]
+                test_metrics[head] = metrics
+            return SeedRun(seed, Result(**body), data["samples"], test_metrics)
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def clear(self) -> None:
+        for path in self.folder.glob(f".{self.task}.seed*.partial.json"):
+            path.unlink(missing_ok=True)
 
 
 def over_seeds(runs: list[SeedRun]) -> Result:

@@ -174,7 +174,7 @@ class QbE(TaskKind):
     def score(self, split: str, preds: dict[str, Any], postprocess: dict | None = None):
         return self.score_pairs(split, preds)
 
-    def run(self, features: dict, log=print) -> tuple[Result, list[dict]]:
+    def run(self, features: dict, log=print, store=None) -> tuple[Result, list[dict]]:
         """The best layer on dev (or the task's `featurizer.layer`), then test on that layer alone."""
         task = self.task
         num_layers = features["dev"].num_layers
