@@ -61,11 +61,12 @@ def run(quick: bool = False) -> dict:
             random_hubert_base(folder)
         spec = f"hf:{folder}"
     profile = "smoke" if quick else "default"
-    k = 4 if quick else 20
+    k = 2 if quick else 20
     full = set() if quick else {"ks", "asr"}
+    tasks = resolve_tasks("ks,asr,pr,sid" if quick else "all")  # --quick: four of the ten, a proxy
     rows = []
     total = {"cached": 0.0, "recomputed": 0.0}
-    for task in resolve_tasks("all"):
+    for task in tasks:
         budget = task.budget(profile)[0]
         row = {"task": task.name, "budget steps": budget}
         for side, no_cache in (("cached", False), ("recomputed", True)):
@@ -94,7 +95,7 @@ def run(quick: bool = False) -> dict:
     speedup = total["recomputed"] / total["cached"]
     rows.append(
         {
-            "task": "all ten",
+            "task": f"all {len(tasks)}",
             "cached s": total["cached"],
             "recomputed s": total["recomputed"],
             "speed-up": speedup,
@@ -105,7 +106,7 @@ def run(quick: bool = False) -> dict:
         "title": TITLE,
         "setup": f"upstream {spec.split('/')[-1]}, suite {data}, --protocol superb at each task's {profile} budget",
         "rows": rows,
-        "targets": [target("speed-up, ten tasks", ">=", TARGET, speedup)],
+        "targets": [target(f"speed-up, {len(tasks)} tasks", ">=", TARGET, speedup)],
         "aa": None,  # each side is one run per step count: no repeated rounds to check the harness with
         "markdown": table(rows, ["task", "budget steps", "cached s", "recomputed s", "speed-up", "how"]),
     }

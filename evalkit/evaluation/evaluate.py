@@ -500,6 +500,19 @@ def plan_eval(spec: str, tasks: list[TaskConfig], opts: EvalOptions, log=print) 
     return format_plan(plan_costs(upstream, kinds, cache, log), cache, resolve_device(opts.device))
 
 
+def warn_if_not_s3prls_features(upstream, tasks: list[TaskConfig], opts: EvalOptions, log=print) -> None:
+    """Say before any work when a faithful task will read features s3prl would not compute: a GroupNorm
+    `hf:` checkpoint run padding-exact (the leaderboard then calls the result a deviation)."""
+    faithful = [t.name for t in tasks if t.recipe == "s3prl"]
+    if faithful and isinstance(upstream, HFUpstream) and upstream.group_norm and opts.hf_padding == "exact":
+        log(
+            f"warning: {', '.join(faithful)} follow s3prl's recipes, but this GroupNorm checkpoint runs with "
+            "--hf-padding exact (each utterance's features as it gives alone), where s3prl's experts normalise "
+            "over the padded batch: the leaderboard will list these results as deviating from s3prl. Add "
+            "--hf-padding s3prl for numbers to set beside the public leaderboard."
+        )
+
+
 def run_eval(spec: str, tasks: list[TaskConfig], opts: EvalOptions, log=print) -> list[Path]:
     """Evaluate `spec` on each task; keep those with a result of the same making unless overwrite.
     Returns the result paths."""
@@ -514,6 +527,7 @@ def run_eval(spec: str, tasks: list[TaskConfig], opts: EvalOptions, log=print) -
     upstream = load_upstream(spec, device=resolve_device(opts.device), hf_padding=opts.hf_padding)
     fingerprint_of(spec, upstream, opts.hf_padding)  # cached beside the checkpoint for the next resume
     warn_if_unfinished(spec, log)
+    warn_if_not_s3prls_features(upstream, todo, opts, log)
     if not opts.no_cache:
         layers, total = cache_layers(opts.cache_layers, int(upstream.num_layers)), int(upstream.num_layers)
         needs = cache_needs(upstream, todo, opts)

@@ -385,7 +385,7 @@ def test_eval_keeps_the_padding_modes_apart(tmp_path, smoke_suite, capsys):
     args += ["--tasks", "ks", "--steps", "2", "--protocol", "quick"]
     assert main(args) == 0
     result = json.loads((out / "hf-ckpt" / "ks.json").read_text())
-    assert result["upstream_info"]["padding"] == "exact"
+    assert result["upstream_info"]["padding"] == "exact" and result["upstream_info"]["group_norm"] is True
     assert main([*args, "--hf-padding", "s3prl"]) == 2
     assert "this result was made differently: upstream weights (fingerprint)" in capsys.readouterr().err
     assert main([*args, "--hf-padding", "s3prl", "--name", "ckpt-s3prl"]) == 0
@@ -394,3 +394,28 @@ def test_eval_keeps_the_padding_modes_apart(tmp_path, smoke_suite, capsys):
     assert other["upstream_info"]["fingerprint"] != result["upstream_info"]["fingerprint"]
     assert main([*args, "--hf-padding", "fairseq"]) == 2
     assert "--hf-padding" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("variant", "padding", "task", "warned"),
+    [
+        ("hubert-group-noprep", "exact", "ks_superb", True),
+        ("hubert-group-noprep", "s3prl", "ks_superb", False),
+        ("hubert-group-noprep", "exact", "ks", False),  # evalkit's own recipe: nothing to compare with
+        ("hubert-layer-stable", "exact", "ks_superb", False),  # LayerNorm: the same features either way
+    ],
+)
+def test_faithful_tasks_on_padding_exact_groupnorm_features_are_warned_of(
+    tmp_path, variant, padding, task, warned
+):
+    from evalkit.evaluation.evaluate import EvalOptions, warn_if_not_s3prls_features
+    from evalkit.evaluation.task import load_task
+    from upstreams.load import load_upstream
+
+    make_checkpoint(tmp_path / "ckpt", variant)
+    upstream = load_upstream(f"hf:{tmp_path / 'ckpt'}", hf_padding=padding)
+    lines = []
+    opts = EvalOptions(data=tmp_path, output=tmp_path / "out", hf_padding=padding)
+    warn_if_not_s3prls_features(upstream, [load_task(task)], opts, lines.append)
+    assert bool(lines) == warned
+    assert not lines or ("--hf-padding s3prl" in lines[0] and task in lines[0])
