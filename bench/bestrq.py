@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import yaml
 
-from bench.frontend import bf16
+from bench.frontend import CNN, bf16
 from bench.harness import (
     aa_check,
     bench_suite,
@@ -28,6 +28,7 @@ from bench.harness import (
     time_rounds,
     training_step,
     whole_pretraining,
+    with_frontend,
 )
 
 NAME = "bestrq"
@@ -52,7 +53,7 @@ def run(quick: bool = False) -> dict:
     batch = noise_batch(n, seconds)
     pairs = {
         f"{size}, each paper's front-end (wav2vec 2.0 CNN, BEST-RQ fbank)": (
-            f"configs/pretrain/wav2vec2-{size}.yaml",
+            with_frontend(f"configs/pretrain/wav2vec2-{size}.yaml", CNN),  # the small recipe's is fbank
             f"configs/pretrain/bestrq-{size}.yaml",
         ),
         "small, one shared encoder and front-end (wav2vec2-small's)": (
