@@ -9,8 +9,6 @@ unless `overwrite`.
 
 from __future__ import annotations
 
-import errno
-import os
 import re
 import time
 from dataclasses import dataclass, field, replace
@@ -19,19 +17,25 @@ from pathlib import Path
 import torch
 
 from evalkit.core.config import check_fields, rule
-from evalkit.core.errors import AudioError, ConfigError
+from evalkit.core.errors import ConfigError
 from evalkit.core.io import read_json_object
-from evalkit.core.manifest import audio_path
 from evalkit.core.results import Result, git_hash, package_versions, read_result, result_path, write_result
 from evalkit.evaluation.cache_size import cache_bytes, cache_layers, check_cache_fits, is_cached
 from evalkit.evaluation.cost import format_plan, plan_costs
 from evalkit.evaluation.features import extract
 from evalkit.evaluation.fingerprint import cached_fingerprint, store_fingerprint, upstream_fingerprint
-from evalkit.evaluation.kinds.base import RunSettings, SeedStore, TaskKind, head_seeds, training_plan
+from evalkit.evaluation.kinds.base import RunSettings, TaskKind, head_seeds, training_plan
+from evalkit.evaluation.preflight import (
+    check_audio,
+    check_writable,
+    spec_folder,
+    warn_if_not_s3prls_features,
+    warn_if_unfinished,
+)
 from evalkit.evaluation.protocols import PROTOCOLS, SEED_RATES
 from evalkit.evaluation.runner import OnTheFlyFeatures
+from evalkit.evaluation.seeds import SeedStore
 from evalkit.evaluation.task import KINDS, TaskConfig, load_task, task_group
-from upstreams.checkpoint import read_config
 from upstreams.hf import PADDING_MODES, HFUpstream
 from upstreams.load import load_upstream
 
@@ -306,16 +310,6 @@ def cache_needs(upstream, tasks: list[TaskConfig], opts: EvalOptions) -> dict[st
     return needs
 
 
-def check_audio(manifest: Path, records: list[dict]) -> None:
-    """Fail before any work if a manifest points at missing audio."""
-    missing = [audio_path(manifest, r) for r in records if not audio_path(manifest, r).is_file()]
-    if missing:
-        raise AudioError(
-            f"{manifest}: {len(missing)} record(s) point at missing audio, first {missing[0]}. "
-            "Re-run `evalkit synth`/`evalkit prepare` for this corpus or fix the paths."
-        )
-
-
 def upstream_info(upstream, spec: str) -> dict:
     return {
         "name": spec,
@@ -334,15 +328,6 @@ def upstream_info(upstream, spec: str) -> dict:
         ),
         "pretraining": getattr(upstream, "pretraining", None),
     }
-
-
-def spec_folder(spec: str) -> Path | None:
-    """The folder holding an upstream's files (an evalkit checkpoint or an `hf:` folder), or None."""
-    if spec.startswith("hf:"):
-        return Path(spec[3:])
-    if spec.startswith("s3prl:") or not (Path(spec).is_dir() or "/" in spec or spec.startswith(".")):
-        return None  # a registered name (or s3prl's): built by code, quick to fingerprint
-    return Path(spec)
 
 
 def fingerprint_of(spec: str, upstream=None, hf_padding: str = "exact") -> str | None:
@@ -437,48 +422,11 @@ def check_existing(spec: str, tasks: list[TaskConfig], opts: EvalOptions, log=pr
     return todo
 
 
-def check_writable(folder: Path, option: str) -> None:
-    """Fail before any work (no upstream loaded, nothing trained) if `folder` cannot be created or
-    written: create it, then write, sync and remove a small probe file."""
-    probe = folder / f".evalkit-write-probe-{os.getpid()}"
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        try:
-            with open(probe, "wb") as f:
-                f.write(bytes(4096))
-                f.flush()
-                os.fsync(f.fileno())
-        finally:
-            probe.unlink(missing_ok=True)
-    except OSError as e:
-        blocker = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
-        if blocker is not None:
-            why = f"{blocker} is a file, not a folder"
-        elif e.errno == errno.ENOSPC:
-            why = "the disk is full: free some space"
-        else:
-            why = f"cannot write there ({e.strerror})"
-        raise ConfigError(f"{option} {folder}: {why}. Give {option} a folder you can write to.") from None
-
-
 def check_outputs(spec: str, opts: EvalOptions) -> None:
     """The results folder (and the feature cache, unless --no-cache) can be written."""
     check_writable(result_path(opts.output, spec, "_", opts.name).parent, "--output")
     if not opts.no_cache:
         check_writable(opts.cache_root, "--cache" if opts.cache else "--output")
-
-
-def warn_if_unfinished(spec: str, log=print) -> None:
-    """A checkpoint of a pre-training that has not reached its last step is evaluated, with a warning."""
-    folder = spec_folder(spec)
-    if folder is None or not (folder / "config.json").is_file():
-        return
-    pre = read_config(folder).get("pretraining") or {}
-    if pre and pre.get("method") != "random-init" and not pre.get("finished"):
-        log(
-            f"warning: {spec} is an unfinished pre-training (step {pre.get('steps', '?')}, not its last): "
-            "its results describe that step. Finish it with `evalkit pretrain ... --resume` for the final model."
-        )
 
 
 def plan_eval(spec: str, tasks: list[TaskConfig], opts: EvalOptions, log=print) -> str:
@@ -500,19 +448,6 @@ def plan_eval(spec: str, tasks: list[TaskConfig], opts: EvalOptions, log=print) 
     return format_plan(plan_costs(upstream, kinds, cache, log), cache, resolve_device(opts.device))
 
 
-def warn_if_not_s3prls_features(upstream, tasks: list[TaskConfig], opts: EvalOptions, log=print) -> None:
-    """Say before any work when a faithful task will read features s3prl would not compute: a GroupNorm
-    `hf:` checkpoint run padding-exact (the leaderboard then calls the result a deviation)."""
-    faithful = [t.name for t in tasks if t.recipe == "s3prl"]
-    if faithful and isinstance(upstream, HFUpstream) and upstream.group_norm and opts.hf_padding == "exact":
-        log(
-            f"warning: {', '.join(faithful)} follow s3prl's recipes, but this GroupNorm checkpoint runs with "
-            "--hf-padding exact (each utterance's features as it gives alone), where s3prl's experts normalise "
-            "over the padded batch: the leaderboard will list these results as deviating from s3prl. Add "
-            "--hf-padding s3prl for numbers to set beside the public leaderboard."
-        )
-
-
 def run_eval(spec: str, tasks: list[TaskConfig], opts: EvalOptions, log=print) -> list[Path]:
     """Evaluate `spec` on each task; keep those with a result of the same making unless overwrite.
     Returns the result paths."""
@@ -527,7 +462,7 @@ def run_eval(spec: str, tasks: list[TaskConfig], opts: EvalOptions, log=print) -
     upstream = load_upstream(spec, device=resolve_device(opts.device), hf_padding=opts.hf_padding)
     fingerprint_of(spec, upstream, opts.hf_padding)  # cached beside the checkpoint for the next resume
     warn_if_unfinished(spec, log)
-    warn_if_not_s3prls_features(upstream, todo, opts, log)
+    warn_if_not_s3prls_features(upstream, todo, opts.hf_padding, log)
     if not opts.no_cache:
         layers, total = cache_layers(opts.cache_layers, int(upstream.num_layers)), int(upstream.num_layers)
         needs = cache_needs(upstream, todo, opts)

@@ -408,14 +408,13 @@ def test_eval_keeps_the_padding_modes_apart(tmp_path, smoke_suite, capsys):
 def test_faithful_tasks_on_padding_exact_groupnorm_features_are_warned_of(
     tmp_path, variant, padding, task, warned
 ):
-    from evalkit.evaluation.evaluate import EvalOptions, warn_if_not_s3prls_features
+    from evalkit.evaluation.preflight import warn_if_not_s3prls_features
     from evalkit.evaluation.task import load_task
     from upstreams.load import load_upstream
 
     make_checkpoint(tmp_path / "ckpt", variant)
     upstream = load_upstream(f"hf:{tmp_path / 'ckpt'}", hf_padding=padding)
     lines = []
-    opts = EvalOptions(data=tmp_path, output=tmp_path / "out", hf_padding=padding)
-    warn_if_not_s3prls_features(upstream, [load_task(task)], opts, lines.append)
+    warn_if_not_s3prls_features(upstream, [load_task(task)], padding, lines.append)
     assert bool(lines) == warned
     assert not lines or ("--hf-padding s3prl" in lines[0] and task in lines[0])
