@@ -42,6 +42,9 @@ RUN_PROFILES = {
     # paired test draws a several-seed row's seed at random, so a one-seed twin is still compared fairly.
     # The small recipes would spend ~2 h of the 4 pre-training in fp32 here; FBANK with context (the
     # costliest baseline, no question of the board's needs it) is left out as in `default`.
+    # Measured since (2026-12-07, 31b3b6e, a shared machine): the oracle's ten tasks took 7,866 s of one
+    # core, FBANK's 10,628 s (SF 3,971, ASV 3,970), HuBERT's 4,594 s: ~9 h in all, not 4. To be re-sized
+    # (SF, ASV) after the run that re-publishes the board with these settings.
     "full": RunProfile(
         "default",
         "tiny",
