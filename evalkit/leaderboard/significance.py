@@ -174,22 +174,14 @@ def paired_bootstrap(
     tbs = [t[[ib[k] for k in common]] for t in b.tables]
     if a.by_group is not None and b.by_group is not None:
         return _paired_group_bootstrap(a, b, tas, tbs, higher_is_better, n, seed)
-    rng = np.random.default_rng(seed)
-    runs = np.random.default_rng([seed, 1])  # which seed's run a several-seed entry is in a resample
-    wins = total = 0
-    for _ in range(n):
-        idx = rng.integers(0, len(common), len(common))
-        ta = tas[int(runs.integers(len(tas)))] if len(tas) > 1 else tas[0]
-        tb = tbs[int(runs.integers(len(tbs)))] if len(tbs) > 1 else tbs[0]
-        try:
-            va, vb = a.aggregate(ta[idx]), b.aggregate(tb[idx])
-        except EvalkitError:
-            continue  # a degenerate resample (no target trial, no reference word): undefined, left out
-        total += 1
-        wins += (va > vb) if higher_is_better else (va < vb)
-    if total < 0.8 * n:
-        raise EvalkitError("too few valid resamples for a bootstrap test (test set too small).")
-    return wins / total
+    return _win_fraction(
+        lambda rng: rng.integers(0, len(common), len(common)),
+        (tas, lambda t, idx: a.aggregate(t[idx])),
+        (tbs, lambda t, idx: b.aggregate(t[idx])),
+        higher_is_better,
+        n,
+        seed,
+    )
 
 
 def _paired_group_bootstrap(
@@ -202,8 +194,6 @@ def _paired_group_bootstrap(
     prepared_a = [a.by_group(t) for t in tas]
     prepared_b = [b.by_group(t) for t in tbs]
     _, group = np.unique(prepared_a[0].groups, return_inverse=True)  # shared numbering of the common items
-    rng = np.random.default_rng(seed)
-    runs = np.random.default_rng([seed, 1])
     n_groups = int(group.max()) + 1
 
     def weights(prepared, drawn_counts):
@@ -211,13 +201,31 @@ def _paired_group_bootstrap(
         w[prepared.groups] = drawn_counts[group]  # each entry's own term numbers
         return w
 
+    return _win_fraction(
+        lambda rng: np.bincount(rng.integers(0, n_groups, n_groups), minlength=n_groups),
+        (prepared_a, lambda p, counts: p.value(weights(p, counts))),
+        (prepared_b, lambda p, counts: p.value(weights(p, counts))),
+        higher_is_better,
+        n,
+        seed,
+    )
+
+
+def _win_fraction(draw, a: tuple, b: tuple, higher_is_better: bool, n: int, seed: int) -> float:
+    """The bootstrap loop both tests share: `n` times, `draw(rng)` resamples (items or groups), each entry
+    is one of its head seeds' runs drawn at random (`a`, `b`: (runs, value(run, drawn))), and the
+    fraction of valid resamples in which `a` is strictly better is returned. A resample whose metric is
+    undefined (no target trial, no reference word) is left out; too few valid ones is an error."""
+    rng = np.random.default_rng(seed)
+    runs = np.random.default_rng([seed, 1])  # which seed's run a several-seed entry is in a resample
+    (a_runs, value_a), (b_runs, value_b) = a, b
     wins = total = 0
     for _ in range(n):
-        counts = np.bincount(rng.integers(0, n_groups, n_groups), minlength=n_groups)
-        pa = prepared_a[int(runs.integers(len(prepared_a)))] if len(prepared_a) > 1 else prepared_a[0]
-        pb = prepared_b[int(runs.integers(len(prepared_b)))] if len(prepared_b) > 1 else prepared_b[0]
+        drawn = draw(rng)
+        ra = a_runs[int(runs.integers(len(a_runs)))] if len(a_runs) > 1 else a_runs[0]
+        rb = b_runs[int(runs.integers(len(b_runs)))] if len(b_runs) > 1 else b_runs[0]
         try:
-            va, vb = pa.value(weights(pa, counts)), pb.value(weights(pb, counts))
+            va, vb = value_a(ra, drawn), value_b(rb, drawn)
         except EvalkitError:
             continue
         total += 1

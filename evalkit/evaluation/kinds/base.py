@@ -209,6 +209,7 @@ class TaskKind:
             log(f"warning: {warning}")
         grid, head_specs, steps, every = training_plan(self.task, self.settings)
         seeds = head_seeds(self.task, self.settings)
+        store = store if len(seeds) > 1 else None  # one seed has nothing to resume: its result is the file
         runs = []
         # --no-cache runs the upstream inside every step: it gets all threads, as in s3prl
         with intra_op_threads(self.settings.train_threads):
@@ -224,13 +225,13 @@ class TaskKind:
                         + ", ".join(f"{name} {lr:g}" for name, lr in rates.items())
                     )
                     log(f"[{self.task.name}] head seed {seed} ({k + 1} of {len(seeds)}){at}")
-                kept = store.load(seed, self.metrics) if store is not None and len(seeds) > 1 else None
+                kept = store.load(seed, self.metrics) if store is not None else None
                 if kept is not None:
                     log(f"[{self.task.name}] head seed {seed}: finished before, read from {store.path(seed)}")
                     runs.append(kept)
                     continue
                 runs.append(self._train_and_test(features, grid, head_specs, steps, every, log, seed, rates))
-                if store is not None and len(seeds) > 1:
+                if store is not None:
                     store.save(runs[-1])
         if len(runs) == 1:
             return runs[0].result, runs[0].samples
