@@ -53,8 +53,7 @@ class SSLEncoder(Upstream):
     def forward(self, wavs: torch.Tensor, wav_lens: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
         feats, lens = self.frontend(wavs, wav_lens)
         valid = padding_mask(lens, feats.shape[1])
-        hidden = self.encoder(feats, valid)
-        return [h * valid[..., None] for h in hidden], lens
+        return self.encoder(feats, valid), lens  # every hidden state has its padded frames zeroed
 
 
 def random_transformer(seed: int = 0, **overrides) -> SSLEncoder:

@@ -87,6 +87,22 @@ def test_waveform_cnn_is_padding_invariant(norm):
     assert (x[0, n:] == 0).all()
 
 
+def test_waveform_cnn_fast_path_without_padding_equals_the_masked_path():
+    """A batch with no padding takes F.group_norm; the same rows inside a padded batch take the masked norm."""
+    torch.manual_seed(0)
+    cnn = WaveformCNN(channels=16, norm="group_norm")
+    with torch.no_grad():
+        cnn.norm_weight.normal_()
+        cnn.norm_bias.normal_()
+    equal = torch.randn(2, 8000)
+    fast, fast_lens = cnn(equal, torch.tensor([8000, 8000]))
+    padded, lens = batch_of([equal[0], equal[1], torch.randn(12000)])
+    masked, _ = cnn(padded, lens)
+    n = int(fast_lens[0])
+    assert (fast - masked[:2, :n]).abs().max() < 1e-5
+    assert (masked[:2, n:] == 0).all()
+
+
 def test_batched_fbank_equals_kaldi_fbank_per_utterance():
     wavs = [torch.randn(n) * 0.3 for n in [16000, 12345, 4001, 401, 399]]
     batch, lens = batch_of(wavs)
