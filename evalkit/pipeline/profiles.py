@@ -43,8 +43,9 @@ RUN_PROFILES = {
     # The small recipes would spend ~2 h of the 4 pre-training in fp32 here; FBANK with context (the
     # costliest baseline, no question of the board's needs it) is left out as in `default`.
     # Measured since (2026-12-07, 31b3b6e, a shared machine): the oracle's ten tasks took 7,866 s of one
-    # core, FBANK's 10,628 s (SF 3,971, ASV 3,970), HuBERT's 4,594 s: ~9 h in all, not 4. ASV version 3
-    # (2026-12-08) halves ASV's share (tasks/asv/task.yaml); SF and ASR are still to be re-sized.
+    # core, FBANK's 10,628 s (SF 3,971, ASV 3,970), HuBERT's 4,594 s: ~9 h in all, not 4. Since
+    # (2026-12-08): ASV version 3 halves ASV's share, ASR version 3 doubles ASR's (3,000 steps, where the
+    # oracle first meets its 10% WER ceiling), ~7 h estimated; SF is still to be re-sized.
     "full": RunProfile(
         "default",
         "tiny",
